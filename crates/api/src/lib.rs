@@ -1,0 +1,1 @@
+//! wearhouse-api.

@@ -1,0 +1,95 @@
+//! Command-line and environment configuration blocks shared by every binary. Each binary
+//! flattens the blocks it needs into its own clap parser, so `--help` documents them all.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::error::Error;
+
+/// Database connection settings.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL connection URL, e.g. postgres://wearhouse:secret@localhost:5432/wearhouse
+    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: SecretString,
+
+    /// Largest number of pooled connections.
+    #[arg(long, env = "WEARHOUSE_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+
+    /// Seconds to wait for a pooled connection before giving up with "unavailable".
+    #[arg(long, env = "WEARHOUSE_DB_ACQUIRE_TIMEOUT_SECS", default_value_t = 5)]
+    pub db_acquire_timeout_secs: u64,
+}
+
+impl DatabaseArgs {
+    /// Settings for `url` with default pool sizes.
+    pub fn from_url(url: impl Into<String>) -> Self {
+        DatabaseArgs {
+            database_url: SecretString::from(url.into()),
+            db_max_connections: 10,
+            db_acquire_timeout_secs: 5,
+        }
+    }
+
+    /// Parsed connection options.
+    pub fn connect_options(&self) -> Result<PgConnectOptions, Error> {
+        self.database_url
+            .expose_secret()
+            .parse::<PgConnectOptions>()
+            .map_err(|e| Error::invalid("database-url", e.to_string()))
+    }
+
+    /// A pool that connects lazily, so a service starts (and reports "not ready") while
+    /// the database is down, and recovers by itself when it returns.
+    pub fn lazy_pool(&self) -> Result<PgPool, Error> {
+        Ok(self.pool_options().connect_lazy_with(self.connect_options()?))
+    }
+
+    /// A pool with one connection established, for commands that need the database now.
+    pub async fn connect(&self) -> Result<PgPool, Error> {
+        Ok(self
+            .pool_options()
+            .connect_with(self.connect_options()?)
+            .await?)
+    }
+
+    fn pool_options(&self) -> PgPoolOptions {
+        PgPoolOptions::new()
+            .max_connections(self.db_max_connections)
+            .acquire_timeout(Duration::from_secs(self.db_acquire_timeout_secs))
+    }
+}
+
+/// Where an HTTP server listens.
+#[derive(Debug, Clone, Args)]
+pub struct ListenArgs {
+    /// Address and port to listen on; port 0 picks a free port.
+    #[arg(long, env = "WEARHOUSE_LISTEN", default_value = "0.0.0.0:8000")]
+    pub listen: SocketAddr,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, for terminals.
+    Pretty,
+    /// One JSON object per line, for containers and log shippers.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryArgs {
+    /// Log format.
+    #[arg(long, env = "WEARHOUSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// Log filter in tracing's EnvFilter syntax, e.g. "info,wearhouse_core=debug".
+    #[arg(long, env = "WEARHOUSE_LOG", default_value = "info")]
+    pub log: String,
+}
