@@ -47,7 +47,9 @@ impl DatabaseArgs {
     /// A pool that connects lazily, so a service starts (and reports "not ready") while
     /// the database is down, and recovers by itself when it returns.
     pub fn lazy_pool(&self) -> Result<PgPool, Error> {
-        Ok(self.pool_options().connect_lazy_with(self.connect_options()?))
+        Ok(self
+            .pool_options()
+            .connect_lazy_with(self.connect_options()?))
     }
 
     /// A pool with one connection established, for commands that need the database now.

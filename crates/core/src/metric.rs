@@ -116,30 +116,114 @@ impl Metric {
     /// The catalogue entry.
     pub const fn info(self) -> MetricInfo {
         match self {
-            Metric::HeartRate => info("heart_rate", "bpm", 1, K::Continuous, I::Arima, (25.0, 250.0),
-                "heart rate; sparse second-level samples during the day"),
-            Metric::Steps => info("steps", "steps", 60, K::Count, I::ForwardBackFill, (0.0, 300.0),
-                "steps per minute"),
-            Metric::Calories => info("calories", "kcal", 60, K::Count, I::ForwardBackFill, (0.0, 50.0),
-                "energy expenditure per minute"),
-            Metric::Distance => info("distance", "m", 60, K::Count, I::ForwardBackFill, (0.0, 500.0),
-                "distance per minute"),
-            Metric::Floors => info("floors", "floors", 60, K::Count, I::None, (0.0, 30.0),
-                "floors climbed per minute"),
-            Metric::ActiveZoneMinutes => info("active_zone_minutes", "min", 60, K::Count, I::None, (0.0, 2.0),
-                "active zone minutes earned per minute (cardio and peak count double)"),
-            Metric::SleepStage => info("sleep_stage", "stage", 30, K::Categorical, I::None, (0.0, 3.0),
-                "sleep stage per 30 s: wake/light/deep/rem (stages) or awake/restless/asleep (classic)"),
-            Metric::Spo2 => info("spo2", "%", 60, K::Continuous, I::Linear, (50.0, 100.0),
-                "blood oxygen saturation during sleep"),
-            Metric::HrvRmssd => info("hrv_rmssd", "ms", 300, K::Continuous, I::Linear, (1.0, 300.0),
-                "heart rate variability (RMSSD) in 5-minute windows during sleep"),
-            Metric::BreathingRate => info("breathing_rate", "breaths/min", 86_400, K::Daily, I::None, (4.0, 40.0),
-                "nightly breathing rate"),
-            Metric::SkinTempDelta => info("skin_temp_delta", "°C", 86_400, K::Daily, I::None, (-10.0, 10.0),
-                "nightly skin temperature relative to the participant's baseline"),
-            Metric::RestingHeartRate => info("resting_heart_rate", "bpm", 86_400, K::Daily, I::None, (25.0, 150.0),
-                "daily resting heart rate"),
+            Metric::HeartRate => info(
+                "heart_rate",
+                "bpm",
+                1,
+                K::Continuous,
+                I::Arima,
+                (25.0, 250.0),
+                "heart rate; sparse second-level samples during the day",
+            ),
+            Metric::Steps => info(
+                "steps",
+                "steps",
+                60,
+                K::Count,
+                I::ForwardBackFill,
+                (0.0, 300.0),
+                "steps per minute",
+            ),
+            Metric::Calories => info(
+                "calories",
+                "kcal",
+                60,
+                K::Count,
+                I::ForwardBackFill,
+                (0.0, 50.0),
+                "energy expenditure per minute",
+            ),
+            Metric::Distance => info(
+                "distance",
+                "m",
+                60,
+                K::Count,
+                I::ForwardBackFill,
+                (0.0, 500.0),
+                "distance per minute",
+            ),
+            Metric::Floors => info(
+                "floors",
+                "floors",
+                60,
+                K::Count,
+                I::None,
+                (0.0, 30.0),
+                "floors climbed per minute",
+            ),
+            Metric::ActiveZoneMinutes => info(
+                "active_zone_minutes",
+                "min",
+                60,
+                K::Count,
+                I::None,
+                (0.0, 2.0),
+                "active zone minutes earned per minute (cardio and peak count double)",
+            ),
+            Metric::SleepStage => info(
+                "sleep_stage",
+                "stage",
+                30,
+                K::Categorical,
+                I::None,
+                (0.0, 3.0),
+                "sleep stage per 30 s: wake/light/deep/rem (stages) or awake/restless/asleep (classic)",
+            ),
+            Metric::Spo2 => info(
+                "spo2",
+                "%",
+                60,
+                K::Continuous,
+                I::Linear,
+                (50.0, 100.0),
+                "blood oxygen saturation during sleep",
+            ),
+            Metric::HrvRmssd => info(
+                "hrv_rmssd",
+                "ms",
+                300,
+                K::Continuous,
+                I::Linear,
+                (1.0, 300.0),
+                "heart rate variability (RMSSD) in 5-minute windows during sleep",
+            ),
+            Metric::BreathingRate => info(
+                "breathing_rate",
+                "breaths/min",
+                86_400,
+                K::Daily,
+                I::None,
+                (4.0, 40.0),
+                "nightly breathing rate",
+            ),
+            Metric::SkinTempDelta => info(
+                "skin_temp_delta",
+                "°C",
+                86_400,
+                K::Daily,
+                I::None,
+                (-10.0, 10.0),
+                "nightly skin temperature relative to the participant's baseline",
+            ),
+            Metric::RestingHeartRate => info(
+                "resting_heart_rate",
+                "bpm",
+                86_400,
+                K::Daily,
+                I::None,
+                (25.0, 150.0),
+                "daily resting heart rate",
+            ),
         }
     }
 
@@ -199,7 +283,10 @@ mod tests {
     fn every_metric_parses_back_from_its_name() {
         for m in Metric::ALL {
             assert_eq!(Metric::parse(m.name()).unwrap(), m);
-            assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{}\"", m.name()));
+            assert_eq!(
+                serde_json::to_string(&m).unwrap(),
+                format!("\"{}\"", m.name())
+            );
             assert!(m.info().min_value < m.info().max_value);
         }
     }

@@ -97,7 +97,15 @@ mod tests {
 
     #[test]
     fn ids_that_could_smuggle_sql_or_paths_are_rejected() {
-        for bad in ["", " ", "-lead", "a b", "p'; drop table raw_data;--", "../etc", &"x".repeat(65)] {
+        for bad in [
+            "",
+            " ",
+            "-lead",
+            "a b",
+            "p'; drop table raw_data;--",
+            "../etc",
+            &"x".repeat(65),
+        ] {
             let e = ParticipantId::parse(bad).unwrap_err();
             assert_eq!(e.parameter(), Some("participant_id"), "{bad}");
         }

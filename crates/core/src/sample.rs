@@ -35,7 +35,11 @@ impl Sample {
     }
 
     /// A sleep-stage sample: the label in `value_text`, its code in `value_numeric`.
-    pub fn sleep_stage(participant_id: ParticipantId, timestamp: DateTime<Utc>, label: &str) -> Self {
+    pub fn sleep_stage(
+        participant_id: ParticipantId,
+        timestamp: DateTime<Utc>,
+        label: &str,
+    ) -> Self {
         Sample {
             participant_id,
             metric: Metric::SleepStage,

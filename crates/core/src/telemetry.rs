@@ -19,7 +19,12 @@ pub fn init_tracing(args: &TelemetryArgs) {
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match args.log_format {
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true),
+            )
             .try_init(),
         LogFormat::Pretty => registry.with(fmt::layer().with_target(true)).try_init(),
     };
@@ -57,8 +62,11 @@ impl MetricsRegistry {
     /// The registry in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        encode(&mut out, &self.inner.lock().expect("metrics registry poisoned"))
-            .expect("writing to a String cannot fail");
+        encode(
+            &mut out,
+            &self.inner.lock().expect("metrics registry poisoned"),
+        )
+        .expect("writing to a String cannot fail");
         out
     }
 }
@@ -68,7 +76,10 @@ pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.
 
 /// An axum handler body for `/metrics`.
 pub fn metrics_response(registry: &MetricsRegistry) -> impl IntoResponse + use<> {
-    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], registry.render())
+    (
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
+        registry.render(),
+    )
 }
 
 /// `/health` (always 200 while the process runs) and `/metrics`.
