@@ -1,0 +1,343 @@
+// Wires the dashboard together: the pickers and range choose a view, the view lives in the
+// URL, the chart shows the whole range at the resolution the API picks, and the table pages
+// through the same series at that resolution.
+import { ApiError, getJson } from './api.js';
+import { clearChart, createChart, showSeries } from './chart-view.js';
+import { formatCount, formatRange, localZone, metricLabel, resolutionName } from './format.js';
+import { renderMessage, renderRows } from './table.js';
+import { PAGE_SIZES, apiInstant, formatDay, rangeOf, viewFromQuery, viewToQuery } from './view.js';
+
+/** Points the chart asks for over any range; the API picks the resolution that fits. */
+const MAX_POINTS = 2000;
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  form: $('controls'),
+  participant: $('participant'),
+  metric: $('metric'),
+  start: $('start'),
+  end: $('end'),
+  status: $('status'),
+  error: $('error'),
+  errorTitle: $('error-title'),
+  errorMessage: $('error-message'),
+  retry: $('retry'),
+  chartTitle: $('chart-title'),
+  chartSubtitle: $('chart-subtitle'),
+  resolutionBox: $('resolution-box'),
+  resolution: $('resolution'),
+  reason: $('resolution-reason'),
+  chartWrap: $('chart-wrap'),
+  chartEmpty: $('chart-empty'),
+  pageSize: $('page-size'),
+  tableBody: $('table-body'),
+  prev: $('prev'),
+  next: $('next'),
+  pageInfo: $('page-info'),
+  footer: $('footer'),
+};
+
+const state = {
+  view: viewFromQuery(location.search),
+  participants: [],
+  catalog: new Map(),
+  /** The chart's answer: range, resolution and total, which the table pages through. */
+  series: null,
+  retry: null,
+  seriesAbort: null,
+  tableAbort: null,
+};
+
+const chart = createChart($('chart'));
+
+function setStatus(text) {
+  ui.status.textContent = text;
+}
+
+function showError(err, retry) {
+  const apiError = err instanceof ApiError ? err : new ApiError(String(err.message ?? err), { kind: 'format' });
+  ui.errorTitle.textContent = apiError.title;
+  ui.errorMessage.textContent = apiError.message;
+  ui.error.hidden = false;
+  state.retry = retry;
+  setStatus(`Error: ${apiError.message}`);
+}
+
+function hideError() {
+  ui.error.hidden = true;
+  state.retry = null;
+}
+
+function setBusy(busy) {
+  ui.chartWrap.setAttribute('aria-busy', String(busy));
+  ui.chartWrap.classList.toggle('loading', busy);
+}
+
+function pushView(replace = false) {
+  const query = viewToQuery(state.view);
+  if (query === location.search) return;
+  if (replace) history.replaceState(null, '', query);
+  else history.pushState(null, '', query);
+}
+
+/** Puts the view into the form controls. */
+function showView() {
+  const v = state.view;
+  ui.participant.value = v.participant ?? '';
+  ui.metric.value = v.metric ?? '';
+  for (const radio of ui.form.elements.range) radio.checked = radio.value === v.range;
+  ui.pageSize.value = String(v.pageSize);
+}
+
+function currentParticipant() {
+  return state.participants.find((p) => p.participant_id === state.view.participant);
+}
+
+/** Chooses a valid participant and metric when the URL named none or an unknown one. */
+function settleView() {
+  const v = state.view;
+  if (!state.participants.some((p) => p.participant_id === v.participant)) {
+    v.participant = state.participants[0]?.participant_id ?? null;
+  }
+  if (!state.catalog.has(v.metric)) {
+    v.metric = state.catalog.has('heart_rate') ? 'heart_rate' : ([...state.catalog.keys()][0] ?? null);
+  }
+}
+
+async function init() {
+  hideError();
+  setBusy(true);
+  setStatus('Loading participants and metrics…');
+  try {
+    const [people, catalog] = await Promise.all([
+      getJson('participants', { limit: 1000, offset: 0 }),
+      getJson('metrics-catalog'),
+    ]);
+    state.participants = people.participants ?? [];
+    state.catalog = new Map((catalog.metrics ?? []).map((m) => [m.name, m]));
+    const more =
+      people.total_count > state.participants.length
+        ? ` The participant list shows the first ${state.participants.length} of ${formatCount(people.total_count)}.`
+        : '';
+    ui.footer.textContent = `Times are shown in your browser's time zone (${localZone()}).${more}`;
+  } catch (err) {
+    setBusy(false);
+    ui.chartTitle.textContent = 'Dashboard unavailable';
+    showError(err, init);
+    return;
+  }
+  ui.participant.replaceChildren(
+    ...state.participants.map((p) => {
+      const status = p.status && p.status !== 'active' ? ` (${p.status})` : '';
+      return new Option(`${p.participant_id}${status}`, p.participant_id);
+    }),
+  );
+  ui.metric.replaceChildren(
+    ...[...state.catalog.values()].map((m) => new Option(`${metricLabel(m.name)} (${m.unit})`, m.name)),
+  );
+  ui.participant.disabled = state.participants.length === 0;
+  ui.metric.disabled = state.catalog.size === 0;
+  if (state.participants.length === 0) {
+    setBusy(false);
+    ui.chartTitle.textContent = 'No participants yet';
+    showEmpty('No participants are enrolled yet. Enrol a participant or load the demo cohort to see data here.');
+    setStatus('No participants enrolled.');
+    return;
+  }
+  settleView();
+  showView();
+  pushView(true);
+  await loadSeries();
+}
+
+function showEmpty(message) {
+  clearChart(chart);
+  ui.chartEmpty.textContent = message;
+  ui.chartEmpty.hidden = false;
+  ui.resolutionBox.hidden = true;
+  ui.reason.hidden = true;
+  renderMessage(ui.tableBody, 'No rows.');
+  ui.pageInfo.textContent = '';
+  ui.prev.disabled = true;
+  ui.next.disabled = true;
+}
+
+/** Loads the chart for the current view, then the table page. */
+async function loadSeries() {
+  hideError();
+  state.seriesAbort?.abort();
+  state.tableAbort?.abort();
+  const abort = new AbortController();
+  state.seriesAbort = abort;
+  const v = state.view;
+  const metric = state.catalog.get(v.metric);
+  const person = currentParticipant();
+  const range = rangeOf(v, person?.last_sample?.[v.metric]);
+  if (range.error) {
+    setStatus(range.error);
+    ui.error.hidden = false;
+    ui.errorTitle.textContent = 'Check the dates';
+    ui.errorMessage.textContent = range.error;
+    return;
+  }
+  ui.start.value = formatDay(range.start);
+  ui.end.value = formatDay(new Date(range.end.getTime() - 1));
+  ui.chartTitle.textContent = `${metricLabel(metric.name)} · ${person.participant_id}`;
+  ui.chartSubtitle.textContent = `${formatRange(range.start, range.end)} · times in ${localZone()}`;
+  setBusy(true);
+  setStatus(`Loading ${metricLabel(metric.name).toLowerCase()} for ${person.participant_id}…`);
+  renderMessage(ui.tableBody, 'Loading…');
+  let body;
+  try {
+    body = await getJson(
+      'data',
+      {
+        participant_id: person.participant_id,
+        metric: metric.name,
+        start_date: apiInstant(range.start),
+        end_date: apiInstant(range.end),
+        resolution: 'auto',
+        max_points: MAX_POINTS,
+      },
+      abort.signal,
+    );
+  } catch (err) {
+    if (err.name === 'AbortError') return;
+    setBusy(false);
+    state.series = null;
+    showEmpty('The chart could not be loaded.');
+    renderMessage(ui.tableBody, 'The table could not be loaded.');
+    showError(err, loadSeries);
+    return;
+  }
+  setBusy(false);
+  const points = body.series?.[0]?.points ?? [];
+  state.series = { range, resolution: body.resolution, participant: person.participant_id, metric: metric.name };
+  ui.resolution.textContent = resolutionName(body.resolution);
+  ui.resolution.dataset.resolution = body.resolution;
+  ui.resolution.title = body.resolution_reason ?? '';
+  ui.reason.textContent = body.resolution_reason ?? '';
+  ui.reason.hidden = !body.resolution_reason;
+  ui.resolutionBox.hidden = false;
+  if (points.length === 0) {
+    showEmpty(`No ${metricLabel(metric.name).toLowerCase()} data for ${person.participant_id} in this range.`);
+    ui.resolutionBox.hidden = false;
+    setStatus('No data in this range.');
+    return;
+  }
+  ui.chartEmpty.hidden = true;
+  const stepSecs = { '1m': 60, '1h': 3600, '1d': 86400 }[body.resolution] ?? metric.native_interval_secs;
+  showSeries(chart, points, { unit: body.unit ?? metric.unit, resolution: body.resolution, stepSecs, ...range });
+  const truncated = body.total_count > points.length ? ` (first ${formatCount(points.length)} of ${formatCount(body.total_count)})` : '';
+  ui.chartSubtitle.textContent = `${formatRange(range.start, range.end)} · ${formatCount(points.length)} points${truncated} · times in ${localZone()}`;
+  await loadTable();
+}
+
+/** Loads the current table page at the chart's resolution. */
+async function loadTable() {
+  if (!state.series) return;
+  hideError();
+  state.tableAbort?.abort();
+  const abort = new AbortController();
+  state.tableAbort = abort;
+  const v = state.view;
+  const { range, resolution, participant, metric } = state.series;
+  setStatus(`Loading page ${v.page}…`);
+  let body;
+  try {
+    body = await getJson(
+      'data',
+      {
+        participant_id: participant,
+        metric,
+        start_date: apiInstant(range.start),
+        end_date: apiInstant(range.end),
+        resolution,
+        max_points: MAX_POINTS,
+        limit: v.pageSize,
+        offset: (v.page - 1) * v.pageSize,
+      },
+      abort.signal,
+    );
+  } catch (err) {
+    if (err.name === 'AbortError') return;
+    renderMessage(ui.tableBody, 'The table could not be loaded.');
+    ui.pageInfo.textContent = '';
+    showError(err, loadTable);
+    return;
+  }
+  const total = body.total_count ?? 0;
+  const pages = Math.max(1, Math.ceil(total / v.pageSize));
+  if (v.page > pages) {
+    // A shared link or a smaller page size can point past the end: show the last page.
+    v.page = pages;
+    pushView(true);
+    await loadTable();
+    return;
+  }
+  const points = body.series?.[0]?.points ?? [];
+  if (points.length === 0) renderMessage(ui.tableBody, 'No rows.');
+  else renderRows(ui.tableBody, points, resolution);
+  const first = (v.page - 1) * v.pageSize + 1;
+  ui.pageInfo.textContent =
+    total === 0 ? 'No rows' : `Page ${v.page} of ${pages} · rows ${formatCount(first)}–${formatCount(first + points.length - 1)} of ${formatCount(total)}`;
+  const focused = document.activeElement;
+  ui.prev.disabled = v.page <= 1;
+  ui.next.disabled = v.page >= pages;
+  // A disabled button drops keyboard focus; hand it to the other one instead.
+  if (focused === ui.next && ui.next.disabled && !ui.prev.disabled) ui.prev.focus();
+  if (focused === ui.prev && ui.prev.disabled && !ui.next.disabled) ui.next.focus();
+  setStatus(`Showing ${formatCount(points.length)} rows, page ${v.page} of ${pages}.`);
+}
+
+function changeView(patch, { table = false } = {}) {
+  Object.assign(state.view, patch);
+  pushView();
+  if (table) loadTable();
+  else loadSeries();
+}
+
+ui.participant.addEventListener('change', () => changeView({ participant: ui.participant.value, page: 1 }));
+ui.metric.addEventListener('change', () => changeView({ metric: ui.metric.value, page: 1 }));
+for (const radio of ui.form.elements.range) {
+  radio.addEventListener('change', () => {
+    if (!radio.checked) return;
+    if (radio.value === 'custom') {
+      changeView({ range: 'custom', start: ui.start.value, end: ui.end.value, page: 1 });
+      ui.start.focus();
+    } else {
+      changeView({ range: radio.value, start: null, end: null, page: 1 });
+    }
+  });
+}
+// Typing a date marks the range custom; it loads on "Show" (or Enter), not on every keystroke.
+for (const input of [ui.start, ui.end]) {
+  input.addEventListener('input', () => {
+    ui.form.elements.range.value = 'custom';
+  });
+}
+ui.form.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const range = ui.form.elements.range.value || state.view.range;
+  if (range === 'custom') changeView({ range, start: ui.start.value, end: ui.end.value, page: 1 });
+  else changeView({ range, page: 1 });
+});
+ui.pageSize.addEventListener('change', () => {
+  const size = Number(ui.pageSize.value);
+  if (!PAGE_SIZES.includes(size)) return;
+  // Keep the first visible row on screen when the page size changes.
+  const firstRow = (state.view.page - 1) * state.view.pageSize;
+  changeView({ pageSize: size, page: Math.floor(firstRow / size) + 1 }, { table: true });
+});
+ui.prev.addEventListener('click', () => changeView({ page: Math.max(1, state.view.page - 1) }, { table: true }));
+ui.next.addEventListener('click', () => changeView({ page: state.view.page + 1 }, { table: true }));
+ui.retry.addEventListener('click', () => (state.retry ?? init)());
+window.addEventListener('popstate', () => {
+  state.view = viewFromQuery(location.search);
+  if (state.participants.length === 0) return void init();
+  settleView();
+  showView();
+  loadSeries();
+});
+
+init();
