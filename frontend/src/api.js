@@ -5,7 +5,7 @@
 export class ApiError extends Error {
   /**
    * @param {string} message what the server (or the network layer) said
-   * @param {{status?: number, code?: string, parameter?: string, kind: 'network'|'server'|'client'|'format'}} detail
+   * @param {{status?: number, code?: string, parameter?: string, kind: 'network'|'server'|'client'|'format'|'input'}} detail
    */
   constructor(message, detail) {
     super(message);
@@ -25,6 +25,8 @@ export class ApiError extends Error {
         return `The API is unavailable (HTTP ${this.status})`;
       case 'client':
         return `The request was rejected (HTTP ${this.status})`;
+      case 'input':
+        return 'Check the dates';
       default:
         return 'The API sent an unexpected answer';
     }

@@ -92,7 +92,7 @@ export function createChart(canvas) {
  * a null point breaks the line, so missing data reads as a gap rather than a straight line.
  * @param {Chart} chart
  * @param {Array<{timestamp: string, value: number|null, min: number|null, max: number|null, count: number, text: string|null}>} points
- * @param {{unit: string, resolution: string, stepSecs: number, start: Date, end: Date}} meta
+ * @param {{unit: string, kind: string, resolution: string, stepSecs: number, start: Date, end: Date}} meta
  */
 export function showSeries(chart, points, meta) {
   const avg = [];
@@ -124,6 +124,9 @@ export function showSeries(chart, points, meta) {
   chart.options.scales.x.max = meta.end.getTime();
   chart.options.scales.x.time.tooltipFormat = tooltipFormat(meta.resolution);
   chart.options.scales.y.title.text = meta.unit;
+  // Counts and stages start at zero; a stage holds until the next one, so draw it as steps.
+  chart.options.scales.y.beginAtZero = meta.kind !== 'continuous';
+  for (const d of chart.data.datasets) d.stepped = meta.kind === 'categorical' ? 'after' : false;
   chart.update('none');
 }
 

@@ -59,6 +59,7 @@ function showError(err, retry) {
   ui.errorTitle.textContent = apiError.title;
   ui.errorMessage.textContent = apiError.message;
   ui.error.hidden = false;
+  ui.retry.hidden = !retry;
   state.retry = retry;
   setStatus(`Error: ${apiError.message}`);
 }
@@ -123,6 +124,7 @@ async function init() {
   } catch (err) {
     setBusy(false);
     ui.chartTitle.textContent = 'Dashboard unavailable';
+    showEmpty('Participants and metrics could not be loaded.');
     showError(err, init);
     return;
   }
@@ -173,16 +175,19 @@ async function loadSeries() {
   const metric = state.catalog.get(v.metric);
   const person = currentParticipant();
   const range = rangeOf(v, person?.last_sample?.[v.metric]);
+  ui.chartTitle.textContent = `${metricLabel(metric.name)} · ${person.participant_id}`;
   if (range.error) {
-    setStatus(range.error);
-    ui.error.hidden = false;
-    ui.errorTitle.textContent = 'Check the dates';
-    ui.errorMessage.textContent = range.error;
+    state.series = null;
+    ui.start.value = v.start ?? '';
+    ui.end.value = v.end ?? '';
+    ui.chartSubtitle.textContent = '';
+    setBusy(false);
+    showEmpty('Choose a start and an end date, then press Show.');
+    showError(new ApiError(range.error, { kind: 'input' }), null);
     return;
   }
   ui.start.value = formatDay(range.start);
   ui.end.value = formatDay(new Date(range.end.getTime() - 1));
-  ui.chartTitle.textContent = `${metricLabel(metric.name)} · ${person.participant_id}`;
   ui.chartSubtitle.textContent = `${formatRange(range.start, range.end)} · times in ${localZone()}`;
   setBusy(true);
   setStatus(`Loading ${metricLabel(metric.name).toLowerCase()} for ${person.participant_id}…`);
@@ -227,7 +232,7 @@ async function loadSeries() {
   }
   ui.chartEmpty.hidden = true;
   const stepSecs = { '1m': 60, '1h': 3600, '1d': 86400 }[body.resolution] ?? metric.native_interval_secs;
-  showSeries(chart, points, { unit: body.unit ?? metric.unit, resolution: body.resolution, stepSecs, ...range });
+  showSeries(chart, points, { unit: body.unit ?? metric.unit, kind: metric.kind, resolution: body.resolution, stepSecs, ...range });
   const truncated = body.total_count > points.length ? ` (first ${formatCount(points.length)} of ${formatCount(body.total_count)})` : '';
   ui.chartSubtitle.textContent = `${formatRange(range.start, range.end)} · ${formatCount(points.length)} points${truncated} · times in ${localZone()}`;
   await loadTable();

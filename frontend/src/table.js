@@ -10,8 +10,10 @@ import { decimalsFor, formatCount, formatFixed, formatTime } from './format.js';
 export function renderRows(tbody, points, resolution) {
   const table = tbody.closest('table');
   const hasText = points.some((p) => p.text);
-  const decimals = decimalsFor(points.flatMap((p) => [p.value, p.min, p.max]));
-  const value = (v) => formatFixed(v, decimals);
+  // Each column keeps one number of decimals so it lines up (averages of counts have them,
+  // their min and max do not).
+  const avgDecimals = decimalsFor(points.map((p) => p.value));
+  const rangeDecimals = decimalsFor(points.flatMap((p) => [p.min, p.max]));
   for (const el of table.querySelectorAll('.label-col')) el.hidden = !hasText;
   const rows = points.map((p) => {
     const tr = document.createElement('tr');
@@ -22,7 +24,12 @@ export function renderRows(tbody, points, resolution) {
     stamp.textContent = formatTime(Date.parse(p.timestamp), resolution);
     time.append(stamp);
     tr.append(time);
-    for (const v of [value(p.value), value(p.min), value(p.max), formatCount(p.count)]) {
+    for (const v of [
+      formatFixed(p.value, avgDecimals),
+      formatFixed(p.min, rangeDecimals),
+      formatFixed(p.max, rangeDecimals),
+      formatCount(p.count),
+    ]) {
       const td = document.createElement('td');
       td.className = 'num';
       td.textContent = v;

@@ -177,6 +177,40 @@ describe('the researchers dashboard', () => {
     await page.close();
   });
 
+  test('a custom range typed into the date fields is charted and kept in the link', async () => {
+    const page = await open('?range=day');
+    await chartState(page);
+    const lastDay = await page.locator('#end').inputValue();
+    const from = new Date(`${lastDay}T00:00:00Z`);
+    from.setUTCDate(from.getUTCDate() - 2);
+    const firstDay = from.toISOString().slice(0, 10);
+    await page.locator('#start').fill(firstDay);
+    assert.equal(await page.locator('#range-custom').isChecked(), true, 'typing a date selects Custom');
+    await page.locator('#apply').click();
+    await page.waitForURL(new RegExp(`range=custom&start=${firstDay}&end=${lastDay}`));
+    const chart = await chartState(page);
+    assert.ok(chart.average > 0);
+    assert.match(await page.locator('#chart-subtitle').textContent(), /–/, 'the subtitle names a span of days');
+
+    await page.reload();
+    await chartState(page);
+    assert.equal(await page.locator('#start').inputValue(), firstDay);
+    assert.equal(await page.locator('#end').inputValue(), lastDay);
+    await page.close();
+  });
+
+  test('an end date before the start date is refused without asking the API', async () => {
+    const dataRequests = () => fake?.requests.filter((u) => u.pathname === '/api/data').length;
+    const before = dataRequests();
+    const page = await open('?range=custom&start=2025-06-10&end=2025-06-05');
+    const banner = page.locator('#error');
+    await banner.waitFor({ state: 'visible' });
+    assert.match(await banner.textContent(), /end date is before the start date/);
+    assert.equal(await page.locator('#retry').isVisible(), false);
+    assert.equal(dataRequests(), before);
+    await page.close();
+  });
+
   test('the range can be changed with the keyboard alone', async () => {
     const page = await open('?range=day');
     const day = await chartState(page);
