@@ -1,5 +1,5 @@
 // The time-axis chart: the average as a line over a filled min–max band. Chart.js and the
-// date-fns adapter are bundled, so nothing is fetched from a CDN.
+// date adapter are bundled, so nothing is fetched from a CDN.
 import {
   Chart,
   Filler,
@@ -11,7 +11,7 @@ import {
   TimeScale,
   Tooltip,
 } from 'chart.js';
-import 'chartjs-adapter-date-fns';
+import './date-adapter.js';
 import { formatCount, formatValue, tooltipFormat } from './format.js';
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, TimeScale, Filler, Legend, Tooltip);
@@ -55,9 +55,8 @@ export function createChart(canvas) {
           type: 'time',
           grid: { color: GRID },
           ticks: { maxRotation: 0, autoSkipPadding: 16 },
-          time: {
-            displayFormats: { minute: 'HH:mm', hour: 'HH:mm', day: 'd MMM', week: 'd MMM', month: 'MMM yyyy' },
-          },
+          title: { display: true, text: 'UTC' },
+          time: {},
         },
         y: { grid: { color: GRID }, title: { display: true, text: '' }, grace: '5%' },
       },
@@ -123,11 +122,24 @@ export function showSeries(chart, points, meta) {
   chart.options.scales.x.min = meta.start.getTime();
   chart.options.scales.x.max = meta.end.getTime();
   chart.options.scales.x.time.tooltipFormat = tooltipFormat(meta.resolution);
+  chart.options.scales.x.time.unit = tickUnit(meta.end - meta.start);
   chart.options.scales.y.title.text = meta.unit;
   // Counts and stages start at zero; a stage holds until the next one, so draw it as steps.
   chart.options.scales.y.beginAtZero = meta.kind !== 'continuous';
   for (const d of chart.data.datasets) d.stepped = meta.kind === 'categorical' ? 'after' : false;
   chart.update('none');
+}
+
+/**
+ * Tick unit for a span: calendar steps read better than whatever fits most labels
+ * (Chart.js's own choice gives ticks such as "21 Jul, 10 Aug" over a year).
+ */
+function tickUnit(spanMs) {
+  const days = spanMs / 86_400_000;
+  if (days <= 3) return 'hour';
+  if (days <= 93) return 'day';
+  if (days <= 3 * 366) return 'month';
+  return 'year';
 }
 
 /** Empties the chart (on error or when there is no data). */

@@ -1,6 +1,7 @@
-// How numbers, times and resolutions read on screen. Times are shown in the browser's time
-// zone, which the page names next to the chart.
+// How numbers, times and resolutions read on screen. Times are shown in UTC, the time zone
+// the rollup buckets are cut in (see date-adapter.js).
 import { format } from 'date-fns';
+import { IN_UTC } from './date-adapter.js';
 
 const numberFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
 const countFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
@@ -23,8 +24,8 @@ export const decimalsFor = (values) =>
 /** A whole count (samples, rows). */
 export const formatCount = (v) => (v === null || v === undefined ? '–' : countFormat.format(v));
 
-/** The browser's IANA time zone, e.g. "Europe/London". */
-export const localZone = () => Intl.DateTimeFormat().resolvedOptions().timeZone || 'local time';
+/** The time zone every time on the page is shown in. */
+export const ZONE = 'UTC';
 
 const TIME_FORMATS = {
   raw: 'yyyy-MM-dd HH:mm:ss',
@@ -34,7 +35,7 @@ const TIME_FORMATS = {
 };
 
 /** A point's timestamp at the precision its resolution has. */
-export const formatTime = (ms, resolution) => format(ms, TIME_FORMATS[resolution] ?? TIME_FORMATS.raw);
+export const formatTime = (ms, resolution) => format(ms, TIME_FORMATS[resolution] ?? TIME_FORMATS.raw, IN_UTC);
 
 /** The date-fns pattern matching a resolution, for the chart tooltip. */
 export const tooltipFormat = (resolution) =>
@@ -50,8 +51,8 @@ export const resolutionName = (r) => RESOLUTION_NAMES[r] ?? r;
 /** A range for people: "1 Jun 2025 – 30 Jun 2025" (the end is exclusive, so show the day before). */
 export function formatRange(start, end) {
   const lastDay = new Date(end.getTime() - 1);
-  const a = format(start, 'd MMM yyyy');
-  const b = format(lastDay, 'd MMM yyyy');
+  const a = format(start, 'd MMM yyyy', IN_UTC);
+  const b = format(lastDay, 'd MMM yyyy', IN_UTC);
   return a === b ? a : `${a} – ${b}`;
 }
 

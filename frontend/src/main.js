@@ -3,7 +3,7 @@
 // through the same series at that resolution.
 import { ApiError, getJson } from './api.js';
 import { clearChart, createChart, showSeries } from './chart-view.js';
-import { formatCount, formatRange, localZone, metricLabel, resolutionName } from './format.js';
+import { ZONE, formatCount, formatRange, metricLabel, resolutionName } from './format.js';
 import { renderMessage, renderRows } from './table.js';
 import { PAGE_SIZES, apiInstant, formatDay, rangeOf, viewFromQuery, viewToQuery } from './view.js';
 
@@ -28,6 +28,7 @@ const ui = {
   resolution: $('resolution'),
   reason: $('resolution-reason'),
   chartWrap: $('chart-wrap'),
+  canvas: $('chart'),
   chartEmpty: $('chart-empty'),
   pageSize: $('page-size'),
   tableBody: $('table-body'),
@@ -48,7 +49,7 @@ const state = {
   tableAbort: null,
 };
 
-const chart = createChart($('chart'));
+const chart = createChart(ui.canvas);
 
 function setStatus(text) {
   ui.status.textContent = text;
@@ -120,7 +121,7 @@ async function init() {
       people.total_count > state.participants.length
         ? ` The participant list shows the first ${state.participants.length} of ${formatCount(people.total_count)}.`
         : '';
-    ui.footer.textContent = `Times are shown in your browser's time zone (${localZone()}).${more}`;
+    ui.footer.textContent = `All times are in ${ZONE}, the time zone the daily rollups are cut in.${more}`;
   } catch (err) {
     setBusy(false);
     ui.chartTitle.textContent = 'Dashboard unavailable';
@@ -188,7 +189,7 @@ async function loadSeries() {
   }
   ui.start.value = formatDay(range.start);
   ui.end.value = formatDay(new Date(range.end.getTime() - 1));
-  ui.chartSubtitle.textContent = `${formatRange(range.start, range.end)} · times in ${localZone()}`;
+  ui.chartSubtitle.textContent = `${formatRange(range.start, range.end)} · times in ${ZONE}`;
   setBusy(true);
   setStatus(`Loading ${metricLabel(metric.name).toLowerCase()} for ${person.participant_id}…`);
   renderMessage(ui.tableBody, 'Loading…');
@@ -234,7 +235,9 @@ async function loadSeries() {
   const stepSecs = { '1m': 60, '1h': 3600, '1d': 86400 }[body.resolution] ?? metric.native_interval_secs;
   showSeries(chart, points, { unit: body.unit ?? metric.unit, kind: metric.kind, resolution: body.resolution, stepSecs, ...range });
   const truncated = body.total_count > points.length ? ` (first ${formatCount(points.length)} of ${formatCount(body.total_count)})` : '';
-  ui.chartSubtitle.textContent = `${formatRange(range.start, range.end)} · ${formatCount(points.length)} points${truncated} · times in ${localZone()}`;
+  ui.chartSubtitle.textContent = `${formatRange(range.start, range.end)} · ${formatCount(points.length)} points${truncated} · times in ${ZONE}`;
+  const described = `${metricLabel(metric.name)} of ${person.participant_id}, ${formatRange(range.start, range.end)}: ${formatCount(points.length)} points at ${resolutionName(body.resolution)} resolution; the table below lists them.`;
+  ui.canvas.setAttribute('aria-label', described);
   await loadTable();
 }
 

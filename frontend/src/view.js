@@ -1,6 +1,7 @@
 // The current view (participant, metric, range, page) and its round trip through the URL
 // query string, so a link can be shared and reloading restores what was on screen.
-import { addDays, format, isValid, parse, startOfDay, subMonths, subWeeks, subYears } from 'date-fns';
+import { addDays, format, startOfDay, subMonths, subWeeks, subYears } from 'date-fns';
+import { IN_UTC } from './date-adapter.js';
 
 export const PRESETS = ['day', 'week', 'month', 'year'];
 export const PAGE_SIZES = [25, 50, 100, 250];
@@ -46,18 +47,19 @@ export function viewToQuery(view) {
   return `?${q}`;
 }
 
-/** Parses a `yyyy-MM-dd` day as local midnight, or returns null. */
+/** Parses a `yyyy-MM-dd` day as its UTC midnight, or returns null (also for 2025-02-30). */
 export function parseDay(text) {
-  if (!text || !/^\d{4}-\d{2}-\d{2}$/.test(text)) return null;
-  const day = parse(text, DATE, new Date());
-  return isValid(day) ? day : null;
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text ?? '');
+  if (!m) return null;
+  const day = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])));
+  return formatDay(day) === text ? day : null;
 }
 
-/** Formats a date as `yyyy-MM-dd` for a date input. */
-export const formatDay = (date) => format(date, DATE);
+/** Formats a date as its UTC `yyyy-MM-dd`, for a date input. */
+export const formatDay = (date) => format(date, DATE, IN_UTC);
 
 /**
- * The half-open range [start, end) the view asks for. Presets end at the local midnight after
+ * The half-open range [start, end) the view asks for. Presets end at the UTC midnight after
  * the participant's latest sample of the metric (so a cohort whose data lies in the past
  * still shows data), or after now when there is none. Custom ranges include their end day.
  * @param {View} view
@@ -70,13 +72,18 @@ export function rangeOf(view, lastSample, now = new Date()) {
     const endDay = parseDay(view.end);
     if (!start || !endDay) return { error: 'Enter both a start and an end date.' };
     if (endDay < start) return { error: 'The end date is before the start date.' };
-    return { start, end: addDays(endDay, 1) };
+    return { start, end: new Date(addDays(endDay, 1, IN_UTC).getTime()) };
   }
   const anchorDate = lastSample ? new Date(lastSample) : now;
-  const anchor = isValid(anchorDate) ? anchorDate : now;
-  const end = addDays(startOfDay(anchor), 1);
-  const back = { day: (d) => addDays(d, -1), week: (d) => subWeeks(d, 1), month: (d) => subMonths(d, 1), year: (d) => subYears(d, 1) };
-  return { start: back[view.range](end), end };
+  const anchor = Number.isNaN(anchorDate.getTime()) ? now : anchorDate;
+  const end = addDays(startOfDay(anchor, IN_UTC), 1, IN_UTC);
+  const back = {
+    day: (d) => addDays(d, -1, IN_UTC),
+    week: (d) => subWeeks(d, 1, IN_UTC),
+    month: (d) => subMonths(d, 1, IN_UTC),
+    year: (d) => subYears(d, 1, IN_UTC),
+  };
+  return { start: new Date(back[view.range](end).getTime()), end: new Date(end.getTime()) };
 }
 
 /** An instant as the API wants it: RFC 3339 in UTC without milliseconds. */

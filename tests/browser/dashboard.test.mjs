@@ -19,6 +19,8 @@ import { startFakeApi } from './fake_api.mjs';
 const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts/', import.meta.url));
 const CHROMIUM = process.env.WEARHOUSE_CHROMIUM || '/usr/bin/chromium';
 const STOP_API = process.env.WEARHOUSE_API_STOP_CMD;
+// A browser far from UTC shows whether the page keeps days in UTC, as the daily rollups are.
+const BROWSER_TZ = process.env.WEARHOUSE_TEST_TZ || 'America/New_York';
 const START_API = process.env.WEARHOUSE_API_START_CMD;
 
 let fake = null;
@@ -39,6 +41,7 @@ before(async () => {
     executablePath: CHROMIUM,
     headless: true,
     viewport: { width: 1366, height: 900 },
+    timezoneId: BROWSER_TZ,
     args: [
       '--headless',
       '--no-sandbox',
@@ -129,6 +132,14 @@ describe('the researchers dashboard', () => {
     assert.notEqual(year.resolutionShown, day.resolutionShown);
     assert.ok(year.average > 0, 'the year view shows points too');
     assert.match(page.url(), /range=year/);
+
+    // Daily buckets are UTC days; the table must not shift them into the browser's zone.
+    await page.waitForFunction(() => /^\d{4}-\d{2}-\d{2}$/.test(document.querySelector('#table-body time')?.textContent ?? ''));
+    const stamp = page.locator('#table-body time').first();
+    const shown = await stamp.textContent();
+    const instant = await stamp.getAttribute('datetime');
+    assert.equal(year.resolution, '1d', 'a year of heart rate fits the budget only as daily buckets');
+    assert.equal(shown, instant.slice(0, 10));
     await page.close();
   });
 
