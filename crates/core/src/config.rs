@@ -88,10 +88,10 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct TelemetryArgs {
     /// Log format.
-    #[arg(long, env = "WEARHOUSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    #[arg(long, global = true, env = "WEARHOUSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
 
     /// Log filter in tracing's EnvFilter syntax, e.g. "info,wearhouse_core=debug".
-    #[arg(long, env = "WEARHOUSE_LOG", default_value = "info")]
+    #[arg(long, global = true, env = "WEARHOUSE_LOG", default_value = "info")]
     pub log: String,
 }

@@ -1,3 +1,181 @@
-//! Database access: migrations, backend detection, the sample writer and the series reader.
+//! Database access: migrations, backend detection, the sample writer, the series reader and
+//! the participant and ingest-state tables.
 
-pub use sqlx::PgPool;
+pub mod ingest_state;
+pub mod participants;
+pub mod series;
+pub mod writer;
+
+use std::fmt;
+
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+
+use crate::error::{Error, Result};
+
+pub use sqlx::PgPool as Pool;
+
+/// The migrations in `migrations/`, embedded at build time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// Which storage features the database offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// TimescaleDB, community license: hypertable, compression, continuous aggregates.
+    Timescaledb,
+    /// TimescaleDB's Apache-only build: hypertable; rollups are tables.
+    TimescaledbApache,
+    /// Plain PostgreSQL: ordinary tables throughout.
+    Postgres,
+}
+
+impl BackendKind {
+    fn parse(s: &str) -> Self {
+        match s {
+            "timescaledb" => BackendKind::Timescaledb,
+            "timescaledb-apache" => BackendKind::TimescaledbApache,
+            _ => BackendKind::Postgres,
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendKind::Timescaledb => "timescaledb",
+            BackendKind::TimescaledbApache => "timescaledb-apache",
+            BackendKind::Postgres => "postgres",
+        })
+    }
+}
+
+/// The backend a migrated database is on, and the form its rollups took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Backend {
+    pub kind: BackendKind,
+    /// `server_version` of PostgreSQL.
+    pub postgres_version: String,
+    /// The TimescaleDB extension version, when installed.
+    pub timescaledb_version: Option<String>,
+    /// True when `data_1m`/`data_1h`/`data_1d` are tables the writer must keep current
+    /// (false: continuous aggregates maintained by TimescaleDB).
+    pub rollups_are_tables: bool,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (PostgreSQL {}", self.kind, self.postgres_version)?;
+        if let Some(v) = &self.timescaledb_version {
+            write!(f, ", TimescaleDB {v}")?;
+        }
+        let rollups = if self.rollups_are_tables {
+            "rollup tables kept by the writer"
+        } else {
+            "continuous aggregates"
+        };
+        write!(f, "; {rollups})")
+    }
+}
+
+/// Detects the backend of a migrated database.
+pub async fn detect_backend(conn: &mut PgConnection) -> Result<Backend> {
+    let (kind, postgres_version, timescaledb_version, rollup_relkind): (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+    ) = sqlx::query_as(
+        "select wearhouse_backend(),
+                current_setting('server_version'),
+                (select extversion from pg_extension where extname = 'timescaledb'),
+                (select relkind::text from pg_class where oid = to_regclass('data_1m'))",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Backend {
+        kind: BackendKind::parse(&kind),
+        postgres_version,
+        timescaledb_version,
+        rollups_are_tables: rollup_relkind.as_deref() == Some("r"),
+    })
+}
+
+/// Settings that shape the schema when it is first created.
+#[derive(Debug, Clone)]
+pub struct MigrateSettings {
+    /// Use TimescaleDB when available (`false` forces the plain-PostgreSQL schema).
+    pub timescaledb: bool,
+    /// Hypertable chunk interval, e.g. `1 day`.
+    pub chunk_interval: String,
+    /// Compress chunks older than this, e.g. `3 days`.
+    pub compress_after: String,
+}
+
+impl Default for MigrateSettings {
+    fn default() -> Self {
+        MigrateSettings {
+            timescaledb: true,
+            chunk_interval: "1 day".into(),
+            compress_after: "3 days".into(),
+        }
+    }
+}
+
+/// What [`migrate`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrateReport {
+    pub backend: Backend,
+    /// Versions applied by this call (empty when the schema was already current).
+    pub applied: Vec<i64>,
+}
+
+/// Applies pending migrations and reports the backend. Running it again applies nothing.
+pub async fn migrate(pool: &PgPool, settings: &MigrateSettings) -> Result<MigrateReport> {
+    let mut conn = pool.acquire().await?;
+    for (name, value) in [
+        (
+            "wearhouse.timescaledb",
+            if settings.timescaledb { "auto" } else { "off" },
+        ),
+        ("wearhouse.chunk_interval", settings.chunk_interval.as_str()),
+        ("wearhouse.compress_after", settings.compress_after.as_str()),
+    ] {
+        sqlx::query("select set_config($1, $2, false)")
+            .bind(name)
+            .bind(value)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let before = applied_versions(&mut conn).await?;
+    MIGRATOR.run(&mut *conn).await.map_err(Error::Migrate)?;
+    let after = applied_versions(&mut conn).await?;
+    let backend = detect_backend(&mut conn).await?;
+    // The settings were for this session only; a pooled connection must not keep them.
+    sqlx::query("reset all").execute(&mut *conn).await?;
+    Ok(MigrateReport {
+        backend,
+        applied: after.into_iter().filter(|v| !before.contains(v)).collect(),
+    })
+}
+
+async fn applied_versions(conn: &mut PgConnection) -> Result<Vec<i64>> {
+    let exists: bool = sqlx::query_scalar("select to_regclass('_sqlx_migrations') is not null")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    Ok(
+        sqlx::query_scalar("select version from _sqlx_migrations where success order by version")
+            .fetch_all(&mut *conn)
+            .await?,
+    )
+}
+
+/// Whether every embedded migration has been applied, for readiness checks.
+pub async fn is_migrated(pool: &PgPool) -> Result<bool> {
+    let mut conn = pool.acquire().await?;
+    let applied = applied_versions(&mut conn).await?;
+    Ok(MIGRATOR.iter().all(|m| applied.contains(&m.version)))
+}
