@@ -19,6 +19,6 @@ else
 fi
 export DEBIAN_FRONTEND=noninteractive
 # shellcheck disable=SC2086 # word splitting of the package list is intended
-$sudo apt-get update -qq >/dev/null
+$sudo apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null
 # shellcheck disable=SC2086
-$sudo apt-get install -y -qq --no-install-recommends $need >/dev/null
+$sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends $need >/dev/null
