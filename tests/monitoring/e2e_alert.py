@@ -9,7 +9,8 @@ sink. Prometheus scrapes an ingest /metrics endpoint every second:
 - with --ingest-target HOST:PORT a running wearhouse-ingest daemon, and --trigger-command a
   shell command that makes one of its runs fail (run once Prometheus has seen the counter at 0).
 
-Then it waits for the alert e-mail, reads it and checks that it names IngestRunFailed.
+It first checks the target against the metrics contract (check_metric_contract.py), then
+waits for the alert e-mail, reads it and checks that it names IngestRunFailed.
 IngestRunFailed has `for: 0m` in the real rules, so nothing is rewritten for the test; only
 scrape and evaluation intervals (1s) and AlertManager's group_wait (1s) are shortened.
 
@@ -33,6 +34,8 @@ import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from check_metric_contract import problems  # noqa: E402
 
 from support import (  # noqa: E402 (after the path set-up above)
     MONITORING,
@@ -168,6 +171,12 @@ def run(args: argparse.Namespace, work: Path) -> None:
                    deadline, children)
         wait_until("Prometheus to be ready", lambda: http_get(f"{prometheus}/-/ready"),
                    deadline, children)
+        exposition = http_get(f"http://{target}/metrics")
+        if exposition is None:
+            raise AssertionError(f"no /metrics at {target}")
+        broken = problems("ingest", exposition.decode())
+        if broken:
+            raise AssertionError("the ingest metrics break the contract:\n" + "\n".join(broken))
         if ALERT not in loaded_alerts(prometheus):
             raise AssertionError(f"Prometheus did not load the {ALERT} rule from monitoring/rules")
         print(f"prometheus {prometheus} and alertmanager {alertmanager} are up; "
