@@ -1,0 +1,76 @@
+//! Sources: one implementation per provider (synthetic, fitbit, google-health), all behind
+//! [`Source`]. The pipeline asks a source when the participant's device last synced and for a
+//! metric over a range of the participant's local days; everything after that (normalisation,
+//! the sink, watermarks) is shared.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use wearhouse_core::{Metric, ParticipantId, Sample};
+
+/// The participant as a source sees them.
+#[derive(Debug, Clone)]
+pub struct SourceParticipant {
+    pub id: ParticipantId,
+    /// IANA zone used to turn the provider's local times into instants.
+    pub timezone: Tz,
+    /// The provider's own user id, when enrolled through OAuth.
+    pub provider_user_id: Option<String>,
+}
+
+/// What a fetch returned.
+#[derive(Debug, Clone, Default)]
+pub struct Fetched {
+    pub samples: Vec<Sample>,
+    /// The first local day whose data the provider has not finished processing (e.g. a sleep
+    /// log still `pending`): the watermark must not pass it, so the next run fetches it again.
+    pub incomplete_from: Option<NaiveDate>,
+}
+
+/// Why a source could not deliver.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The participant's request budget is spent: move on, resume from the watermark later.
+    #[error("request quota exhausted; retry after {retry_after:?}")]
+    QuotaExhausted { retry_after: Duration },
+    /// The grant is revoked or invalid: the participant must consent again.
+    #[error("participant must consent again: {reason}")]
+    NeedsReconsent { reason: String },
+    /// The participant has no grant for this provider.
+    #[error("participant is not enrolled with {provider}")]
+    NotEnrolled { provider: &'static str },
+    /// Transient failures (5xx, network) that outlasted the retries.
+    #[error("provider unavailable after retries: {0}")]
+    Unavailable(String),
+    /// A response we could not understand or a request the provider refused.
+    #[error("provider error: {0}")]
+    Provider(String),
+    /// The database (tokens) failed.
+    #[error(transparent)]
+    Store(#[from] wearhouse_core::Error),
+}
+
+/// A provider of wearable data.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// Name stored in `ingest_state.source` and `participants.provider`.
+    fn name(&self) -> &'static str;
+
+    /// The metrics this source delivers.
+    fn metrics(&self) -> Vec<Metric>;
+
+    /// When the participant's device last synced; data after it does not exist yet, so the
+    /// delta load fetches up to it and not to "now". `None`: the device never synced.
+    async fn last_sync(&self, p: &SourceParticipant) -> Result<Option<DateTime<Utc>>, SourceError>;
+
+    /// Samples of `metric` for the participant's local days `from..=to`.
+    async fn fetch(
+        &self,
+        p: &SourceParticipant,
+        metric: Metric,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Fetched, SourceError>;
+}
