@@ -2,4 +2,8 @@
 //! [`sources`] (one per provider) → normalisation → the sink (the core COPY writer), driven by
 //! a watermark per participant, source and metric.
 
+pub mod oauth;
 pub mod sources;
+
+#[cfg(feature = "testing")]
+pub mod testing;

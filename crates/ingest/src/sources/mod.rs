@@ -3,6 +3,8 @@
 //! metric over a range of the participant's local days; everything after that (normalisation,
 //! the sink, watermarks) is shared.
 
+pub mod fitbit;
+
 use std::time::Duration;
 
 use async_trait::async_trait;

@@ -1,0 +1,165 @@
+//! Valid access tokens on demand. Refresh tokens are single-use, so a refresh happens under
+//! the participant's `oauth_tokens` row lock (`select … for update`): the row is re-read once
+//! the lock is held (another worker may have refreshed meanwhile, and then its token is used),
+//! the token endpoint is called, and the new pair is committed before anyone uses it.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use sqlx::PgPool;
+use wearhouse_core::ParticipantId;
+use wearhouse_core::store::participants;
+
+use super::{OAuthClient, OAuthError, REFRESH_MARGIN, store};
+
+/// Hands out access tokens for one provider's participants.
+#[derive(Debug, Clone)]
+pub struct TokenManager {
+    pool: PgPool,
+    client: Arc<OAuthClient>,
+}
+
+impl TokenManager {
+    /// A manager storing grants in `pool` and refreshing them through `client`.
+    pub fn new(pool: PgPool, client: Arc<OAuthClient>) -> Self {
+        TokenManager { pool, client }
+    }
+
+    /// The OAuth client.
+    pub fn client(&self) -> &OAuthClient {
+        &self.client
+    }
+
+    fn provider(&self) -> &'static str {
+        self.client.config().provider
+    }
+
+    /// An access token valid for at least [`REFRESH_MARGIN`], refreshing first when needed.
+    pub async fn access_token(&self, participant: &ParticipantId) -> Result<String, OAuthError> {
+        let mut conn = self.pool.acquire().await?;
+        let row = store::load(&mut conn, participant, self.provider())
+            .await?
+            .ok_or(OAuthError::NotEnrolled {
+                provider: self.provider(),
+            })?;
+        drop(conn);
+        if row.revoked_at.is_some() {
+            return Err(OAuthError::InvalidGrant("the grant was revoked".into()));
+        }
+        if row.expires_at > Utc::now() + REFRESH_MARGIN {
+            return Ok(row.access_token);
+        }
+        self.refresh_locked(participant, None).await
+    }
+
+    /// A replacement for `rejected`, an access token the provider answered `expired_token`
+    /// to. When another worker already replaced it, that worker's token is returned.
+    pub async fn replace_rejected(
+        &self,
+        participant: &ParticipantId,
+        rejected: &str,
+    ) -> Result<String, OAuthError> {
+        self.refresh_locked(participant, Some(rejected)).await
+    }
+
+    async fn refresh_locked(
+        &self,
+        participant: &ParticipantId,
+        rejected: Option<&str>,
+    ) -> Result<String, OAuthError> {
+        let provider = self.provider();
+        let mut tx = self.pool.begin().await?;
+        let row = store::load_for_update(&mut tx, participant, provider)
+            .await?
+            .ok_or(OAuthError::NotEnrolled { provider })?;
+        if row.revoked_at.is_some() {
+            return Err(OAuthError::InvalidGrant("the grant was revoked".into()));
+        }
+        let fresh = row.expires_at > Utc::now() + REFRESH_MARGIN;
+        let replaced = rejected.is_none_or(|t| t != row.access_token);
+        if fresh && replaced {
+            // Someone refreshed while we waited for the lock (or the clock said so).
+            tx.commit().await?;
+            return Ok(row.access_token);
+        }
+        let Some(refresh_token) = row.refresh_token.as_deref() else {
+            let reason = "no refresh token stored";
+            self.record_invalid_grant(&mut tx, participant, reason)
+                .await?;
+            tx.commit().await?;
+            return Err(OAuthError::InvalidGrant(reason.into()));
+        };
+        match self.client.refresh(refresh_token).await {
+            Ok(tokens) => {
+                let saved =
+                    store::save(&mut tx, participant, provider, &tokens, Utc::now()).await?;
+                tx.commit().await?;
+                tracing::info!(participant = %participant, provider, "access token refreshed");
+                Ok(saved.access_token)
+            }
+            Err(OAuthError::InvalidGrant(reason)) => {
+                self.record_invalid_grant(&mut tx, participant, &reason)
+                    .await?;
+                tx.commit().await?;
+                tracing::warn!(participant = %participant, provider, %reason, "refresh rejected; participant needs re-consent");
+                Err(OAuthError::InvalidGrant(reason))
+            }
+            Err(e) => {
+                tx.rollback().await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn record_invalid_grant(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        participant: &ParticipantId,
+        reason: &str,
+    ) -> Result<(), OAuthError> {
+        store::mark_revoked(conn, participant, self.provider()).await?;
+        participants::set_needs_reconsent(
+            conn,
+            participant,
+            Some(&format!("{}: {reason}", self.provider())),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Records that the provider rejected the participant's grant outright (an `invalid_token`
+    /// answer to a data call): the grant is marked revoked and the participant as needing
+    /// re-consent.
+    pub async fn mark_needs_reconsent(
+        &self,
+        participant: &ParticipantId,
+        reason: &str,
+    ) -> Result<(), OAuthError> {
+        let mut tx = self.pool.begin().await?;
+        self.record_invalid_grant(&mut tx, participant, reason)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Revokes the participant's grant at the provider (every token of it) and marks it
+    /// revoked here. Used when a participant withdraws or moves to another provider.
+    pub async fn revoke(&self, participant: &ParticipantId) -> Result<(), OAuthError> {
+        let provider = self.provider();
+        let mut tx = self.pool.begin().await?;
+        let row = store::load_for_update(&mut tx, participant, provider)
+            .await?
+            .ok_or(OAuthError::NotEnrolled { provider })?;
+        if row.revoked_at.is_none() {
+            let token = row.refresh_token.as_deref().unwrap_or(&row.access_token);
+            match self.client.revoke(token).await {
+                // Already dead at the provider: the goal is reached.
+                Ok(()) | Err(OAuthError::InvalidGrant(_)) => {}
+                Err(e) => return Err(e),
+            }
+            store::mark_revoked(&mut tx, participant, provider).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,311 @@
+//! The Fitbit Web API source: OAuth grants per participant (see [`crate::oauth`]), intraday
+//! and nightly data for every catalogue metric, the device's last sync, and the per-user
+//! request quota.
+//!
+//! Layout: [`FitbitArgs`] (configuration), [`api`] (authenticated requests, quota, retries,
+//! error bodies), [`fetch`] (which calls cover a range of days), [`parse`] (JSON to samples),
+//! [`localtime`] (Fitbit's offset-less local times to instants) and [`enroll`] (consent).
+
+pub mod api;
+pub mod enroll;
+mod fetch;
+pub mod localtime;
+pub mod parse;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Args, ValueEnum};
+use secrecy::SecretString;
+use sqlx::PgPool;
+use url::Url;
+use wearhouse_core::Metric;
+
+use crate::oauth::{ClientAuth, OAuthClient, OAuthConfig, TokenManager};
+use crate::sources::{Fetched, Source, SourceError, SourceParticipant};
+
+pub use api::{ApiObserver, FitbitApi, NoopObserver};
+
+/// Provider name in `participants.provider`, `oauth_tokens.provider` and `ingest_state.source`.
+pub const PROVIDER: &str = "fitbit";
+
+/// How the application is registered at dev.fitbit.com, which decides client authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AppType {
+    /// Confidential app: the token endpoint gets HTTP Basic auth with the client secret.
+    Server,
+    /// Public app: `client_id` goes in the form body and no secret is sent.
+    Client,
+}
+
+/// Heart-rate intraday detail level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HeartRateDetail {
+    /// Sparse second-level readings (every 5–15 s in practice).
+    #[value(name = "1sec")]
+    OneSecond,
+    /// One value per minute.
+    #[value(name = "1min")]
+    OneMinute,
+}
+
+impl HeartRateDetail {
+    fn path(self) -> &'static str {
+        match self {
+            HeartRateDetail::OneSecond => "1sec",
+            HeartRateDetail::OneMinute => "1min",
+        }
+    }
+}
+
+/// Fitbit Web API settings. Base URLs point at the real service by default; tests point them
+/// at the fake server.
+#[derive(Debug, Clone, Args)]
+pub struct FitbitArgs {
+    /// OAuth client id of the application registered at dev.fitbit.com.
+    #[arg(long = "fitbit-client-id", env = "WEARHOUSE_FITBIT_CLIENT_ID")]
+    pub client_id: Option<String>,
+
+    /// OAuth client secret (server apps); never logged.
+    #[arg(
+        long = "fitbit-client-secret",
+        env = "WEARHOUSE_FITBIT_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub client_secret: Option<SecretString>,
+
+    /// Application type: `server` authenticates with Basic auth, `client` sends client_id in
+    /// the body.
+    #[arg(long = "fitbit-app-type", env = "WEARHOUSE_FITBIT_APP_TYPE", value_enum, default_value_t = AppType::Server)]
+    pub app_type: AppType,
+
+    /// Base URL of the Web API (data, token and revoke endpoints).
+    #[arg(
+        long = "fitbit-api-url",
+        env = "WEARHOUSE_FITBIT_API_URL",
+        default_value = "https://api.fitbit.com"
+    )]
+    pub api_url: Url,
+
+    /// The consent page participants are sent to.
+    #[arg(
+        long = "fitbit-authorize-url",
+        env = "WEARHOUSE_FITBIT_AUTHORIZE_URL",
+        default_value = "https://www.fitbit.com/oauth2/authorize"
+    )]
+    pub authorize_url: Url,
+
+    /// Redirect URI registered for the app; enrolment serves the callback there.
+    #[arg(
+        long = "fitbit-redirect-uri",
+        env = "WEARHOUSE_FITBIT_REDIRECT_URI",
+        default_value = "http://localhost:8080/callback"
+    )]
+    pub redirect_uri: String,
+
+    /// Scopes requested at enrolment, space separated.
+    #[arg(
+        long = "fitbit-scopes",
+        env = "WEARHOUSE_FITBIT_SCOPES",
+        default_value = "activity heartrate sleep oxygen_saturation respiratory_rate temperature settings profile"
+    )]
+    pub scopes: String,
+
+    /// Key that signs the enrolment `state` (and derives the PKCE verifier from it), so a
+    /// consent started by `enroll` can complete at a running daemon; defaults to the client
+    /// secret. Without either, only the process that started a consent can complete it.
+    #[arg(
+        long = "fitbit-state-key",
+        env = "WEARHOUSE_FITBIT_STATE_KEY",
+        hide_env_values = true
+    )]
+    pub state_key: Option<SecretString>,
+
+    /// Heart-rate intraday detail level.
+    #[arg(long = "fitbit-heart-rate-detail", env = "WEARHOUSE_FITBIT_HEART_RATE_DETAIL", value_enum, default_value_t = HeartRateDetail::OneSecond)]
+    pub heart_rate_detail: HeartRateDetail,
+
+    /// Requests kept in reserve of the hourly quota: when only this many remain, the client
+    /// stops for that participant (waiting when the reset is near) instead of running into 429.
+    #[arg(
+        long = "fitbit-quota-reserve",
+        env = "WEARHOUSE_FITBIT_QUOTA_RESERVE",
+        default_value_t = 2
+    )]
+    pub quota_reserve: u32,
+
+    /// Longest wait for the hourly quota to reset before moving on to the next participant.
+    #[arg(
+        long = "fitbit-max-quota-wait-secs",
+        env = "WEARHOUSE_FITBIT_MAX_QUOTA_WAIT_SECS",
+        default_value_t = 30
+    )]
+    pub max_quota_wait_secs: u64,
+
+    /// Attempts per request for transient failures (5xx, network) before giving up.
+    #[arg(
+        long = "fitbit-attempts",
+        env = "WEARHOUSE_FITBIT_ATTEMPTS",
+        default_value_t = 3
+    )]
+    pub attempts: u32,
+
+    /// First retry delay in milliseconds; it doubles per attempt, plus jitter.
+    #[arg(
+        long = "fitbit-retry-base-ms",
+        env = "WEARHOUSE_FITBIT_RETRY_BASE_MS",
+        default_value_t = 500
+    )]
+    pub retry_base_ms: u64,
+
+    /// Timeout of one HTTP request in seconds.
+    #[arg(
+        long = "fitbit-timeout-secs",
+        env = "WEARHOUSE_FITBIT_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    pub timeout_secs: u64,
+}
+
+/// Configuration problems found when building the source.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--fitbit-client-id (WEARHOUSE_FITBIT_CLIENT_ID) is required for the fitbit source")]
+    MissingClientId,
+    #[error("--fitbit-client-secret is required when --fitbit-app-type is server")]
+    MissingSecret,
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+    #[error("invalid fitbit URL: {0}")]
+    Url(String),
+}
+
+impl FitbitArgs {
+    /// Settings pointing at `api_url` for everything (the fake server serves the consent page
+    /// under the same origin), with the given client registration.
+    pub fn for_base_url(api_url: &str, client_id: &str, client_secret: Option<&str>) -> Self {
+        let api_url: Url = api_url.parse().expect("valid base URL");
+        FitbitArgs {
+            client_id: Some(client_id.to_owned()),
+            client_secret: client_secret.map(|s| SecretString::from(s.to_owned())),
+            app_type: if client_secret.is_some() {
+                AppType::Server
+            } else {
+                AppType::Client
+            },
+            authorize_url: api_url.join("/oauth2/authorize").expect("join"),
+            api_url,
+            redirect_uri: "http://localhost:8080/callback".into(),
+            scopes: "activity heartrate sleep oxygen_saturation respiratory_rate temperature settings profile".into(),
+            state_key: None,
+            heart_rate_detail: HeartRateDetail::OneSecond,
+            quota_reserve: 2,
+            max_quota_wait_secs: 30,
+            attempts: 3,
+            retry_base_ms: 500,
+            timeout_secs: 30,
+        }
+    }
+
+    /// The OAuth configuration these settings describe.
+    pub fn oauth_config(&self) -> Result<OAuthConfig, ConfigError> {
+        let client_id = self.client_id.clone().ok_or(ConfigError::MissingClientId)?;
+        if self.app_type == AppType::Server && self.client_secret.is_none() {
+            return Err(ConfigError::MissingSecret);
+        }
+        let join = |p: &str| {
+            self.api_url
+                .join(p)
+                .map_err(|e| ConfigError::Url(e.to_string()))
+        };
+        Ok(OAuthConfig {
+            provider: PROVIDER,
+            authorize_url: self.authorize_url.clone(),
+            token_url: join("/oauth2/token")?,
+            revoke_url: join("/oauth2/revoke")?,
+            client_id,
+            client_secret: self.client_secret.clone(),
+            client_auth: match self.app_type {
+                AppType::Server => ClientAuth::Basic,
+                AppType::Client => ClientAuth::Body,
+            },
+            redirect_uri: self.redirect_uri.clone(),
+            scopes: self.scopes.split_whitespace().map(str::to_owned).collect(),
+        })
+    }
+
+    /// The HTTP client shared by the OAuth and data calls.
+    pub fn http_client(&self) -> Result<reqwest::Client, ConfigError> {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(self.timeout_secs))
+            .user_agent(concat!("wearhouse/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ConfigError::Http(e.to_string()))
+    }
+}
+
+/// The Fitbit source.
+#[derive(Clone)]
+pub struct FitbitSource {
+    api: Arc<FitbitApi>,
+    heart_rate_detail: HeartRateDetail,
+    state_key: Vec<u8>,
+}
+
+impl FitbitSource {
+    /// A source storing grants in `pool`, reporting requests to `observer`.
+    pub fn new(
+        pool: PgPool,
+        args: &FitbitArgs,
+        observer: Arc<dyn ApiObserver>,
+    ) -> Result<Self, ConfigError> {
+        let http = args.http_client()?;
+        let oauth = Arc::new(OAuthClient::new(args.oauth_config()?, http.clone()));
+        let tokens = TokenManager::new(pool, oauth);
+        let api = FitbitApi::new(http, args, tokens, observer);
+        let state_key = match args.state_key.as_ref().or(args.client_secret.as_ref()) {
+            Some(k) => secrecy::ExposeSecret::expose_secret(k).as_bytes().to_vec(),
+            None => crate::oauth::pkce::random_token(32).into_bytes(),
+        };
+        Ok(FitbitSource {
+            api: Arc::new(api),
+            heart_rate_detail: args.heart_rate_detail,
+            state_key,
+        })
+    }
+
+    /// The API client (for enrolment and revocation).
+    pub fn api(&self) -> &FitbitApi {
+        &self.api
+    }
+}
+
+#[async_trait]
+impl Source for FitbitSource {
+    fn name(&self) -> &'static str {
+        PROVIDER
+    }
+
+    fn metrics(&self) -> Vec<Metric> {
+        Metric::ALL.to_vec()
+    }
+
+    async fn last_sync(&self, p: &SourceParticipant) -> Result<Option<DateTime<Utc>>, SourceError> {
+        fetch::last_sync(&self.api, p).await
+    }
+
+    async fn fetch(
+        &self,
+        p: &SourceParticipant,
+        metric: Metric,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Fetched, SourceError> {
+        if to < from {
+            return Ok(Fetched::default());
+        }
+        fetch::fetch(&self.api, self.heart_rate_detail, p, metric, from, to).await
+    }
+}

@@ -1,0 +1,358 @@
+//! The fake's OAuth endpoints: consent (auto-approved), token (code exchange with PKCE and
+//! single-use rotating refresh tokens) and revocation, with Fitbit's error bodies.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+
+use super::{AccessGrant, CodeGrant, FakeTokens, Inner, RefreshGrant, Shared, VISIT, error_body};
+use crate::oauth::pkce::{random_token, s256_challenge};
+
+/// Every scope the fake knows.
+pub(super) const ALL_SCOPES: [&str; 8] = [
+    "activity",
+    "heartrate",
+    "sleep",
+    "oxygen_saturation",
+    "respiratory_rate",
+    "temperature",
+    "settings",
+    "profile",
+];
+
+/// Authorization codes live 10 minutes.
+const CODE_TTL_SECS: i64 = 600;
+
+pub(super) fn new_grant(
+    inner: &mut Inner,
+    user_id: &str,
+    scopes: Vec<String>,
+    now: DateTime<Utc>,
+    ttl: i64,
+) -> FakeTokens {
+    inner.next_grant += 1;
+    let grant = inner.next_grant;
+    issue(inner, user_id, scopes, grant, now, ttl)
+}
+
+fn issue(
+    inner: &mut Inner,
+    user_id: &str,
+    scopes: Vec<String>,
+    grant: u64,
+    now: DateTime<Utc>,
+    ttl: i64,
+) -> FakeTokens {
+    let access_token = format!("fake-at-{}", random_token(24));
+    let refresh_token = format!("fake-rt-{}", random_token(24));
+    inner.access.insert(
+        access_token.clone(),
+        AccessGrant {
+            user_id: user_id.into(),
+            scopes: scopes.clone(),
+            issued: now,
+            grant,
+        },
+    );
+    inner.refresh.insert(
+        refresh_token.clone(),
+        RefreshGrant {
+            user_id: user_id.into(),
+            scopes: scopes.clone(),
+            grant,
+            spent: false,
+        },
+    );
+    FakeTokens {
+        access_token,
+        refresh_token,
+        user_id: user_id.into(),
+        scope: scopes.join(" "),
+        expires_in: ttl,
+    }
+}
+
+pub(super) fn revoke_user(inner: &mut Inner, user_id: &str) {
+    let grants: Vec<u64> = inner
+        .access
+        .values()
+        .filter(|a| a.user_id == user_id)
+        .map(|a| a.grant)
+        .chain(
+            inner
+                .refresh
+                .values()
+                .filter(|r| r.user_id == user_id)
+                .map(|r| r.grant),
+        )
+        .collect();
+    inner.revoked_grants.extend(grants);
+}
+
+fn oauth_error(status: StatusCode, error_type: &str, message: &str) -> Response {
+    (status, axum::Json(error_body(error_type, None, message))).into_response()
+}
+
+pub(super) async fn authorize(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let config = s.config();
+    let bad = |msg: &str| (StatusCode::BAD_REQUEST, msg.to_owned()).into_response();
+    if q.get("client_id") != Some(&config.client_id) {
+        return bad("invalid_request - Invalid client_id");
+    }
+    if q.get("response_type").map(String::as_str) != Some("code") {
+        return bad("unsupported_response_type - Only response_type=code is supported here");
+    }
+    let Some(redirect) = q.get("redirect_uri") else {
+        return bad("invalid_request - Missing parameters: redirect_uri");
+    };
+    let challenge = match q.get("code_challenge") {
+        None => None,
+        Some(c) => {
+            if !(43..=128).contains(&c.len()) {
+                return bad(
+                    "invalid_request - The code_challenge parameter length must be between 43 and 128",
+                );
+            }
+            let method = q
+                .get("code_challenge_method")
+                .cloned()
+                .unwrap_or_else(|| "plain".into());
+            if method != "S256" && method != "plain" {
+                return bad("invalid_request - Unsupported code_challenge_method");
+            }
+            Some((c.clone(), method))
+        }
+    };
+    let requested: Vec<String> = q
+        .get("scope")
+        .map(|s| s.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let now = s.now();
+    let mut inner = s.inner();
+    let Some(user) = inner
+        .next_login
+        .clone()
+        .and_then(|u| inner.users.get(&u).cloned())
+    else {
+        return bad("no user is logged in to the fake consent page");
+    };
+    let scopes = requested
+        .into_iter()
+        .filter(|sc| ALL_SCOPES.contains(&sc.as_str()) && !user.denied_scopes.contains(sc))
+        .collect();
+    let code = random_token(20);
+    inner.codes.insert(
+        code.clone(),
+        CodeGrant {
+            user_id: user.user_id.clone(),
+            challenge,
+            redirect_uri: Some(redirect.clone()),
+            scopes,
+            issued: now,
+            used: false,
+        },
+    );
+    let mut target = match url::Url::parse(redirect) {
+        Ok(u) => u,
+        Err(_) => return bad("invalid_request - Invalid redirect_uri"),
+    };
+    target.query_pairs_mut().append_pair("code", &code);
+    if let Some(state) = q.get("state") {
+        target.query_pairs_mut().append_pair("state", state);
+    }
+    Redirect::to(target.as_str()).into_response()
+}
+
+/// Checks client authentication; `Some` is the refusal to send.
+fn client_auth(
+    s: &Shared,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Option<Response> {
+    let config = s.config();
+    let invalid = |msg: &str| Some(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", msg));
+    match &config.client_secret {
+        Some(secret) => {
+            let expected = format!(
+                "Basic {}",
+                STANDARD.encode(format!("{}:{secret}", config.client_id))
+            );
+            match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+                Some(h) if h == expected => None,
+                Some(_) => {
+                    invalid("Invalid authorization header. Client id invalid or secret invalid.")
+                }
+                None => invalid(&format!("Authorization header required. {VISIT}")),
+            }
+        }
+        None if form.get("client_id") == Some(&config.client_id) => None,
+        None => invalid("Missing or invalid client_id for a client application."),
+    }
+}
+
+pub(super) async fn token(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let latency = s.inner().token_latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(r) = client_auth(&s, &headers, &form) {
+        return r;
+    }
+    let ttl = s.config().token_ttl_secs;
+    let now = s.now();
+    let mut inner = s.inner();
+    let field = |k: &str| form.get(k).cloned();
+    let tokens = match field("grant_type").as_deref() {
+        Some("authorization_code") => {
+            let Some(code) = field("code") else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "Missing parameters: code",
+                );
+            };
+            let Some(grant) = inner.codes.get_mut(&code) else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    &format!("Authorization code invalid: {code} {VISIT}"),
+                );
+            };
+            if grant.used {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    &format!("Authorization code invalid: {code} {VISIT}"),
+                );
+            }
+            if (now - grant.issued).num_seconds() > CODE_TTL_SECS {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    &format!("Authorization code expired: {code} {VISIT}"),
+                );
+            }
+            if grant.redirect_uri != field("redirect_uri") {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "Invalid redirect_uri parameter value",
+                );
+            }
+            if let Some((challenge, method)) = &grant.challenge {
+                let Some(verifier) = field("code_verifier") else {
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        "Missing parameters: code_verifier",
+                    );
+                };
+                let computed = if method == "S256" {
+                    s256_challenge(&verifier)
+                } else {
+                    verifier.clone()
+                };
+                if !(43..=128).contains(&verifier.len()) || &computed != challenge {
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "Invalid code_verifier parameter value",
+                    );
+                }
+            }
+            grant.used = true;
+            let (user, scopes) = (grant.user_id.clone(), grant.scopes.clone());
+            new_grant(&mut inner, &user, scopes, now, ttl)
+        }
+        Some("refresh_token") => {
+            let Some(rt) = field("refresh_token") else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "Missing parameters: refresh_token",
+                );
+            };
+            let revoked = inner.revoked_grants.clone();
+            let usable = inner
+                .refresh
+                .get(&rt)
+                .filter(|g| !g.spent && !revoked.contains(&g.grant))
+                .cloned();
+            let Some(grant) = usable else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    &format!("Refresh token invalid: {rt}. {VISIT}"),
+                );
+            };
+            inner.refresh.get_mut(&rt).expect("present").spent = true;
+            *inner.refreshes.entry(grant.user_id.clone()).or_default() += 1;
+            issue(
+                &mut inner,
+                &grant.user_id,
+                grant.scopes,
+                grant.grant,
+                now,
+                ttl,
+            )
+        }
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "The grant_type is not supported.",
+            );
+        }
+    };
+    axum::Json(serde_json::json!({
+        "access_token": tokens.access_token,
+        "expires_in": tokens.expires_in,
+        "refresh_token": tokens.refresh_token,
+        "scope": tokens.scope,
+        "token_type": "Bearer",
+        "user_id": tokens.user_id,
+    }))
+    .into_response()
+}
+
+pub(super) async fn revoke(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = client_auth(&s, &headers, &form) {
+        return r;
+    }
+    let Some(token) = form.get("token") else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Missing parameters: token",
+        );
+    };
+    let mut inner = s.inner();
+    let user = inner
+        .access
+        .get(token)
+        .map(|a| a.user_id.clone())
+        .or_else(|| inner.refresh.get(token).map(|r| r.user_id.clone()));
+    // RFC 7009: an unknown token is not an error.
+    if let Some(user) = user {
+        revoke_user(&mut inner, &user);
+    }
+    axum::Json(serde_json::json!({})).into_response()
+}
