@@ -224,6 +224,10 @@ async fn every_rollup_equals_the_aggregate_of_raw_data_after_late_and_revised_lo
             .collect();
         let summary = write(&db, &revised).await;
         assert!(summary.updated > 0);
+        // Two loads that meet inside one minute: the second adds to the first's bucket.
+        write(&db, &samples("P003", t("2025-06-02T10:00:00Z"), 1, 0.0)).await;
+        let adjacent = write(&db, &samples("P003", t("2025-06-02T10:59:59Z"), 1, 2.0)).await;
+        assert_eq!(adjacent.updated, 0);
         for (rel, width) in [
             ("data_1m", "1 minute"),
             ("data_1h", "1 hour"),
@@ -242,7 +246,7 @@ async fn every_rollup_equals_the_aggregate_of_raw_data_after_late_and_revised_lo
             .unwrap();
         assert_eq!(
             buckets,
-            2 * 3 + 2 * 2,
+            2 * 3 + 2 * 2 + 2,
             "days per participant and metric on {}",
             db.backend
         );

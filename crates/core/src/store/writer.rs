@@ -76,8 +76,15 @@ const TOUCHED_DDL: &str = "create temp table if not exists wearhouse_touched (
 // Writers that touch the same participant and metric take turns, so each recomputes its
 // rollup buckets from raw rows that include the other's committed rows.
 const LOCK_SERIES: &str = "select count(pg_advisory_xact_lock(hashtextextended(k, 7)))
-    from (select distinct participant_id || '/' || data_type as k
-          from wearhouse_staging order by 1) keys";
+    from (select k from unnest($1::text[]) as k order by 1) keys";
+
+// Whether any existing row falls inside a series' span of this batch. When none does, the
+// batch cannot conflict and goes straight into raw_data by COPY.
+const ANY_EXISTING: &str = "select exists (
+      select 1 from unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[])
+                    as s(p, d, lo, hi)
+      where exists (select 1 from raw_data r where r.participant_id = s.p and r.data_type = s.d
+                      and r.timestamp >= s.lo and r.timestamp <= s.hi))";
 
 const UPSERT: &str = "with changed as (
       insert into raw_data as r (timestamp, participant_id, data_type, value_numeric, value_text)
@@ -97,39 +104,124 @@ const UPSERT: &str = "with changed as (
 
 const ORIGIN: &str = "timestamptz '2000-01-01 00:00:00+00'";
 
-fn rollup_from_raw() -> String {
+/// Staging path: recompute each 1m bucket that holds a changed row, by an index lookup per
+/// bucket (revisions are sparse, so this touches no more than it must).
+fn rollup_touched_from_raw() -> String {
     format!(
         "insert into data_1m (bucket, participant_id, data_type, avg_value_numeric,
             sum_value_numeric, count_value_numeric, min_value_numeric, max_value_numeric)
-         select b.bucket, b.participant_id, b.data_type, avg(r.value_numeric),
-                sum(r.value_numeric), count(r.value_numeric), min(r.value_numeric),
-                max(r.value_numeric)
+         select b.bucket, b.participant_id, b.data_type, a.*
          from (select distinct participant_id, data_type,
                       date_bin('1 minute', timestamp, {ORIGIN}) as bucket
                from wearhouse_touched) b
-         join raw_data r on r.participant_id = b.participant_id and r.data_type = b.data_type
-                        and r.timestamp >= b.bucket and r.timestamp < b.bucket + interval '1 minute'
-         group by 1, 2, 3
+         cross join lateral (
+           select avg(r.value_numeric), sum(r.value_numeric), count(r.value_numeric),
+                  min(r.value_numeric), max(r.value_numeric)
+           from raw_data r
+           where r.participant_id = b.participant_id and r.data_type = b.data_type
+             and r.timestamp >= b.bucket and r.timestamp < b.bucket + interval '1 minute') a
          {UPSERT_ROLLUP}"
     )
 }
 
-fn rollup_from_finer(target: &str, source: &str, width: &str) -> String {
+fn rollup_touched_from_finer(target: &str, source: &str, width: &str) -> String {
     format!(
         "insert into {target} (bucket, participant_id, data_type, avg_value_numeric,
             sum_value_numeric, count_value_numeric, min_value_numeric, max_value_numeric)
          select b.bucket, b.participant_id, b.data_type,
-                sum(s.sum_value_numeric) / nullif(sum(s.count_value_numeric), 0),
-                sum(s.sum_value_numeric), sum(s.count_value_numeric),
-                min(s.min_value_numeric), max(s.max_value_numeric)
+                a.s / nullif(a.c, 0), a.s, a.c, a.mn, a.mx
          from (select distinct participant_id, data_type,
                       date_bin('{width}', timestamp, {ORIGIN}) as bucket
                from wearhouse_touched) b
-         join {source} s on s.participant_id = b.participant_id and s.data_type = b.data_type
-                        and s.bucket >= b.bucket and s.bucket < b.bucket + interval '{width}'
-         group by 1, 2, 3
+         cross join lateral (
+           select sum(f.sum_value_numeric) s, sum(f.count_value_numeric) c,
+                  min(f.min_value_numeric) mn, max(f.max_value_numeric) mx
+           from {source} f
+           where f.participant_id = b.participant_id and f.data_type = b.data_type
+             and f.bucket >= b.bucket and f.bucket < b.bucket + interval '{width}') a
          {UPSERT_ROLLUP}"
     )
+}
+
+/// Direct path: every row of the batch is new, so its contribution to a bucket adds to
+/// whatever the bucket held (rows of the same minute from an earlier batch).
+fn merge_contributions(target: &str) -> String {
+    let sum = "case when t.sum_value_numeric is null and excluded.sum_value_numeric is null \
+               then null else coalesce(t.sum_value_numeric, 0) + coalesce(excluded.sum_value_numeric, 0) end";
+    let count = "t.count_value_numeric + excluded.count_value_numeric";
+    format!(
+        "insert into {target} as t (bucket, participant_id, data_type, avg_value_numeric,
+            sum_value_numeric, count_value_numeric, min_value_numeric, max_value_numeric)
+         select b, p, d, s / nullif(c, 0), s, c, mn, mx
+         from unnest($1::text[], $2::text[], $3::timestamptz[], $4::float8[], $5::int8[],
+                     $6::float8[], $7::float8[]) as u(p, d, b, s, c, mn, mx)
+         on conflict (participant_id, data_type, bucket) do update set
+           avg_value_numeric = ({sum}) / nullif({count}, 0),
+           sum_value_numeric = {sum},
+           count_value_numeric = {count},
+           min_value_numeric = least(t.min_value_numeric, excluded.min_value_numeric),
+           max_value_numeric = greatest(t.max_value_numeric, excluded.max_value_numeric)"
+    )
+}
+
+/// A batch's aggregates per participant, metric and bucket of one width, in column form.
+#[derive(Default)]
+struct Contributions {
+    participant: Vec<String>,
+    data_type: Vec<&'static str>,
+    bucket: Vec<DateTime<Utc>>,
+    sum: Vec<Option<f64>>,
+    count: Vec<i64>,
+    min: Vec<Option<f64>>,
+    max: Vec<Option<f64>>,
+}
+
+impl Contributions {
+    /// `order` is sorted by (participant, metric, time), so each bucket is one run of it.
+    fn of(samples: &[Sample], order: &[usize], width: i64) -> Contributions {
+        let mut c = Contributions::default();
+        let mut current: Option<(&str, &'static str, DateTime<Utc>)> = None;
+        for &i in order {
+            let s = &samples[i];
+            let key = (
+                s.participant_id.as_str(),
+                s.metric.name(),
+                floor_to(s.timestamp, width),
+            );
+            if current != Some(key) {
+                current = Some(key);
+                c.participant.push(key.0.to_owned());
+                c.data_type.push(key.1);
+                c.bucket.push(key.2);
+                c.sum.push(None);
+                c.count.push(0);
+                c.min.push(None);
+                c.max.push(None);
+            }
+            if let Some(v) = s.value_numeric {
+                let last = c.count.len() - 1;
+                c.sum[last] = Some(c.sum[last].unwrap_or(0.0) + v);
+                c.count[last] += 1;
+                c.min[last] = Some(c.min[last].map_or(v, |m| m.min(v)));
+                c.max[last] = Some(c.max[last].map_or(v, |m| m.max(v)));
+            }
+        }
+        c
+    }
+
+    async fn merge_into(&self, conn: &mut PgConnection, target: &str) -> Result<()> {
+        sqlx::query(&merge_contributions(target))
+            .bind(&self.participant)
+            .bind(&self.data_type)
+            .bind(&self.bucket)
+            .bind(&self.sum)
+            .bind(&self.count)
+            .bind(&self.min)
+            .bind(&self.max)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
 }
 
 const UPSERT_ROLLUP: &str = "on conflict (participant_id, data_type, bucket) do update set
@@ -154,14 +246,82 @@ impl SampleWriter {
             return Ok(WriteSummary::default());
         }
         let order = last_wins_order(samples)?;
+        let spans = Spans::of(samples, &order);
         let mut tx = conn.begin().await?;
+        if self.maintain_rollup_tables {
+            sqlx::query(LOCK_SERIES)
+                .bind(spans.lock_keys())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let fresh: bool = !sqlx::query_scalar::<_, bool>(ANY_EXISTING)
+            .bind(&spans.participant)
+            .bind(&spans.data_type)
+            .bind(&spans.lo)
+            .bind(&spans.hi)
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut summary = None;
+        if fresh {
+            // Nothing in the batch's spans yet: COPY straight into raw_data. A concurrent
+            // writer may still win a key (TimescaleDB path, no series lock); then the
+            // savepoint rolls back and the batch takes the upsert path.
+            let mut direct = tx.begin().await?;
+            match copy_rows(&mut direct, RAW_COPY, samples, &order).await {
+                Ok(()) => {
+                    direct.commit().await?;
+                    summary = Some(WriteSummary {
+                        inserted: order.len() as u64,
+                        updated: 0,
+                        changed_from: spans.lo.iter().min().copied(),
+                        changed_to: spans.hi.iter().max().copied(),
+                    });
+                }
+                Err(Error::Database(sqlx::Error::Database(e)))
+                    if e.code().as_deref() == Some("23505") =>
+                {
+                    direct.rollback().await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let copied_directly = summary.is_some();
+        let summary = match summary {
+            Some(s) => s,
+            None => self.upsert(&mut tx, samples, &order).await?,
+        };
+        if self.maintain_rollup_tables && summary.inserted + summary.updated > 0 {
+            if copied_directly {
+                for (target, width) in [("data_1m", 60), ("data_1h", 3_600), ("data_1d", 86_400)] {
+                    Contributions::of(samples, &order, width)
+                        .merge_into(&mut tx, target)
+                        .await?;
+                }
+            } else {
+                for sql in [
+                    rollup_touched_from_raw(),
+                    rollup_touched_from_finer("data_1h", "data_1m", "1 hour"),
+                    rollup_touched_from_finer("data_1d", "data_1h", "1 day"),
+                ] {
+                    sqlx::query(&sql).execute(&mut *tx).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(summary)
+    }
+
+    /// The general path: staging table, then insert with `on conflict`.
+    async fn upsert(
+        &self,
+        tx: &mut PgConnection,
+        samples: &[Sample],
+        order: &[usize],
+    ) -> Result<WriteSummary> {
         sqlx::query(STAGING_DDL).execute(&mut *tx).await?;
         // The upsert names it on every backend; it stays empty where rollups are views.
         sqlx::query(TOUCHED_DDL).execute(&mut *tx).await?;
-        copy_into_staging(&mut tx, samples, &order).await?;
-        if self.maintain_rollup_tables {
-            sqlx::query(LOCK_SERIES).execute(&mut *tx).await?;
-        }
+        copy_rows(&mut *tx, STAGING_COPY, samples, order).await?;
         let (inserted, updated, changed_from, changed_to): (
             i64,
             i64,
@@ -171,22 +331,55 @@ impl SampleWriter {
             .bind(self.maintain_rollup_tables)
             .fetch_one(&mut *tx)
             .await?;
-        if self.maintain_rollup_tables && inserted + updated > 0 {
-            sqlx::query(&rollup_from_raw()).execute(&mut *tx).await?;
-            sqlx::query(&rollup_from_finer("data_1h", "data_1m", "1 hour"))
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(&rollup_from_finer("data_1d", "data_1h", "1 day"))
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
         Ok(WriteSummary {
             inserted: inserted as u64,
             updated: updated as u64,
             changed_from,
             changed_to,
         })
+    }
+}
+
+/// Per participant and metric of a batch, the first and last timestamp.
+struct Spans {
+    participant: Vec<String>,
+    data_type: Vec<&'static str>,
+    lo: Vec<DateTime<Utc>>,
+    hi: Vec<DateTime<Utc>>,
+}
+
+impl Spans {
+    /// `order` is sorted by key, so each series is one run of it.
+    fn of(samples: &[Sample], order: &[usize]) -> Spans {
+        let mut spans = Spans {
+            participant: Vec::new(),
+            data_type: Vec::new(),
+            lo: Vec::new(),
+            hi: Vec::new(),
+        };
+        for &i in order {
+            let s = &samples[i];
+            let same = spans.participant.last().map(String::as_str)
+                == Some(s.participant_id.as_str())
+                && spans.data_type.last() == Some(&s.metric.name());
+            if same {
+                *spans.hi.last_mut().expect("a run has a span") = s.timestamp;
+            } else {
+                spans.participant.push(s.participant_id.to_string());
+                spans.data_type.push(s.metric.name());
+                spans.lo.push(s.timestamp);
+                spans.hi.push(s.timestamp);
+            }
+        }
+        spans
+    }
+
+    fn lock_keys(&self) -> Vec<String> {
+        self.participant
+            .iter()
+            .zip(&self.data_type)
+            .map(|(p, d)| format!("{p}/{d}"))
+            .collect()
     }
 }
 
@@ -217,17 +410,17 @@ fn last_wins_order(samples: &[Sample]) -> Result<Vec<usize>> {
     Ok(order)
 }
 
-async fn copy_into_staging(
+const STAGING_COPY: &str = "copy wearhouse_staging (timestamp, participant_id, data_type, value_numeric, value_text) from stdin";
+const RAW_COPY: &str =
+    "copy raw_data (timestamp, participant_id, data_type, value_numeric, value_text) from stdin";
+
+async fn copy_rows(
     conn: &mut PgConnection,
+    statement: &str,
     samples: &[Sample],
     order: &[usize],
 ) -> Result<()> {
-    let mut copy = conn
-        .copy_in_raw(
-            "copy wearhouse_staging (timestamp, participant_id, data_type, value_numeric, value_text) \
-             from stdin",
-        )
-        .await?;
+    let mut copy = conn.copy_in_raw(statement).await?;
     let mut buf = String::with_capacity(COPY_CHUNK_BYTES + 4096);
     for &i in order {
         encode_row(&mut buf, &samples[i]);
