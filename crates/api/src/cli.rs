@@ -1,9 +1,11 @@
 //! Command line of `wearhouse-api`.
 
 use clap::{Parser, Subcommand};
-use wearhouse_core::config::{DatabaseArgs, TelemetryArgs};
+use tokio_util::sync::CancellationToken;
+use wearhouse_core::config::{DatabaseArgs, ListenArgs, TelemetryArgs};
 
 use crate::migrate::MigrateArgs;
+use crate::startup::{Application, ServeArgs, shutdown_signal};
 
 /// The wearhouse REST API and schema migrations.
 #[derive(Debug, Parser)]
@@ -27,6 +29,16 @@ pub enum Command {
         #[command(flatten)]
         args: MigrateArgs,
     },
+    /// Serve the REST API (`/data`, `/participants`, `/metrics-catalog`, `/docs`,
+    /// `/openapi.json`, `/health`, `/ready`, `/metrics`).
+    Serve {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        listen: ListenArgs,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
 }
 
 /// Runs the command line.
@@ -34,5 +46,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     wearhouse_core::telemetry::init_tracing(&cli.telemetry);
     match cli.command {
         Command::Migrate { database, args } => crate::migrate::run(&database, &args).await,
+        Command::Serve {
+            database,
+            listen,
+            args,
+        } => {
+            let app = Application::build(&database, &listen, &args).await?;
+            let shutdown = CancellationToken::new();
+            let trigger = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                trigger.cancel();
+            });
+            app.run(shutdown).await
+        }
     }
 }

@@ -1,5 +1,16 @@
 //! wearhouse-api: the REST API over the warehouse, and the `migrate` command that creates and
 //! upgrades the schema.
+//!
+//! [`startup`] wires the app; [`routes`] holds one module per resource; [`error`] is the one
+//! place errors become HTTP; [`params`] parses query strings so that every failure names its
+//! parameter; [`metrics`] counts requests and reports pool and study gauges.
 
 pub mod cli;
+pub mod error;
+pub mod metrics;
 pub mod migrate;
+pub mod openapi;
+pub mod params;
+pub mod routes;
+pub mod startup;
+pub mod state;

@@ -318,8 +318,20 @@ async fn cursor_pages_and_offset_pages_agree_with_one_unpaginated_read() {
                     offset,
                     cursor: None,
                 };
-                by_offset.extend(flatten(&read_all(&db, &q).await));
+                let page = read_all(&db, &q).await;
+                assert_eq!(page.total_count, whole.total_count, "offset {offset}");
+                by_offset.extend(flatten(&page));
             }
+            // A page past the end is empty but still reports the total.
+            let mut q = query.clone();
+            q.page = Page {
+                limit: Some(limit),
+                offset: whole.total_count as u64 + 5,
+                cursor: None,
+            };
+            let beyond = read_all(&db, &q).await;
+            assert!(flatten(&beyond).is_empty());
+            assert_eq!(beyond.total_count, whole.total_count);
             assert_eq!(
                 by_offset, all,
                 "offset pages at {resolution} on {}",

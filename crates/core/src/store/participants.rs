@@ -155,3 +155,29 @@ pub async fn last_samples(
     .await?;
     Ok(rows.into_iter().collect())
 }
+
+/// [`last_samples`] for several participants in one round trip: participant id → metric →
+/// latest sample time. Participants without data are absent from the map.
+pub async fn last_samples_of(
+    conn: &mut PgConnection,
+    ids: &[&str],
+) -> Result<BTreeMap<String, BTreeMap<String, DateTime<Utc>>>> {
+    let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+    let rows: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
+        "select p.id, m.name, l.timestamp
+         from unnest($1::text[]) as p(id)
+         cross join unnest($2::text[]) as m(name)
+         cross join lateral (select timestamp from raw_data
+                             where participant_id = p.id and data_type = m.name
+                             order by timestamp desc limit 1) l",
+    )
+    .bind(ids)
+    .bind(names)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out: BTreeMap<String, BTreeMap<String, DateTime<Utc>>> = BTreeMap::new();
+    for (id, metric, t) in rows {
+        out.entry(id).or_default().insert(metric, t);
+    }
+    Ok(out)
+}

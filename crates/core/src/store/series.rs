@@ -299,14 +299,23 @@ pub async fn read(conn: &mut PgConnection, plan: &Plan) -> Result<SeriesPage> {
         .bind_rows(sqlx::query_as::<_, Point>(&sql))
         .fetch_all(&mut *conn)
         .await?;
-    let ids: Vec<&str> = plan.participants.iter().map(|p| p.as_str()).collect();
-    let total_count: i64 = sqlx::query_scalar(&plan.count_sql())
-        .bind(ids)
-        .bind(plan.metric.name())
-        .bind(plan.range.start)
-        .bind(plan.range.end)
-        .fetch_one(&mut *conn)
-        .await?;
+    // When this page reaches the end of the result (no cursor before it, and no row beyond
+    // it) the total is known without counting: the rows skipped plus the rows read. An empty
+    // page after an offset says nothing about the total, so it is counted.
+    let last_page = plan.page.limit.is_none_or(|l| rows.len() <= l as usize);
+    let total_count: i64 =
+        if last_page && plan.after.is_none() && (plan.page.offset == 0 || !rows.is_empty()) {
+            i64::try_from(plan.page.offset).unwrap_or(i64::MAX) + rows.len() as i64
+        } else {
+            let ids: Vec<&str> = plan.participants.iter().map(|p| p.as_str()).collect();
+            sqlx::query_scalar(&plan.count_sql())
+                .bind(ids)
+                .bind(plan.metric.name())
+                .bind(plan.range.start)
+                .bind(plan.range.end)
+                .fetch_one(&mut *conn)
+                .await?
+        };
     let next_cursor = match plan.page.limit {
         Some(limit) if rows.len() > limit as usize => {
             rows.truncate(limit as usize);

@@ -1,0 +1,146 @@
+//! The API's one error type and its one mapping to HTTP: status code and JSON body. Every
+//! handler returns [`ApiError`]; nothing else decides what a client sees when something fails.
+//! 5xx bodies say nothing internal; the cause goes to the log.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+use wearhouse_core::{Error as CoreError, ErrorKind};
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A query parameter was missing, malformed or out of bounds.
+    #[error("invalid {parameter}: {message}")]
+    InvalidParameter { parameter: String, message: String },
+    /// The participant, route or thing asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The route exists but not for this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The database could not be reached in time.
+    #[error("database unavailable")]
+    Unavailable(#[source] CoreError),
+    /// The request took longer than the configured request timeout.
+    #[error("request timed out")]
+    Timeout,
+    /// Anything else; the cause is logged, never sent.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 400 naming `parameter`.
+    pub fn invalid(parameter: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::InvalidParameter {
+            parameter: parameter.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status this error maps to.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable(_) | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn body(&self) -> ErrorDetail {
+        let (code, parameter, message) = match self {
+            ApiError::InvalidParameter { parameter, message } => (
+                "invalid_parameter",
+                Some(parameter.clone()),
+                format!("invalid {parameter}: {message}"),
+            ),
+            ApiError::NotFound(m) => ("not_found", None, m.clone()),
+            ApiError::MethodNotAllowed => ("method_not_allowed", None, "method not allowed".into()),
+            ApiError::Unavailable(_) => ("unavailable", None, "database unavailable".into()),
+            ApiError::Timeout => ("timeout", None, "request timed out".into()),
+            ApiError::Internal(_) => ("internal", None, "internal error".into()),
+        };
+        ErrorDetail {
+            code: code.into(),
+            parameter,
+            message,
+        }
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        match e.kind() {
+            ErrorKind::InvalidInput => {
+                let parameter = e.parameter().unwrap_or("request").to_owned();
+                let message = match e {
+                    CoreError::Invalid { message, .. } => message,
+                    other => other.to_string(),
+                };
+                ApiError::InvalidParameter { parameter, message }
+            }
+            ErrorKind::NotFound => ApiError::NotFound(e.to_string()),
+            ErrorKind::Unavailable => ApiError::Unavailable(e),
+            ErrorKind::Internal => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        CoreError::from(e).into()
+    }
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// `invalid_parameter`, `not_found`, `method_not_allowed`, `unavailable`, `timeout` or
+    /// `internal`.
+    #[schema(example = "invalid_parameter")]
+    pub code: String,
+    /// The query parameter at fault, as the caller spelled it (400 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "metric")]
+    pub parameter: Option<String>,
+    /// A sentence for people.
+    pub message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            ApiError::Unavailable(e) => {
+                tracing::warn!(error = %error_chain(e), "database unavailable")
+            }
+            ApiError::Internal(e) => tracing::error!(error = %format!("{e:#}"), "internal error"),
+            ApiError::Timeout => tracing::warn!("request timed out"),
+            _ => {}
+        }
+        let status = self.status();
+        (status, Json(ErrorBody { error: self.body() })).into_response()
+    }
+}
+
+/// The error and its causes on one line, for the log.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,188 @@
+//! `GET /participants` and `GET /participants/{id}`: enrolment, provider, re-consent status
+//! and the latest sample time of each metric.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+use wearhouse_core::ParticipantId;
+use wearhouse_core::store::{ingest_state, participants};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::params::QueryParams;
+use crate::state::AppState;
+
+/// Page size when the caller gives none.
+const DEFAULT_LIMIT: u32 = 100;
+/// Largest page a caller may ask for.
+const MAX_LIMIT: u32 = 1_000;
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/participants", get(list))
+        .route("/participants/{id}", get(detail))
+}
+
+/// A participant as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ParticipantView {
+    #[schema(example = "P001")]
+    pub participant_id: String,
+    /// IANA time zone of the participant's device.
+    #[schema(example = "Europe/London")]
+    pub timezone: String,
+    /// `active`, `paused`, `withdrawn` or `completed`.
+    #[schema(example = "active")]
+    pub status: String,
+    /// Data source, e.g. `fitbit`; null before a device is linked.
+    pub provider: Option<String>,
+    pub enrolled_at: DateTime<Utc>,
+    /// The provider refused our grant: the participant must consent again.
+    pub needs_reconsent: bool,
+    pub reconsent_reason: Option<String>,
+    /// The device's last sync as the provider reported it.
+    pub last_device_sync: Option<DateTime<Utc>>,
+    /// Latest sample time per metric name; metrics without data are absent.
+    #[schema(value_type = BTreeMap<String, DateTime<Utc>>)]
+    pub last_sample: BTreeMap<String, DateTime<Utc>>,
+}
+
+impl ParticipantView {
+    fn new(p: participants::Participant, last_sample: BTreeMap<String, DateTime<Utc>>) -> Self {
+        ParticipantView {
+            participant_id: p.participant_id,
+            timezone: p.timezone,
+            status: p.status,
+            provider: p.provider,
+            enrolled_at: p.enrolled_at,
+            needs_reconsent: p.needs_reconsent,
+            reconsent_reason: p.reconsent_reason,
+            last_device_sync: p.last_device_sync,
+            last_sample,
+        }
+    }
+}
+
+/// One page of participants.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ParticipantList {
+    pub participants: Vec<ParticipantView>,
+    /// Participants in total, across pages.
+    pub total_count: i64,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+/// Query parameters of `GET /participants`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Documents the parameters; they are read through QueryParams.
+pub struct ListParams {
+    /// Participants per page, 1 to 1000 (default 100).
+    limit: Option<u32>,
+    /// Participants to skip (default 0).
+    offset: Option<u64>,
+}
+
+/// Participants ordered by id, one page at a time.
+#[utoipa::path(get, path = "/participants", tag = "participants", params(ListParams),
+    responses(
+        (status = 200, description = "One page of participants", body = ParticipantList),
+        (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    params: QueryParams,
+) -> Result<Json<ParticipantList>, ApiError> {
+    let limit = params.number::<u32>("limit", 1)?.unwrap_or(DEFAULT_LIMIT);
+    if limit > MAX_LIMIT {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("{limit} is too large; use at most {MAX_LIMIT}"),
+        ));
+    }
+    let offset = params.number::<u64>("offset", 0)?.unwrap_or(0);
+    if offset > i64::MAX as u64 {
+        return Err(ApiError::invalid("offset", "is too large"));
+    }
+    let mut conn = state.pool.acquire().await?;
+    let (rows, total_count) = participants::list(&mut conn, limit, offset).await?;
+    let ids: Vec<&str> = rows.iter().map(|p| p.participant_id.as_str()).collect();
+    let mut last = participants::last_samples_of(&mut conn, &ids).await?;
+    let participants = rows
+        .into_iter()
+        .map(|p| {
+            let l = last.remove(&p.participant_id).unwrap_or_default();
+            ParticipantView::new(p, l)
+        })
+        .collect();
+    Ok(Json(ParticipantList {
+        participants,
+        total_count,
+        limit,
+        offset,
+    }))
+}
+
+/// A participant with the ingest watermarks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ParticipantDetail {
+    #[serde(flatten)]
+    pub participant: ParticipantView,
+    /// Per source and metric, the instant up to which data is known complete.
+    pub watermarks: Vec<WatermarkView>,
+}
+
+/// One ingest watermark.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WatermarkView {
+    #[schema(example = "fitbit")]
+    pub source: String,
+    #[schema(example = "heart_rate")]
+    pub metric: String,
+    pub watermark: DateTime<Utc>,
+    pub last_run_at: Option<DateTime<Utc>>,
+    /// The last ingest error for this metric, if the last run failed.
+    pub last_error: Option<String>,
+}
+
+/// One participant.
+#[utoipa::path(get, path = "/participants/{id}", tag = "participants",
+    params(("id" = String, Path, description = "Participant id", example = "P001")),
+    responses(
+        (status = 200, description = "The participant", body = ParticipantDetail),
+        (status = 400, description = "The id is malformed", body = ErrorBody),
+        (status = 404, description = "No such participant", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody)))]
+pub async fn detail(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ParticipantDetail>, ApiError> {
+    let id = ParticipantId::parse(&id).map_err(|e| match e {
+        wearhouse_core::Error::Invalid { message, .. } => ApiError::invalid("id", message),
+        other => other.into(),
+    })?;
+    let mut conn = state.pool.acquire().await?;
+    let p = participants::get(&mut conn, &id).await?;
+    let last = participants::last_samples(&mut conn, id.as_str()).await?;
+    let watermarks = ingest_state::list(&mut conn, &id)
+        .await?
+        .into_iter()
+        .map(|w| WatermarkView {
+            source: w.source,
+            metric: w.data_type,
+            watermark: w.watermark,
+            last_run_at: w.last_run_at,
+            last_error: w.last_error,
+        })
+        .collect();
+    Ok(Json(ParticipantDetail {
+        participant: ParticipantView::new(p, last),
+        watermarks,
+    }))
+}

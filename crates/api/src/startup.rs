@@ -1,0 +1,231 @@
+//! Wiring: builds the application from its configuration, binds the listener, and serves until
+//! told to stop. Tests call [`Application::build`] with port 0 and talk to the real thing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use clap::Args;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use wearhouse_core::config::{DatabaseArgs, ListenArgs};
+
+use crate::error::ApiError;
+use crate::metrics::{self, ApiMetrics};
+use crate::routes;
+use crate::state::AppState;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Settings of `wearhouse-api serve` beyond the database and listen address.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Seconds a request may take until its response starts; slower ones get 503 "timeout".
+    #[arg(long, env = "WEARHOUSE_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// Seconds to let in-flight requests finish after SIGTERM/SIGINT before closing anyway.
+    #[arg(long, env = "WEARHOUSE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+
+    /// Browser origin allowed to call the API (CORS), e.g. https://dashboard.example.org;
+    /// repeat or separate with commas; `*` allows any. Default: none (same origin only, as
+    /// when nginx serves the dashboard and proxies the API).
+    #[arg(
+        long = "cors-origin",
+        env = "WEARHOUSE_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// The study gauge counts active participants with no sample for this many days.
+    #[arg(long, env = "WEARHOUSE_STALE_AFTER_DAYS", default_value_t = 3)]
+    pub stale_after_days: u32,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        ServeArgs {
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 30,
+            cors_origins: Vec::new(),
+            stale_after_days: 3,
+        }
+    }
+}
+
+/// A bound, ready-to-run API server.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    pool: PgPool,
+    grace: Duration,
+}
+
+impl Application {
+    /// Builds the app and binds its listener. The database pool connects lazily: the API
+    /// starts while the database is down, answers 503 meanwhile, and recovers by itself.
+    pub async fn build(
+        database: &DatabaseArgs,
+        listen: &ListenArgs,
+        args: &ServeArgs,
+    ) -> anyhow::Result<Self> {
+        let pool = database
+            .lazy_pool()
+            .context("invalid database settings; check DATABASE_URL or --database-url")?;
+        let listener = TcpListener::bind(listen.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", listen.listen))?;
+        let router = app(pool.clone(), args)?;
+        Ok(Application {
+            listener,
+            router,
+            pool,
+            grace: Duration::from_secs(args.shutdown_grace_secs),
+        })
+    }
+
+    /// The address the server listens on (with the port picked when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight requests
+    /// finish for the grace period, and closes the database pool.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(address = %self.local_addr(), "serving the API");
+        let token = shutdown.clone();
+        let server = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { token.cancelled().await });
+        let grace = self.grace;
+        tokio::select! {
+            result = server => result.context("server failed")?,
+            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; closing");
+            }
+        }
+        if tokio::time::timeout(Duration::from_secs(5), self.pool.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("database pool did not close in time");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The complete router: resources, metrics, request ids, logs, CORS and the request timeout.
+pub fn app(pool: PgPool, args: &ServeArgs) -> anyhow::Result<Router> {
+    let metrics = Arc::new(ApiMetrics::new(
+        args.stale_after_days,
+        pool.options().get_max_connections(),
+        routes::ROUTES,
+    ));
+    let state = AppState { pool, metrics };
+    let timeout = Duration::from_secs(args.request_timeout_secs);
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|request: &Request| {
+            let route = request
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .map_or(metrics::UNMATCHED_ROUTE, |m| m.as_str());
+            let request_id = request
+                .headers()
+                .get(&REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!("request", method = %request.method(), route, path = %request.uri().path(), request_id)
+        })
+        .on_response(DefaultOnResponse::new().level(Level::INFO));
+    let mut router = routes::router()
+        .layer(middleware::from_fn_with_state(timeout, request_timeout))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ));
+    if let Some(cors) = cors(&args.cors_origins)? {
+        router = router.layer(cors);
+    }
+    Ok(router
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(trace)
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
+        )
+        .with_state(state))
+}
+
+async fn request_timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
+    let origins: Vec<&str> = origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow = if origins.contains(&"*") {
+        AllowOrigin::any()
+    } else {
+        let values = origins
+            .iter()
+            .map(|o| {
+                HeaderValue::from_str(o).with_context(|| format!("invalid --cors-origin {o:?}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        AllowOrigin::list(values)
+    };
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::ACCEPT, header::CONTENT_TYPE])
+            .expose_headers([REQUEST_ID]),
+    ))
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,8 @@
+//! The API as clients use it: the real app on port 0 against a real seeded database.
+
+mod errors;
+mod operations;
+mod outage;
+mod paging;
+mod routes;
+mod support;

@@ -1,0 +1,84 @@
+//! The database goes away while requests arrive, and comes back: the API answers 503 while it
+//! is gone and 200 once it returns, without a restart.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use wearhouse_api::startup::ServeArgs;
+use wearhouse_core::config::DatabaseArgs;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn the_api_answers_503_while_the_database_is_cut_off_and_recovers_by_itself() {
+    let seeded = spawn_app().await;
+    let db = seeded.db.as_ref().unwrap();
+    let url: url::Url = db.url.parse().unwrap();
+    let target: SocketAddr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap())
+        .parse()
+        .unwrap();
+    let proxy = Proxy::start(target).await;
+    let mut via_proxy = url.clone();
+    via_proxy.set_port(Some(proxy.addr.port())).unwrap();
+    let app = spawn_at(
+        DatabaseArgs::from_url(via_proxy.to_string()),
+        ServeArgs::default(),
+    )
+    .await;
+    let q = "/data?participant_id=P001&metric=steps&start_date=2025-06-01&end_date=2025-06-02";
+
+    let (status, before) = app.get_json(q).await;
+    assert_eq!(status, 200, "{before}");
+
+    // Requests keep arriving throughout; each gets 200 or a JSON 503, never anything else.
+    let client = app.client.clone();
+    let url = format!("{}{q}", app.base);
+    let load = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for _ in 0..40 {
+            let r = client
+                .get(&url)
+                .send()
+                .await
+                .expect("an answer, not a hang");
+            let status = r.status().as_u16();
+            let body: serde_json::Value = r.json().await.expect("a JSON body");
+            if status == 503 {
+                assert_eq!(body["error"]["code"], "unavailable");
+            } else {
+                assert_eq!(status, 200, "{body}");
+            }
+            seen.push(status);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        seen
+    });
+
+    proxy.cut().await;
+    let (status, body) = app.get_json(q).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+    let (status, ready) = app.get_json("/ready").await;
+    assert_eq!((status, &ready["database"]), (503, &"unreachable".into()));
+    let (status, _) = app.get_json("/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(app.get("/metrics").await.status(), 200);
+
+    proxy.restore();
+    let mut recovered = None;
+    for _ in 0..60 {
+        let (status, body) = app.get_json(q).await;
+        if status == 200 {
+            recovered = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let after = recovered.expect("the API answers 200 again once the database is back");
+    assert_eq!(after, before);
+    let (status, _) = app.get_json("/ready").await;
+    assert_eq!(status, 200);
+
+    let seen = load.await.unwrap();
+    assert!(seen.contains(&503), "{seen:?}");
+}
