@@ -127,7 +127,10 @@ async fn migrating_twice_changes_nothing_and_names_the_backend() {
 async fn loading_the_same_samples_twice_changes_nothing() {
     for backend in backends().await {
         let db = TestDb::new(backend).await;
-        let batch = samples("P001", t("2025-06-01T22:00:00Z"), 4, 0.0);
+        let mut batch = samples("P001", t("2025-06-01T22:00:00Z"), 4, 0.0);
+        let mut odd = Sample::sleep_stage(pid("P001"), t("2025-06-01T23:00:00Z"), "deep");
+        odd.value_text = Some("deep\tnap \\ \"note\"\né".into());
+        batch.push(odd.clone());
         let first = write(&db, &batch).await;
         assert_eq!(first.inserted as usize, batch.len());
         assert_eq!(first.updated, 0);
@@ -140,6 +143,10 @@ async fn loading_the_same_samples_twice_changes_nothing() {
             db.backend
         );
         assert_eq!(raw_snapshot(&db.pool).await, before);
+        assert!(
+            before.iter().any(|r| r.4 == odd.value_text),
+            "text survives the round trip"
+        );
     }
 }
 

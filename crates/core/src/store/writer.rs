@@ -4,8 +4,6 @@
 //! PostgreSQL, TimescaleDB Apache) the same transaction recomputes exactly the 1m/1h/1d buckets
 //! whose raw rows changed.
 
-use std::fmt::Write as _;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{Acquire, PgConnection};
@@ -410,10 +408,12 @@ fn last_wins_order(samples: &[Sample]) -> Result<Vec<usize>> {
     Ok(order)
 }
 
-const STAGING_COPY: &str = "copy wearhouse_staging (timestamp, participant_id, data_type, value_numeric, value_text) from stdin";
-const RAW_COPY: &str =
-    "copy raw_data (timestamp, participant_id, data_type, value_numeric, value_text) from stdin";
+const STAGING_COPY: &str = "copy wearhouse_staging \
+    (timestamp, participant_id, data_type, value_numeric, value_text) from stdin with (format binary)";
+const RAW_COPY: &str = "copy raw_data \
+    (timestamp, participant_id, data_type, value_numeric, value_text) from stdin with (format binary)";
 
+/// COPY's binary format: no text to format here or to parse in the server.
 async fn copy_rows(
     conn: &mut PgConnection,
     statement: &str,
@@ -421,51 +421,51 @@ async fn copy_rows(
     order: &[usize],
 ) -> Result<()> {
     let mut copy = conn.copy_in_raw(statement).await?;
-    let mut buf = String::with_capacity(COPY_CHUNK_BYTES + 4096);
+    let mut buf = Vec::with_capacity(COPY_CHUNK_BYTES + 4096);
+    buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.extend_from_slice(&0i32.to_be_bytes()); // flags
+    buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
     for &i in order {
         encode_row(&mut buf, &samples[i]);
         if buf.len() >= COPY_CHUNK_BYTES {
-            copy.send(buf.as_bytes()).await?;
+            copy.send(buf.as_slice()).await?;
             buf.clear();
         }
     }
-    if !buf.is_empty() {
-        copy.send(buf.as_bytes()).await?;
-    }
+    buf.extend_from_slice(&(-1i16).to_be_bytes());
+    copy.send(buf.as_slice()).await?;
     copy.finish().await?;
     Ok(())
 }
 
-/// One row in COPY's text format.
-fn encode_row(buf: &mut String, s: &Sample) {
-    let _ = write!(buf, "{}\t", s.timestamp.format("%Y-%m-%d %H:%M:%S%.6f+00"));
-    escape_copy_text(buf, s.participant_id.as_str());
-    buf.push('\t');
-    buf.push_str(s.metric.name());
-    buf.push('\t');
+/// Microseconds between the Unix epoch and PostgreSQL's epoch, 2000-01-01 UTC.
+const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+
+/// One tuple: field count, then each field as length and big-endian value (-1 for NULL).
+fn encode_row(buf: &mut Vec<u8>, s: &Sample) {
+    buf.extend_from_slice(&5i16.to_be_bytes());
+    let micros = s.timestamp.timestamp_micros() - PG_EPOCH_OFFSET_MICROS;
+    buf.extend_from_slice(&8i32.to_be_bytes());
+    buf.extend_from_slice(&micros.to_be_bytes());
+    put_text(buf, Some(s.participant_id.as_str()));
+    put_text(buf, Some(s.metric.name()));
     match s.value_numeric {
         Some(v) => {
-            let _ = write!(buf, "{v}");
+            buf.extend_from_slice(&8i32.to_be_bytes());
+            buf.extend_from_slice(&v.to_be_bytes());
         }
-        None => buf.push_str("\\N"),
+        None => buf.extend_from_slice(&(-1i32).to_be_bytes()),
     }
-    buf.push('\t');
-    match &s.value_text {
-        Some(t) => escape_copy_text(buf, t),
-        None => buf.push_str("\\N"),
-    }
-    buf.push('\n');
+    put_text(buf, s.value_text.as_deref());
 }
 
-fn escape_copy_text(buf: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '\\' => buf.push_str("\\\\"),
-            '\t' => buf.push_str("\\t"),
-            '\n' => buf.push_str("\\n"),
-            '\r' => buf.push_str("\\r"),
-            c => buf.push(c),
+fn put_text(buf: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        Some(t) => {
+            buf.extend_from_slice(&(t.len() as i32).to_be_bytes());
+            buf.extend_from_slice(t.as_bytes());
         }
+        None => buf.extend_from_slice(&(-1i32).to_be_bytes()),
     }
 }
 
@@ -524,16 +524,19 @@ mod tests {
     }
 
     #[test]
-    fn text_values_are_escaped_for_copy() {
+    fn rows_are_encoded_in_copy_binary_format() {
         let p = ParticipantId::parse("P1").unwrap();
-        let mut s = Sample::sleep_stage(p, at(0), "deep");
-        s.value_text = Some("a\tb\\c\nd".into());
-        let mut buf = String::new();
+        let s = Sample::sleep_stage(p, at(946_684_801), "deep");
+        let mut buf = Vec::new();
         encode_row(&mut buf, &s);
-        assert_eq!(
-            buf,
-            "1970-01-01 00:00:00.000000+00\tP1\tsleep_stage\t2\ta\\tb\\\\c\\nd\n"
-        );
+        let mut expected = vec![0, 5, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0x0f, 0x42, 0x40];
+        expected.extend_from_slice(&[0, 0, 0, 2, b'P', b'1', 0, 0, 0, 11]);
+        expected.extend_from_slice(b"sleep_stage");
+        expected.extend_from_slice(&[0, 0, 0, 8]);
+        expected.extend_from_slice(&2.0f64.to_be_bytes());
+        expected.extend_from_slice(&[0, 0, 0, 4]);
+        expected.extend_from_slice(b"deep");
+        assert_eq!(buf, expected);
     }
 
     #[test]
