@@ -26,8 +26,13 @@ async fn migrate_names_the_backend_and_a_second_run_applies_nothing() {
     } else {
         "backend: postgres"
     };
+    // Every migration in migrations/ is applied on a fresh database.
+    let applied = format!(
+        "applied {} migration(s)",
+        wearhouse_core::store::MIGRATOR.iter().count()
+    );
     assert!(
-        first.contains("applied 6 migration(s)") && first.contains(expected),
+        first.contains(&applied) && first.contains(expected),
         "{first}"
     );
     let (ok, second) = migrate(&url, &[]);

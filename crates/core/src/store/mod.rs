@@ -1,6 +1,7 @@
 //! Database access: migrations, backend detection, the sample writer, the series reader and
-//! the participant and ingest-state tables.
+//! the participant and ingest-state tables, and adherence.
 
+pub mod adherence;
 pub mod ingest_state;
 pub mod participants;
 pub mod series;
