@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# End-to-end test of the native stack: `scripts/stack up` in a temporary folder on free ports
+# (a developer's own .data/ and ports stay untouched), then the browser test against its nginx,
+# stopping and starting the real API for the "API down" case; everything is torn down on exit.
+# Screenshots land in test-artifacts/, and the stack's logs in test-artifacts/stack-logs/.
+#
+#   tests/stack/run.sh
+#
+# Needs what scripts/stack and tests/browser/run.sh need (postgresql, nginx, curl, npm, Rust,
+# chromium); .ci/run installs them.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/wearhouse-stack-test.XXXXXX")"
+# As root, the database runs as the postgres user, which must be able to reach its folder.
+chmod 0755 "$tmp"
+export WEARHOUSE_STACK_DIR="$tmp/data"
+
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+read -r WEARHOUSE_WEB_PORT WEARHOUSE_API_PORT WEARHOUSE_DB_PORT WEARHOUSE_INGEST_PORT \
+  WEARHOUSE_IMPUTE_PORT <<<"$(free_ports 5)"
+export WEARHOUSE_WEB_PORT WEARHOUSE_API_PORT WEARHOUSE_DB_PORT WEARHOUSE_INGEST_PORT \
+  WEARHOUSE_IMPUTE_PORT
+export WEARHOUSE_DEMO=true
+
+cleanup() {
+  local status=$?
+  "$root/scripts/stack" down || status=1
+  mkdir -p "$root/test-artifacts/stack-logs"
+  cp -r "$WEARHOUSE_STACK_DIR/logs/." "$root/test-artifacts/stack-logs/" 2>/dev/null || true
+  if [ "$status" -ne 0 ]; then
+    echo "== the stack's logs are in test-artifacts/stack-logs/; their last lines:" >&2
+    tail -n 15 "$WEARHOUSE_STACK_DIR"/logs/*.log >&2 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "== native stack in $WEARHOUSE_STACK_DIR (web $WEARHOUSE_WEB_PORT, api $WEARHOUSE_API_PORT, db $WEARHOUSE_DB_PORT)"
+"$root/scripts/stack" up
+
+# The stack must answer as the README promises before the browser looks at it.
+participants="$(curl -fsS "http://127.0.0.1:$WEARHOUSE_WEB_PORT/api/participants")"
+case "$participants" in
+  *'"total_count":0'*) echo "the demo cohort is missing: $participants" >&2; exit 1 ;;
+esac
+
+echo "== browser test against http://127.0.0.1:$WEARHOUSE_WEB_PORT/"
+WEARHOUSE_WEB_URL="http://127.0.0.1:$WEARHOUSE_WEB_PORT/" \
+WEARHOUSE_API_STOP_CMD="'$root/scripts/stack' stop api" \
+WEARHOUSE_API_START_CMD="'$root/scripts/stack' start api" \
+  "$root/tests/browser/run.sh"
