@@ -7,6 +7,7 @@
 //! in how the client authenticates ([`ClientAuth`]) and in their error bodies, and both error
 //! shapes are understood.
 
+pub mod google;
 pub mod pkce;
 pub mod store;
 mod tokens;

@@ -4,6 +4,7 @@
 //! the sink, watermarks) is shared.
 
 pub mod fitbit;
+pub mod google_health;
 
 use std::time::Duration;
 

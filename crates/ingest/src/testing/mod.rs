@@ -2,5 +2,10 @@
 //! providers we cannot reach from tests.
 
 pub mod fake_fitbit;
+pub mod fake_google;
 
 pub use fake_fitbit::{FakeFitbit, FakeFitbitConfig, FakeTokens, FakeUser, Fault, RequestRecord};
+pub use fake_google::{
+    FakeGoogleConfig, FakeGoogleHealth, FakeGoogleTokens, FakeGoogleUser, GoogleFault,
+    GoogleRequest,
+};

@@ -1,0 +1,202 @@
+//! Google Health data points to samples. Instants are read as RFC 3339 with whatever offset
+//! they carry and stored in UTC (the `utcOffset` fields only say what the user's clock showed);
+//! int64 fields arrive as JSON strings and doubles as numbers, and proto3 leaves out zero
+//! fields, so a missing count is 0. Daily types carry a civil `date` in the user's zone, stored
+//! at the participant's local midnight, as the Fitbit source does, so both sources write the
+//! same key for the same day.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+use wearhouse_core::{Metric, ParticipantId, Sample};
+
+use crate::sources::fitbit::localtime::day_start;
+
+/// A point we could not read.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+fn err(what: &str, point: &Value) -> ParseError {
+    let text = point.to_string();
+    ParseError(format!("{what} in {}", &text[..text.len().min(160)]))
+}
+
+/// An RFC 3339 instant, in UTC.
+pub fn instant(v: &Value) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(v.as_str()?)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// An int64 field: a JSON string (as Google sends it) or a number; absent means 0.
+pub fn int64(v: &Value) -> Option<f64> {
+    match v {
+        Value::Null => Some(0.0),
+        Value::String(s) => s.parse::<i64>().ok().map(|n| n as f64),
+        Value::Number(n) => n.as_f64(),
+        _ => None,
+    }
+}
+
+/// A double field; absent means 0.
+fn double(v: &Value) -> Option<f64> {
+    match v {
+        Value::Null => Some(0.0),
+        // Lenient: one fixture sends "NaN" as a string.
+        Value::String(s) => s.parse().ok(),
+        other => other.as_f64(),
+    }
+}
+
+fn date(v: &Value) -> Option<NaiveDate> {
+    let part = |k: &str| v.get(k)?.as_u64();
+    NaiveDate::from_ymd_opt(
+        part("year")? as i32,
+        part("month")? as u32,
+        part("day")? as u32,
+    )
+}
+
+/// The samples of one list page of `metric` (`key` is the JSON key of the data type).
+pub fn points(
+    participant: &ParticipantId,
+    tz: Tz,
+    metric: Metric,
+    key: &str,
+    page: &Value,
+) -> Result<Vec<Sample>, ParseError> {
+    let mut out = Vec::new();
+    let Some(points) = page.get("dataPoints") else {
+        return Ok(out); // `{}`: an empty page
+    };
+    for point in points
+        .as_array()
+        .ok_or_else(|| err("dataPoints is not a list", page))?
+    {
+        let body = &point[key];
+        if body.is_null() {
+            return Err(err(&format!("no {key} member"), point));
+        }
+        let numeric = |t: DateTime<Utc>, v: f64| Sample::numeric(participant.clone(), metric, t, v);
+        match metric {
+            Metric::HeartRate | Metric::Spo2 => {
+                let t = instant(&body["sampleTime"]["physicalTime"])
+                    .ok_or_else(|| err("no sampleTime.physicalTime", point))?;
+                let v = if metric == Metric::HeartRate {
+                    int64(&body["beatsPerMinute"])
+                } else {
+                    double(&body["percentage"])
+                }
+                .ok_or_else(|| err("unreadable value", point))?;
+                out.push(numeric(t, v));
+            }
+            Metric::Steps | Metric::Distance | Metric::ActiveZoneMinutes => {
+                let t = instant(&body["interval"]["startTime"])
+                    .ok_or_else(|| err("no interval.startTime", point))?;
+                let v = match metric {
+                    Metric::Steps => int64(&body["count"]),
+                    Metric::Distance => int64(&body["millimeters"]).map(|mm| mm / 1000.0),
+                    _ => int64(&body["activeZoneMinutes"]),
+                }
+                .ok_or_else(|| err("unreadable value", point))?;
+                out.push(numeric(t, v));
+            }
+            Metric::RestingHeartRate | Metric::HrvRmssd | Metric::BreathingRate => {
+                let d = date(&body["date"]).ok_or_else(|| err("no date", point))?;
+                let v = match metric {
+                    Metric::RestingHeartRate => int64(&body["beatsPerMinute"]),
+                    Metric::HrvRmssd => double(&body["averageHeartRateVariabilityMilliseconds"]),
+                    _ => double(&body["breathsPerMinute"]),
+                }
+                .ok_or_else(|| err("unreadable value", point))?;
+                // A left-out (zero) or NaN daily value means "not computed", not zero.
+                if v > 0.0 && v.is_finite() {
+                    out.push(numeric(day_start(tz, d), v));
+                }
+            }
+            Metric::SleepStage => out.extend(sleep(participant, point, body)?),
+            other => return Err(ParseError(format!("{other} is not read from a list"))),
+        }
+    }
+    Ok(out)
+}
+
+/// Sleep stage label as stored (the catalogue's Fitbit-compatible names).
+fn stage_label(session_type: &str, stage: &str) -> Option<&'static str> {
+    Some(match (session_type, stage) {
+        ("CLASSIC", "ASLEEP") => "asleep",
+        ("CLASSIC", "RESTLESS") => "restless",
+        ("CLASSIC", "AWAKE") => "awake",
+        (_, "AWAKE") => "wake",
+        (_, "LIGHT") => "light",
+        (_, "DEEP") => "deep",
+        (_, "REM") => "rem",
+        _ => return None,
+    })
+}
+
+/// A sleep session as one `sleep_stage` sample every 30 s, labelled with its stage.
+fn sleep(
+    participant: &ParticipantId,
+    point: &Value,
+    body: &Value,
+) -> Result<Vec<Sample>, ParseError> {
+    let session_type = body["type"].as_str().unwrap_or("STAGES");
+    let mut out = Vec::new();
+    for stage in body["stages"].as_array().into_iter().flatten() {
+        let (Some(start), Some(end)) = (instant(&stage["startTime"]), instant(&stage["endTime"]))
+        else {
+            return Err(err("a stage without startTime/endTime", point));
+        };
+        let kind = stage["type"].as_str().unwrap_or("");
+        let Some(label) = stage_label(session_type, kind) else {
+            tracing::debug!(kind, "sleep stage type without a catalogue label; skipped");
+            continue;
+        };
+        let mut t = start;
+        while t < end {
+            out.push(Sample::sleep_stage(participant.clone(), t, label));
+            t += Duration::seconds(30);
+        }
+    }
+    Ok(out)
+}
+
+/// The samples of one `total-calories` rollUp page: kcal per window, at the window start.
+pub fn calories(participant: &ParticipantId, page: &Value) -> Result<Vec<Sample>, ParseError> {
+    let mut out = Vec::new();
+    for bucket in page["rollupDataPoints"].as_array().into_iter().flatten() {
+        let t = instant(&bucket["startTime"]).ok_or_else(|| err("no startTime", bucket))?;
+        let kcal = double(&bucket["totalCalories"]["kcalSum"])
+            .ok_or_else(|| err("unreadable kcalSum", bucket))?;
+        out.push(Sample::numeric(
+            participant.clone(),
+            Metric::Calories,
+            t,
+            kcal,
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn int64_strings_and_left_out_zeros_are_read() {
+        assert_eq!(int64(&json!("512")), Some(512.0));
+        assert_eq!(int64(&Value::Null), Some(0.0));
+        assert_eq!(int64(&json!("x")), None);
+    }
+
+    #[test]
+    fn instants_with_an_offset_are_stored_in_utc() {
+        assert_eq!(
+            instant(&json!("2026-10-05T08:30:02+02:00")),
+            instant(&json!("2026-10-05T06:30:02Z"))
+        );
+    }
+}
