@@ -3,9 +3,11 @@
 //!
 //! [`startup`] wires the app; [`routes`] holds one module per resource; [`error`] is the one
 //! place errors become HTTP; [`params`] parses query strings so that every failure names its
-//! parameter; [`metrics`] counts requests and reports pool and study gauges.
+//! parameter; [`metrics`] counts requests and reports pool and study gauges; [`contact`] is the
+//! researcher outreach form and its e-mail outbox.
 
 pub mod cli;
+pub mod contact;
 pub mod error;
 pub mod metrics;
 pub mod migrate;

@@ -22,6 +22,8 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use wearhouse_core::config::{DatabaseArgs, ListenArgs};
 
+use crate::contact::ContactService;
+use crate::contact::settings::ContactArgs;
 use crate::error::ApiError;
 use crate::metrics::{self, ApiMetrics};
 use crate::routes;
@@ -53,6 +55,9 @@ pub struct ServeArgs {
     /// The study gauge counts active participants with no sample for this many days.
     #[arg(long, env = "WEARHOUSE_STALE_AFTER_DAYS", default_value_t = 3)]
     pub stale_after_days: u32,
+
+    #[command(flatten)]
+    pub contact: ContactArgs,
 }
 
 impl Default for ServeArgs {
@@ -62,6 +67,7 @@ impl Default for ServeArgs {
             shutdown_grace_secs: 30,
             cors_origins: Vec::new(),
             stale_after_days: 3,
+            contact: ContactArgs::default(),
         }
     }
 }
@@ -71,6 +77,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     pool: PgPool,
+    contact: Arc<ContactService>,
     grace: Duration,
 }
 
@@ -88,11 +95,16 @@ impl Application {
         let listener = TcpListener::bind(listen.listen)
             .await
             .with_context(|| format!("cannot listen on {}", listen.listen))?;
-        let router = app(pool.clone(), args)?;
+        let contact = Arc::new(
+            ContactService::new(pool.clone(), &args.contact)
+                .context("invalid contact form settings")?,
+        );
+        let router = app_with(pool.clone(), args, contact.clone())?;
         Ok(Application {
             listener,
             router,
             pool,
+            contact,
             grace: Duration::from_secs(args.shutdown_grace_secs),
         })
     }
@@ -108,15 +120,28 @@ impl Application {
     /// finish for the grace period, and closes the database pool.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(address = %self.local_addr(), "serving the API");
+        let outbox = tokio::spawn(self.contact.outbox.clone().run(shutdown.clone()));
         let token = shutdown.clone();
-        let server = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { token.cancelled().await });
+        // The peer address is the contact form's rate-limit key when no proxy sets X-Real-IP.
+        let server = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { token.cancelled().await });
         let grace = self.grace;
         tokio::select! {
             result = server => result.context("server failed")?,
             () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
                 tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; closing");
             }
+        }
+        shutdown.cancel();
+        if tokio::time::timeout(Duration::from_secs(25), outbox)
+            .await
+            .is_err()
+        {
+            tracing::warn!("contact outbox did not stop in time");
         }
         if tokio::time::timeout(Duration::from_secs(5), self.pool.close())
             .await
@@ -131,12 +156,29 @@ impl Application {
 
 /// The complete router: resources, metrics, request ids, logs, CORS and the request timeout.
 pub fn app(pool: PgPool, args: &ServeArgs) -> anyhow::Result<Router> {
+    let contact = Arc::new(
+        ContactService::new(pool.clone(), &args.contact)
+            .context("invalid contact form settings")?,
+    );
+    app_with(pool, args, contact)
+}
+
+/// [`app`] with a given contact service (whose outbox the caller runs).
+pub fn app_with(
+    pool: PgPool,
+    args: &ServeArgs,
+    contact: Arc<ContactService>,
+) -> anyhow::Result<Router> {
     let metrics = Arc::new(ApiMetrics::new(
         args.stale_after_days,
         pool.options().get_max_connections(),
         routes::ROUTES,
     ));
-    let state = AppState { pool, metrics };
+    let state = AppState {
+        pool,
+        metrics,
+        contact,
+    };
     let timeout = Duration::from_secs(args.request_timeout_secs);
     let trace = TraceLayer::new_for_http()
         .make_span_with(|request: &Request| {

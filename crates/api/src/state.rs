@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
+use crate::contact::ContactService;
 use crate::metrics::ApiMetrics;
 
 /// Application state, cheap to clone.
@@ -11,4 +12,6 @@ use crate::metrics::ApiMetrics;
 pub struct AppState {
     pub pool: PgPool,
     pub metrics: Arc<ApiMetrics>,
+    /// The contact form's outbox, CSRF signer and rate limiter.
+    pub contact: Arc<ContactService>,
 }

@@ -19,6 +19,7 @@ pub fn router() -> Router<AppState> {
         .merge(catalog::router())
         .merge(ops::router())
         .merge(docs::router())
+        .merge(crate::contact::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
 }

@@ -1,0 +1,290 @@
+//! The contact form: its fields, their validation with messages for people, and the HTML.
+
+use serde::Deserialize;
+
+/// Longest accepted value per field, in characters.
+pub const MAX_NAME: usize = 100;
+pub const MAX_EMAIL: usize = 254;
+pub const MAX_SUBJECT: usize = 150;
+pub const MAX_MESSAGE: usize = 5_000;
+
+/// The submitted fields, as typed (missing ones empty).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ContactForm {
+    pub participant_id: String,
+    pub requester_name: String,
+    pub requester_email: String,
+    pub subject: String,
+    pub message: String,
+    pub csrf_token: String,
+}
+
+/// A request that passed validation, trimmed.
+#[derive(Debug, Clone)]
+pub struct ValidRequest {
+    pub participant_id: String,
+    pub requester_name: String,
+    pub requester_email: String,
+    pub subject: String,
+    pub message: String,
+}
+
+/// A problem with one field: the field's name and a sentence for the person filling it in.
+pub type FieldError = (&'static str, String);
+
+fn required_line(
+    field: &'static str,
+    label: &str,
+    value: &str,
+    max: usize,
+    errors: &mut Vec<FieldError>,
+) {
+    let n = value.chars().count();
+    if n == 0 {
+        errors.push((field, format!("{label} is required.")));
+    } else if n > max {
+        errors.push((
+            field,
+            format!("{label} must be at most {max} characters (it has {n})."),
+        ));
+    } else if value.chars().any(char::is_control) {
+        errors.push((field, format!("{label} must be on one line.")));
+    }
+}
+
+/// Whether `s` looks like an e-mail address: one `@`, a local part, and a dotted domain of
+/// letters, digits and hyphens.
+pub fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && local.len() <= 64
+        && !local.contains(['@', ' ', '<', '>', '(', ')', ',', ';', ':', '"', '\\'])
+        && !local.chars().any(char::is_control)
+        && domain.contains('.')
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// Checks every field and returns the request, or every problem found.
+pub fn validate(form: &ContactForm) -> Result<ValidRequest, Vec<FieldError>> {
+    let r = ValidRequest {
+        participant_id: form.participant_id.trim().to_owned(),
+        requester_name: form.requester_name.trim().to_owned(),
+        requester_email: form.requester_email.trim().to_owned(),
+        subject: form.subject.trim().to_owned(),
+        message: form.message.trim().to_owned(),
+    };
+    let mut errors = Vec::new();
+    if r.participant_id.is_empty() {
+        errors.push(("participant_id", "Participant is required.".to_owned()));
+    }
+    required_line(
+        "requester_name",
+        "Your name",
+        &r.requester_name,
+        MAX_NAME,
+        &mut errors,
+    );
+    if r.requester_email.is_empty() {
+        errors.push((
+            "requester_email",
+            "Your e-mail address is required.".to_owned(),
+        ));
+    } else if r.requester_email.len() > MAX_EMAIL || !is_email(&r.requester_email) {
+        errors.push((
+            "requester_email",
+            "Your e-mail address does not look like name@example.org.".to_owned(),
+        ));
+    }
+    required_line("subject", "Subject", &r.subject, MAX_SUBJECT, &mut errors);
+    let n = r.message.chars().count();
+    if n == 0 {
+        errors.push(("message", "Message is required.".to_owned()));
+    } else if n > MAX_MESSAGE {
+        errors.push((
+            "message",
+            format!("Message must be at most {MAX_MESSAGE} characters (it has {n})."),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(r)
+    } else {
+        Err(errors)
+    }
+}
+
+/// `s` safe inside HTML text and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title><style>body{{font-family:system-ui,sans-serif;max-width:40rem;\
+         margin:2rem auto;padding:0 1rem}}label{{display:block;margin-top:1rem;font-weight:600}}\
+         input,textarea{{width:100%;padding:.4rem;box-sizing:border-box}}\
+         .error{{color:#b00020}}.notice{{background:#fff4e5;padding:.5rem}}</style></head>\
+         <body>{body}</body></html>\n",
+        title = escape(title)
+    )
+}
+
+/// The form, with the values typed so far, a message per invalid field and a fresh token.
+pub fn render(form: &ContactForm, errors: &[FieldError], token: &str) -> String {
+    let error_of = |field: &str| -> String {
+        errors
+            .iter()
+            .filter(|(f, _)| *f == field)
+            .map(|(_, m)| format!("<p class=\"error\" id=\"{field}-error\">{}</p>", escape(m)))
+            .collect()
+    };
+    let general = error_of("form");
+    let summary = if errors.is_empty() {
+        String::new()
+    } else {
+        "<p class=\"notice\" role=\"alert\">Please correct the fields marked below.</p>".to_owned()
+    };
+    let input = |field: &str, label: &str, kind: &str, value: &str, max: usize| {
+        format!(
+            "<label for=\"{field}\">{label}</label><input id=\"{field}\" name=\"{field}\" \
+             type=\"{kind}\" maxlength=\"{max}\" required value=\"{}\">{}",
+            escape(value),
+            error_of(field)
+        )
+    };
+    let body = format!(
+        "<h1>Contact a participant</h1>\
+         <p>Your request goes to the study coordinator, who contacts the participant.</p>\
+         {summary}{general}<form method=\"post\" action=\"contact\">\
+         <input type=\"hidden\" name=\"csrf_token\" value=\"{token}\">\
+         {participant}{name}{email}{subject}\
+         <label for=\"message\">Message</label><textarea id=\"message\" name=\"message\" \
+         rows=\"8\" maxlength=\"{MAX_MESSAGE}\" required>{message}</textarea>{message_error}\
+         <p><button type=\"submit\">Send request</button></p></form>",
+        token = escape(token),
+        participant = input(
+            "participant_id",
+            "Participant",
+            "text",
+            &form.participant_id,
+            64
+        ),
+        name = input(
+            "requester_name",
+            "Your name",
+            "text",
+            &form.requester_name,
+            MAX_NAME
+        ),
+        email = input(
+            "requester_email",
+            "Your e-mail address",
+            "email",
+            &form.requester_email,
+            MAX_EMAIL
+        ),
+        subject = input("subject", "Subject", "text", &form.subject, MAX_SUBJECT),
+        message = escape(&form.message),
+        message_error = error_of("message"),
+    );
+    page("Contact a participant", &body)
+}
+
+/// The confirmation after a stored request.
+pub fn render_sent(id: i64, participant_id: &str) -> String {
+    page(
+        "Request recorded",
+        &format!(
+            "<h1>Request recorded</h1><p>Your request #{id} about participant {} was recorded \
+             and is being e-mailed to the study coordinator.</p>",
+            escape(participant_id)
+        ),
+    )
+}
+
+/// A page with one message (rate limit, outage).
+pub fn render_message(title: &str, message: &str) -> String {
+    page(
+        title,
+        &format!("<h1>{}</h1><p>{}</p>", escape(title), escape(message)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_shapes_are_told_apart() {
+        for good in ["a@example.org", "first.last+tag@sub.example.co.uk"] {
+            assert!(is_email(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "@example.org",
+            "a@@example.org",
+            "a b@example.org",
+            "a@exa mple.org",
+            "a@-x.org",
+            "a@x..org",
+            "a@example.org\r\nBcc: x@y.z",
+        ] {
+            assert!(!is_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_field() {
+        let form = ContactForm {
+            subject: "x".repeat(MAX_SUBJECT + 1),
+            requester_email: "nope".into(),
+            ..ContactForm::default()
+        };
+        let errors = validate(&form).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|(f, _)| *f).collect();
+        assert_eq!(
+            fields,
+            [
+                "participant_id",
+                "requester_name",
+                "requester_email",
+                "subject",
+                "message"
+            ]
+        );
+        assert!(errors[3].1.contains("at most 150 characters"));
+    }
+
+    #[test]
+    fn typed_values_are_escaped_in_the_page() {
+        let form = ContactForm {
+            requester_name: "<script>\"x\"".into(),
+            ..ContactForm::default()
+        };
+        let html = render(&form, &[], "tok");
+        assert!(html.contains("&lt;script&gt;&quot;x&quot;"));
+        assert!(!html.contains("<script>"));
+    }
+}

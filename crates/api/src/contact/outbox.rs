@@ -1,0 +1,158 @@
+//! The contact outbox: a request is stored first, then e-mailed by a background task. A failed
+//! send is recorded (`status = 'failed'`, `attempts`, `last_error`) and retried with doubling
+//! back-off from `next_attempt_at`; nothing is dropped. Several API replicas can run the task:
+//! a request is leased (its next attempt pushed out) in the same statement that claims it, with
+//! `for update skip locked`, so only one replica sends it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgPool};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::form::ValidRequest;
+use super::mailer::Mailer;
+
+/// How long a claimed request is reserved for the replica sending it.
+const LEASE: &str = "5 minutes";
+/// Longest wait between retries.
+const MAX_BACKOFF_SECS: u64 = 3_600;
+/// Longest sleep of the worker when nothing is due (it also wakes on new requests).
+const IDLE_POLL: Duration = Duration::from_secs(30);
+
+/// A stored request as the mailer needs it.
+#[derive(Debug, Clone, FromRow)]
+pub struct StoredRequest {
+    pub id: i64,
+    pub participant_id: String,
+    pub requester_name: String,
+    pub requester_email: String,
+    pub subject: String,
+    pub message: String,
+    pub attempts: i32,
+}
+
+/// Stores a validated request as pending and returns its id.
+pub async fn store(pool: &PgPool, r: &ValidRequest) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "insert into contact_requests (participant_id, requester_name, requester_email, subject,
+                                       message)
+         values ($1, $2, $3, $4, $5) returning id",
+    )
+    .bind(&r.participant_id)
+    .bind(&r.requester_name)
+    .bind(&r.requester_email)
+    .bind(&r.subject)
+    .bind(&r.message)
+    .fetch_one(pool)
+    .await
+}
+
+/// The outbox worker's parts: database, mailer, retry timing and the wake-up signal.
+pub struct Outbox {
+    pub pool: PgPool,
+    pub mailer: Mailer,
+    pub retry_base: Duration,
+    pub wake: Notify,
+}
+
+impl Outbox {
+    /// Seconds until the next retry after `attempts` failed sends.
+    fn backoff_secs(&self, attempts: i32) -> u64 {
+        let doublings = u32::try_from(attempts.saturating_sub(1))
+            .unwrap_or(0)
+            .min(20);
+        self.retry_base
+            .as_secs()
+            .max(1)
+            .saturating_mul(1 << doublings)
+            .min(MAX_BACKOFF_SECS)
+    }
+
+    /// Sends every due request once; returns how many were sent.
+    pub async fn deliver_due(&self) -> Result<usize, sqlx::Error> {
+        let due: Vec<StoredRequest> = sqlx::query_as(&format!(
+            "update contact_requests c set attempts = attempts + 1,
+                    next_attempt_at = now() + interval '{LEASE}'
+             where id in (select id from contact_requests
+                          where status <> 'sent' and next_attempt_at <= now()
+                          order by next_attempt_at limit 20
+                          for update skip locked)
+             returning id, participant_id, requester_name, requester_email, subject, message,
+                       attempts"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut sent = 0;
+        for r in due {
+            match self.mailer.send(&r).await {
+                Ok(()) => {
+                    sqlx::query(
+                        "update contact_requests set status = 'sent', sent_at = now(),
+                                last_error = null where id = $1",
+                    )
+                    .bind(r.id)
+                    .execute(&self.pool)
+                    .await?;
+                    tracing::info!(
+                        request = r.id,
+                        attempts = r.attempts,
+                        "contact request e-mailed"
+                    );
+                    sent += 1;
+                }
+                Err(e) => {
+                    let wait = self.backoff_secs(r.attempts);
+                    tracing::warn!(request = r.id, attempts = r.attempts, retry_in_secs = wait, error = %e, "contact e-mail failed; will retry");
+                    sqlx::query(
+                        "update contact_requests set status = 'failed', last_error = $2,
+                                next_attempt_at = now() + make_interval(secs => $3)
+                         where id = $1",
+                    )
+                    .bind(r.id)
+                    .bind(e.to_string())
+                    .bind(wait as f64)
+                    .execute(&self.pool)
+                    .await?;
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    /// When the next unsent request is due, if any.
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        sqlx::query_scalar(
+            "select min(next_attempt_at) from contact_requests where status <> 'sent'",
+        )
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Delivers until `shutdown`, sleeping until the next request is due or a new one arrives.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let wait = match self.deliver_due().await {
+                Ok(_) => match self.next_due().await {
+                    Ok(Some(at)) => (at - Utc::now())
+                        .to_std()
+                        .unwrap_or(Duration::from_millis(100))
+                        .clamp(Duration::from_millis(100), IDLE_POLL),
+                    Ok(None) => IDLE_POLL,
+                    Err(_) => Duration::from_secs(5),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "contact outbox cannot reach the database");
+                    Duration::from_secs(5)
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
