@@ -40,13 +40,27 @@ def is_one_shot(service):
     return str(service.get("restart", "no")) == "no"
 
 
-def env_example_names():
+def env_example_names(commented=False):
+    """Settings .env.example sets; with `commented`, also those it shows commented out (the
+    ones compose passes on only when set)."""
     names = []
     for line in ENV_EXAMPLE.read_text().splitlines():
         line = line.strip()
+        if commented:
+            line = re.sub(r"^#\s*(?=[A-Z][A-Z0-9_]*=)", "", line)
         if line and not line.startswith("#"):
             names.append(line.split("=", 1)[0])
     return names
+
+
+def pass_through_names(compose):
+    """Environment entries without a value: compose passes them on from .env only when set."""
+    return {
+        key
+        for service in compose["services"].values()
+        for key, value in (service.get("environment") or {}).items()
+        if value is None
+    }
 
 
 def compose_cli():
@@ -143,20 +157,31 @@ class ComposeFile(unittest.TestCase):
             env = service.get("environment", {})
             self.assertIsInstance(env, dict, name)
             for key, value in env.items():
-                if SECRET_KEY.search(key) and not key.endswith("_FILE"):
+                if SECRET_KEY.search(key) and not key.endswith("_FILE") and value is not None:
                     self.assertRegex(str(value), r"^\$\{[A-Z0-9_]+:?-?\}$", f"{name}: {key}")
         self.assertNotRegex(COMPOSE.read_text(), r"postgres(ql)?://[^@/\s]*:[^@/\s]*@")
 
     def test_every_setting_compose_reads_is_documented_in_env_example(self):
-        used = set(VAR.findall(COMPOSE.read_text()))
-        documented = env_example_names()
+        used = set(VAR.findall(COMPOSE.read_text())) | pass_through_names(self.compose)
+        documented = env_example_names(commented=True)
         self.assertEqual(len(documented), len(set(documented)), "a setting is listed twice")
         self.assertFalse(used - set(documented), f"undocumented: {sorted(used - set(documented))}")
+        # A pass-through setting set to "" in .env would reach the program as an empty value.
+        self.assertFalse(pass_through_names(self.compose) & set(env_example_names()))
+
+    def test_wearhouse_programs_get_no_empty_default(self):
+        # clap takes an empty environment variable as a value ("" is not a port, a URL, ...),
+        # so optional settings are passed on only when set instead of defaulting to "".
+        for name, service in self.services.items():
+            if "build" not in service or service.get("entrypoint"):
+                continue  # not a wearhouse binary (the shell entrypoints treat "" as unset)
+            for key, value in (service.get("environment") or {}).items():
+                self.assertNotRegex(str(value), r"\$\{[A-Z0-9_]+:?-\}", f"{name}: {key}")
 
     def test_every_setting_in_env_example_is_read_somewhere(self):
         readers = COMPOSE.read_text() + (ROOT / "scripts" / "stack").read_text()
         readers += "".join(p.read_text() for p in (ROOT / "docker").glob("*.sh"))
-        for name in env_example_names():
+        for name in env_example_names(commented=True):
             if name == "COMPOSE_PROJECT_NAME":
                 continue  # read by compose itself
             self.assertIn(name, readers, f"{name} is in .env.example but nothing reads it")
