@@ -2,6 +2,7 @@
 //! [`sources`] (one per provider) → normalisation → the sink (the core COPY writer), driven by
 //! a watermark per participant, source and metric.
 
+pub mod import;
 pub mod migration;
 pub mod oauth;
 pub mod sources;
