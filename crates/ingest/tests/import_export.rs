@@ -12,6 +12,9 @@ use wearhouse_core::store::writer::SampleWriter;
 use wearhouse_core::testing::{TestBackend, TestDb};
 use wearhouse_ingest::import::{self, Timestamps};
 
+/// A raw_data row: data type, instant, numeric and text value.
+type Row = (String, DateTime<Utc>, Option<f64>, Option<String>);
+
 fn write(root: &Path, rel: &str, text: &str) {
     let path = root.join(rel);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -92,7 +95,7 @@ async fn an_export_is_imported_in_the_participants_zone_once_and_unknown_files_a
     assert_eq!(report.rows_read, 2 + 2 + 1 + 1 + 1 + 5 + 1);
     assert_eq!(report.rows_written, report.rows_read);
 
-    let rows: Vec<(String, DateTime<Utc>, Option<f64>, Option<String>)> =
+    let rows: Vec<Row> =
         sqlx::query_as("select data_type, timestamp, value_numeric, value_text from raw_data order by data_type, timestamp")
             .fetch_all(&db.pool)
             .await
