@@ -137,6 +137,7 @@ pub struct SeriesQuery {
 pub struct Point {
     #[serde(skip)]
     pub participant_id: String,
+    #[serde(serialize_with = "crate::time::serialize_utc")]
     pub timestamp: DateTime<Utc>,
     pub value: Option<f64>,
     pub min: Option<f64>,

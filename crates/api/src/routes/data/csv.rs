@@ -10,7 +10,6 @@ use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use chrono::SecondsFormat;
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
 use wearhouse_core::store::series::Point;
@@ -104,7 +103,7 @@ pub async fn export(state: &AppState, params: &QueryParams) -> Result<Response, 
 pub fn write_row(buf: &mut String, p: &Point) {
     buf.push_str(&p.participant_id);
     buf.push(',');
-    buf.push_str(&p.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+    wearhouse_core::time::push_rfc3339(buf, &p.timestamp);
     for v in [p.value, p.min, p.max, p.sum] {
         buf.push(',');
         if let Some(v) = v {

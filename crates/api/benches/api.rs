@@ -1,0 +1,308 @@
+//! API read benchmark: `/data` latency (p50, p99) and requests per second per resolution under
+//! concurrent clients on loopback, next to the same SQL run directly through a pool of the same
+//! size, in one run against one seeded database.
+//!
+//! ```sh
+//! cargo bench -p wearhouse-api --bench api
+//! WEARHOUSE_BENCH_PARTICIPANTS=20 WEARHOUSE_BENCH_DAYS=30 WEARHOUSE_BENCH_CLIENTS=8 \
+//!   WEARHOUSE_BENCH_SECS=5 cargo bench -p wearhouse-api --bench api
+//! ```
+//!
+//! The bench writes its own data through the core writer (heart rate every
+//! `WEARHOUSE_BENCH_HR_STEP_SECS` seconds, default 10, and steps every minute, per participant
+//! and day) on the preferred backend (TimescaleDB where installed). Each scenario first runs
+//! the direct SQL, then the API, with the same number of concurrent clients; clients rotate
+//! over the participants so the cache sees the whole cohort. "Direct SQL" runs exactly what a
+//! `/data` request runs: the participant check and the series read (rows, and the count when
+//! the page does not hold the whole result).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio_util::sync::CancellationToken;
+use wearhouse_api::startup::{Application, ServeArgs};
+use wearhouse_core::config::{DatabaseArgs, ListenArgs};
+use wearhouse_core::store::participants::{self, NewParticipant};
+use wearhouse_core::store::series::{self, Page, Plan, SeriesQuery};
+use wearhouse_core::store::writer::{SampleWriter, refresh_rollups};
+use wearhouse_core::testing::{TestDb, backends};
+use wearhouse_core::{Metric, ParticipantId, Resolution, Sample, TimeRange};
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+const START: &str = "2025-06-01T00:00:00Z";
+const POOL: u32 = 10;
+
+struct Scenario {
+    label: &'static str,
+    metric: Metric,
+    days: i64,
+    resolution: Option<Resolution>,
+}
+
+const SCENARIOS: [Scenario; 5] = [
+    Scenario {
+        label: "raw (steps, 1 day)",
+        metric: Metric::Steps,
+        days: 1,
+        resolution: None,
+    },
+    Scenario {
+        label: "1m (heart rate, 1 day)",
+        metric: Metric::HeartRate,
+        days: 1,
+        resolution: None,
+    },
+    Scenario {
+        label: "1h (heart rate, 30 days)",
+        metric: Metric::HeartRate,
+        days: 30,
+        resolution: None,
+    },
+    Scenario {
+        label: "1d (heart rate, 30 days)",
+        metric: Metric::HeartRate,
+        days: 30,
+        resolution: Some(Resolution::Day),
+    },
+    Scenario {
+        label: "raw (heart rate, 6 h)",
+        metric: Metric::HeartRate,
+        days: 0,
+        resolution: Some(Resolution::Raw),
+    },
+];
+
+fn range(s: &Scenario, start: DateTime<Utc>) -> TimeRange {
+    let len = if s.days == 0 {
+        chrono::Duration::hours(6)
+    } else {
+        chrono::Duration::days(s.days)
+    };
+    TimeRange::new(start, start + len).unwrap()
+}
+
+async fn seed(db: &TestDb, participants: u64, days: i64, hr_step: i64) {
+    let start: DateTime<Utc> = START.parse().unwrap();
+    let writer = SampleWriter::new(&db.backend);
+    let mut conn = db.pool.acquire().await.unwrap();
+    let began = Instant::now();
+    let mut rows = 0usize;
+    for i in 0..participants {
+        let pid = ParticipantId::parse(&format!("B{i:03}")).unwrap();
+        participants::upsert(
+            &mut conn,
+            &NewParticipant {
+                participant_id: pid.clone(),
+                timezone: chrono_tz::UTC,
+                provider: Some("synthetic".into()),
+                enrolled_at: Some(start),
+            },
+        )
+        .await
+        .unwrap();
+        for d in 0..days {
+            let day = start + chrono::Duration::days(d);
+            let mut batch = Vec::new();
+            for k in 0..(86_400 / hr_step) {
+                let v = 60.0 + ((k * 7_919 + i as i64 * 31) % 600) as f64 / 10.0;
+                let t = day + chrono::Duration::seconds(k * hr_step);
+                batch.push(Sample::numeric(pid.clone(), Metric::HeartRate, t, v));
+            }
+            for m in 0..1_440 {
+                let v = ((m * 11 + i as i64 * 3) % 97) as f64;
+                let t = day + chrono::Duration::minutes(m);
+                batch.push(Sample::numeric(pid.clone(), Metric::Steps, t, v));
+            }
+            rows += batch.len();
+            writer.write(&mut conn, &batch).await.unwrap();
+        }
+    }
+    refresh_rollups(
+        &mut conn,
+        &db.backend,
+        TimeRange::new(start, start + chrono::Duration::days(days)).unwrap(),
+    )
+    .await
+    .unwrap();
+    sqlx::query("analyze").execute(&mut *conn).await.unwrap();
+    eprintln!(
+        "seeded {rows} rows ({participants} participants x {days} days) in {:.1} s",
+        began.elapsed().as_secs_f64()
+    );
+}
+
+struct Stats {
+    p50_ms: f64,
+    p99_ms: f64,
+    per_sec: f64,
+    points: usize,
+}
+
+fn stats(mut lat: Vec<Duration>, elapsed: Duration, points: usize) -> Stats {
+    lat.sort();
+    let q = |f: f64| lat[((lat.len() as f64 - 1.0) * f).round() as usize].as_secs_f64() * 1e3;
+    Stats {
+        p50_ms: q(0.5),
+        p99_ms: q(0.99),
+        per_sec: lat.len() as f64 / elapsed.as_secs_f64(),
+        points,
+    }
+}
+
+/// Runs `clients` loops of `op` for `secs`; `op(i)` returns the points it read.
+async fn load<F, Fut>(clients: u64, secs: u64, op: F) -> Stats
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = usize> + Send,
+{
+    let op = Arc::new(op);
+    // Warm-up: one pass over the participants, not measured.
+    for i in 0..clients * 2 {
+        op(i).await;
+    }
+    let began = Instant::now();
+    let deadline = began + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut points, mut i) = (Vec::new(), 0, c);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                points = op(i).await;
+                lat.push(t.elapsed());
+                i += clients;
+            }
+            (lat, points)
+        }));
+    }
+    let (mut all, mut points) = (Vec::new(), 0);
+    for t in tasks {
+        let (lat, p) = t.await.unwrap();
+        all.extend(lat);
+        points = p;
+    }
+    stats(all, began.elapsed(), points)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let participants = env_num("WEARHOUSE_BENCH_PARTICIPANTS", 20);
+    let days = env_num("WEARHOUSE_BENCH_DAYS", 30) as i64;
+    let hr_step = env_num("WEARHOUSE_BENCH_HR_STEP_SECS", 10) as i64;
+    let clients = env_num("WEARHOUSE_BENCH_CLIENTS", 8);
+    let secs = env_num("WEARHOUSE_BENCH_SECS", 5);
+    let backend = *backends().await.last().unwrap();
+    let db = TestDb::new(backend).await;
+    seed(&db, participants, days, hr_step).await;
+
+    let mut database = DatabaseArgs::from_url(db.url.clone());
+    database.db_max_connections = POOL;
+    let listen = ListenArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+    };
+    let app = Application::build(&database, &listen, &ServeArgs::default())
+        .await
+        .unwrap();
+    let base = format!("http://{}", app.local_addr());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(app.run(shutdown.clone()));
+    let direct: PgPool = PgPoolOptions::new()
+        .max_connections(POOL)
+        .connect(&db.url)
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let start: DateTime<Utc> = START.parse().unwrap();
+
+    println!(
+        "\nGET /data vs the same SQL on {}; {participants} participants x {days} days; \
+         {clients} concurrent clients, {secs} s per side, pool {POOL}\n",
+        db.backend
+    );
+    println!(
+        "| scenario | points | API p50 ms | API p99 ms | API req/s | SQL p50 ms | SQL p99 ms | SQL req/s | p50 API/SQL |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for s in &SCENARIOS {
+        let r = range(s, start);
+        let (metric, res) = (s.metric, s.resolution);
+        let pool = direct.clone();
+        let n = participants;
+        let sql = load(clients, secs, move |i| {
+            let pool = pool.clone();
+            async move {
+                let pid = ParticipantId::parse(&format!("B{:03}", i % n)).unwrap();
+                let plan = Plan::new(SeriesQuery {
+                    participants: vec![pid.clone()],
+                    metric,
+                    range: r,
+                    max_points: None,
+                    resolution: res,
+                    page: Page {
+                        limit: Some(series::DEFAULT_MAX_POINTS),
+                        ..Page::default()
+                    },
+                })
+                .unwrap();
+                let mut conn = pool.acquire().await.unwrap();
+                participants::existing(&mut conn, &[pid]).await.unwrap();
+                let page = series::read(&mut conn, &plan).await.unwrap();
+                page.series.iter().map(|s| s.points.len()).sum()
+            }
+        })
+        .await;
+        let client = client.clone();
+        let base = base.clone();
+        let resolution = res.map_or("auto", |r| r.name());
+        let api = load(clients, secs, move |i| {
+            let url = format!(
+                "{base}/data?participant_id=B{:03}&metric={}&start_date={}&end_date={}&resolution={resolution}",
+                i % n,
+                metric.name(),
+                r.start.format("%Y-%m-%dT%H:%M:%SZ"),
+                r.end.format("%Y-%m-%dT%H:%M:%SZ")
+            );
+            let client = client.clone();
+            async move {
+                let r = client.get(url).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                // Counting points in the bytes keeps client-side JSON parsing out of the
+                // figure; the SQL side does not parse JSON either.
+                let body = r.bytes().await.unwrap();
+                body.windows(12).filter(|w| w == b"\"timestamp\":").count()
+            }
+        })
+        .await;
+        assert_eq!(api.points, sql.points, "{}", s.label);
+        println!(
+            "| {} | {} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} |",
+            s.label,
+            api.points,
+            api.p50_ms,
+            api.p99_ms,
+            api.per_sec,
+            sql.p50_ms,
+            sql.p99_ms,
+            sql.per_sec,
+            api.p50_ms / sql.p50_ms
+        );
+    }
+    shutdown.cancel();
+}
