@@ -5,6 +5,8 @@
 
 pub mod fitbit;
 pub mod google_health;
+pub mod registry;
+pub mod synthetic;
 
 use std::time::Duration;
 
@@ -67,6 +69,14 @@ pub trait Source: Send + Sync {
     /// When the participant's device last synced; data after it does not exist yet, so the
     /// delta load fetches up to it and not to "now". `None`: the device never synced.
     async fn last_sync(&self, p: &SourceParticipant) -> Result<Option<DateTime<Utc>>, SourceError>;
+
+    /// The longest range of local days one [`Source::fetch`] of `metric` should cover. The
+    /// pipeline asks day by day by default, which keeps memory flat however long the backfill;
+    /// a provider whose endpoint returns many days per request (daily summaries) can say so to
+    /// save requests.
+    fn max_days_per_fetch(&self, _metric: Metric) -> u32 {
+        1
+    }
 
     /// Samples of `metric` for the participant's local days `from..=to`.
     async fn fetch(

@@ -1,0 +1,125 @@
+//! Command line of `wearhouse-ingest`. Each subcommand is one variant of [`Command`] and one
+//! arm in [`run`]; a provider's own subcommands (such as enrolment) are added the same way.
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use wearhouse_core::config::{DatabaseArgs, TelemetryArgs};
+
+use crate::cohort::CohortArgs;
+use crate::daemon::DaemonArgs;
+use crate::metrics::{IngestMetrics, Outcome};
+use crate::pipeline::{Pipeline, PipelineArgs};
+use crate::sources::registry::{ProviderArgs, SourceContext, Sources};
+
+/// Collects wearable data into the wearhouse database: a daily delta load per participant,
+/// metric and provider, from each participant's watermark up to their device's last sync.
+#[derive(Debug, Parser)]
+#[command(name = "wearhouse-ingest", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Enrol a reproducible synthetic cohort (SYN0001, …) and load its study period through
+    /// the regular pipeline. The same seed gives the same data; running it again changes
+    /// nothing.
+    Synthetic(CohortArgs),
+
+    /// Run one delta load now, over every active participant of every provider, and exit
+    /// (status 1 if the run failed).
+    Run(RunArgs),
+
+    /// Run the delta load on a schedule and serve /health, /metrics and the providers'
+    /// callbacks until SIGTERM or SIGINT.
+    Daemon(DaemonArgs),
+}
+
+/// Settings of `wearhouse-ingest run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+
+    #[command(flatten)]
+    pub providers: ProviderArgs,
+}
+
+/// Runs the command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    wearhouse_core::telemetry::init_tracing(&cli.telemetry);
+    let shutdown = shutdown_on_signal();
+    match cli.command {
+        Command::Synthetic(args) => {
+            let report = crate::cohort::run(&args, &shutdown).await?;
+            anyhow::ensure!(
+                report.outcome() == Outcome::Success,
+                "{} participant(s) failed",
+                report.failed.len()
+            );
+            // Unlike a scheduled run, the user asked for this cohort now: say so when part of
+            // it was in another process's hands (or a killed one's, until the server notices).
+            anyhow::ensure!(
+                report.locked == 0 && !report.interrupted(),
+                "{} participant(s) were being loaded by another process and {} not started; \
+                 run the command again",
+                report.locked,
+                report.not_started
+            );
+            Ok(())
+        }
+        Command::Run(args) => run_once(args, &shutdown).await,
+        Command::Daemon(args) => crate::daemon::run(args, shutdown).await,
+    }
+}
+
+async fn run_once(args: RunArgs, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let pool = args.database.connect().await?;
+    let metrics = IngestMetrics::unregistered();
+    let ctx = SourceContext {
+        pool: pool.clone(),
+        metrics: metrics.source.clone(),
+    };
+    let sources = Sources::all(&args.providers, &ctx)?;
+    let report = Pipeline::new(pool.clone(), sources, metrics, args.pipeline)
+        .await?
+        .run(shutdown)
+        .await?;
+    pool.close().await;
+    anyhow::ensure!(
+        report.outcome() == Outcome::Success,
+        "{} participant(s) failed: {}",
+        report.failed.len(),
+        report
+            .failed
+            .iter()
+            .map(|(p, e)| format!("{p}: {e}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    Ok(())
+}
+
+/// A token cancelled on the first SIGTERM or SIGINT.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install the SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+            _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutdown requested"),
+        }
+        cancel.cancel();
+    });
+    token
+}

@@ -1,0 +1,266 @@
+//! The delta load: for every active participant with a provider, each metric of its source is
+//! fetched from the watermark's local day up to the device's last sync, written through the
+//! [`Sink`], and only then is the watermark advanced. Participants are processed by a bounded
+//! number of concurrent workers; a per-participant advisory lock keeps two workers (in this or
+//! another process) off the same participant.
+//!
+//! A run's outcome is **failure** when any participant failed for a reason other than a spent
+//! request quota (resumed next run) or a revoked grant (the participant is marked as needing
+//! re-consent, which has its own alert), or when the run's own bookkeeping failed.
+
+mod participant;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::Args;
+use futures::StreamExt as _;
+use sqlx::{FromRow, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{IngestMetrics, Outcome};
+use crate::sink::Sink;
+use crate::sources::registry::Sources;
+
+/// How a run is carried out.
+#[derive(Debug, Clone, Args)]
+pub struct PipelineArgs {
+    /// Participants processed at once. Each holds one database connection while it works.
+    #[arg(long, env = "WEARHOUSE_INGEST_WORKERS", default_value_t = 4)]
+    pub workers: usize,
+
+    /// For a participant's first load: fetch from this local day, or from the enrolment day if
+    /// that is later (default: from the enrolment day).
+    #[arg(
+        long,
+        env = "WEARHOUSE_INGEST_BACKFILL_FROM",
+        value_name = "YYYY-MM-DD"
+    )]
+    pub backfill_from: Option<NaiveDate>,
+}
+
+impl Default for PipelineArgs {
+    fn default() -> Self {
+        PipelineArgs {
+            workers: 4,
+            backfill_from: None,
+        }
+    }
+}
+
+/// What happened to one participant in a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParticipantOutcome {
+    /// Everything up to the last sync is loaded.
+    Loaded,
+    /// The device never synced: nothing to load yet.
+    NeverSynced,
+    /// Another worker holds the participant.
+    Locked,
+    /// The provider's request budget is spent; the next run resumes from the watermark.
+    QuotaExhausted,
+    /// The grant is revoked; the participant is marked as needing re-consent.
+    NeedsReconsent,
+    /// The run stopped before this participant started.
+    NotStarted,
+    /// Something failed; the message is also in `ingest_state.last_error`.
+    Failed(String),
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    pub participants: usize,
+    pub loaded: usize,
+    pub locked: usize,
+    pub quota_exhausted: usize,
+    pub needs_reconsent: usize,
+    pub never_synced: usize,
+    pub not_started: usize,
+    pub failed: Vec<(String, String)>,
+    /// Samples handed to the sink.
+    pub samples: u64,
+    /// Rows inserted or changed in `raw_data`.
+    pub changed: u64,
+}
+
+impl RunReport {
+    /// Success unless a participant failed (quota and re-consent are not failures).
+    pub fn outcome(&self) -> Outcome {
+        if self.failed.is_empty() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        }
+    }
+
+    /// Whether a shutdown cut the run short.
+    pub fn interrupted(&self) -> bool {
+        self.not_started > 0
+    }
+}
+
+/// A participant as the pipeline reads it.
+#[derive(Debug, Clone, FromRow)]
+struct Candidate {
+    participant_id: String,
+    timezone: String,
+    provider: String,
+    provider_user_id: Option<String>,
+    enrolled_at: DateTime<Utc>,
+}
+
+/// The delta load.
+#[derive(Clone)]
+pub struct Pipeline {
+    pool: PgPool,
+    sink: Sink,
+    sources: Sources,
+    metrics: IngestMetrics,
+    args: PipelineArgs,
+    only: Option<Vec<String>>,
+}
+
+impl Pipeline {
+    /// A pipeline over `pool` with these sources.
+    pub async fn new(
+        pool: PgPool,
+        sources: Sources,
+        metrics: IngestMetrics,
+        args: PipelineArgs,
+    ) -> anyhow::Result<Self> {
+        let sink = Sink::connect(&pool).await?;
+        Ok(Pipeline {
+            pool,
+            sink,
+            sources,
+            metrics,
+            args,
+            only: None,
+        })
+    }
+
+    /// Restricts runs to these participants (the `synthetic` command's cohort).
+    pub fn only(mut self, participant_ids: Vec<String>) -> Self {
+        self.only = Some(participant_ids);
+        self
+    }
+
+    /// One delta load over every eligible participant. Participants already started finish
+    /// when `cancel` fires; the rest wait for the next run. The run is recorded in
+    /// `ingest_runs` and in the metrics, unless a shutdown cut it short.
+    pub async fn run(&self, cancel: &CancellationToken) -> anyhow::Result<RunReport> {
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        self.metrics.set_run_in_progress(true);
+        let result = self.run_inner(cancel).await;
+        self.metrics.set_run_in_progress(false);
+        let seconds = clock.elapsed().as_secs_f64();
+        let (outcome, report) = match &result {
+            Ok(r) if r.interrupted() => {
+                tracing::warn!(
+                    not_started = r.not_started,
+                    "run interrupted by shutdown; not counted"
+                );
+                return result;
+            }
+            Ok(r) => (r.outcome(), r.clone()),
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "run failed");
+                (Outcome::Failure, RunReport::default())
+            }
+        };
+        let finished_at = Utc::now();
+        self.metrics.run_finished(
+            outcome,
+            seconds,
+            finished_at.timestamp_millis() as f64 / 1000.0,
+        );
+        if let Err(e) =
+            crate::runs::record(&self.pool, started_at, finished_at, outcome, &report).await
+        {
+            tracing::error!(error = %e, "could not record the run");
+        }
+        tracing::info!(
+            outcome = outcome.as_str(),
+            seconds,
+            participants = report.participants,
+            loaded = report.loaded,
+            failed = report.failed.len(),
+            quota_exhausted = report.quota_exhausted,
+            needs_reconsent = report.needs_reconsent,
+            locked = report.locked,
+            samples = report.samples,
+            changed = report.changed,
+            "run finished"
+        );
+        result
+    }
+
+    async fn run_inner(&self, cancel: &CancellationToken) -> anyhow::Result<RunReport> {
+        let candidates: Vec<Candidate> = sqlx::query_as(
+            "select participant_id, timezone, provider, provider_user_id, enrolled_at
+             from participants
+             where provider is not null and status = 'active' and not needs_reconsent
+               and ($1::text[] is null or participant_id = any($1))
+             order by participant_id",
+        )
+        .bind(self.only.as_deref())
+        .fetch_all(&self.pool)
+        .await?;
+        let total = candidates.len();
+        tracing::info!(
+            participants = total,
+            workers = self.args.workers,
+            "run started"
+        );
+        let this = Arc::new(self.clone());
+        let mut outcomes = futures::stream::iter(candidates.into_iter().enumerate())
+            .map(|(i, c)| {
+                let this = Arc::clone(&this);
+                let cancel = cancel.clone();
+                async move {
+                    if cancel.is_cancelled() {
+                        return (c.participant_id, ParticipantOutcome::NotStarted, 0, 0);
+                    }
+                    let (outcome, samples, changed) = this.process(&c).await;
+                    tracing::info!(
+                        participant = %c.participant_id,
+                        progress = format!("{}/{total}", i + 1),
+                        outcome = ?outcome,
+                        samples,
+                        "participant done"
+                    );
+                    (c.participant_id, outcome, samples, changed)
+                }
+            })
+            .buffer_unordered(self.args.workers.max(1));
+        let mut report = RunReport {
+            participants: total,
+            ..RunReport::default()
+        };
+        while let Some((id, outcome, samples, changed)) = outcomes.next().await {
+            report.samples += samples;
+            report.changed += changed;
+            match outcome {
+                ParticipantOutcome::Loaded => report.loaded += 1,
+                ParticipantOutcome::NeverSynced => report.never_synced += 1,
+                ParticipantOutcome::Locked => report.locked += 1,
+                ParticipantOutcome::QuotaExhausted => report.quota_exhausted += 1,
+                ParticipantOutcome::NeedsReconsent => report.needs_reconsent += 1,
+                ParticipantOutcome::NotStarted => report.not_started += 1,
+                ParticipantOutcome::Failed(e) => report.failed.push((id, e)),
+            }
+        }
+        // Continuous aggregates for everything written (and anything a crashed run left).
+        self.sink.refresh_pending(&self.pool).await?;
+        let reconsent: i64 = sqlx::query_scalar(
+            "select count(*) from participants where needs_reconsent and status = 'active'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        self.metrics.set_needing_reconsent(reconsent);
+        Ok(report)
+    }
+}

@@ -1,0 +1,261 @@
+//! One participant's delta load, under its advisory lock: last sync, then per metric from the
+//! watermark's local day to the last sync's local day, written in batches; each batch's
+//! watermarks advance only after the batch is in the database.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
+use sqlx::PgConnection;
+use sqlx::pool::PoolConnection;
+use wearhouse_core::store::{ingest_state, participants};
+use wearhouse_core::{Metric, ParticipantId, Sample};
+
+use super::{Candidate, ParticipantOutcome, Pipeline};
+use crate::sink::BATCH_SAMPLES;
+use crate::sources::synthetic::local_day_start;
+use crate::sources::{Source, SourceError, SourceParticipant};
+
+/// Session-level lock on a participant, released on unlock or when the connection closes (so
+/// a killed process never leaves it held).
+const TRY_LOCK: &str =
+    "select pg_try_advisory_lock(hashtextextended('wearhouse-ingest:' || $1, 0))";
+const UNLOCK: &str = "select pg_advisory_unlock(hashtextextended('wearhouse-ingest:' || $1, 0))";
+
+/// Where one metric's fetching stands within this run.
+struct MetricPlan {
+    metric: Metric,
+    /// The next local day to fetch.
+    next: NaiveDate,
+    /// The watermark may not pass this in this run (a day the provider has not finished).
+    cap: Option<DateTime<Utc>>,
+    failed: bool,
+}
+
+/// Samples fetched but not yet written, and the watermarks they allow once written.
+#[derive(Default)]
+struct Batch {
+    samples: Vec<Sample>,
+    per_metric: BTreeMap<Metric, u64>,
+    advance_to: BTreeMap<Metric, DateTime<Utc>>,
+}
+
+impl Pipeline {
+    /// Loads one participant; returns the outcome, samples written and rows changed.
+    pub(super) async fn process(&self, c: &Candidate) -> (ParticipantOutcome, u64, u64) {
+        let mut conn = match self.pool.acquire().await {
+            Ok(conn) => conn,
+            Err(e) => return (ParticipantOutcome::Failed(format!("database: {e}")), 0, 0),
+        };
+        match sqlx::query_scalar::<_, bool>(TRY_LOCK)
+            .bind(&c.participant_id)
+            .fetch_one(&mut *conn)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return (ParticipantOutcome::Locked, 0, 0),
+            Err(e) => return (ParticipantOutcome::Failed(format!("database: {e}")), 0, 0),
+        }
+        let mut tally = (0, 0);
+        let outcome = match self.load(&mut conn, c, &mut tally).await {
+            Ok(o) => o,
+            Err(e) => {
+                let message = format!("{e:#}");
+                tracing::error!(participant = %c.participant_id, error = %message, "participant failed");
+                ParticipantOutcome::Failed(message)
+            }
+        };
+        release(conn, &c.participant_id).await;
+        (outcome, tally.0, tally.1)
+    }
+
+    async fn load(
+        &self,
+        conn: &mut PgConnection,
+        c: &Candidate,
+        tally: &mut (u64, u64),
+    ) -> anyhow::Result<ParticipantOutcome> {
+        let id = ParticipantId::parse(&c.participant_id)?;
+        let tz: Tz = c
+            .timezone
+            .parse()
+            .map_err(|e| anyhow::anyhow!("participant time zone {:?}: {e}", c.timezone))?;
+        let Some(source) = self.sources.get(&c.provider) else {
+            anyhow::bail!("no source is registered for provider {:?}", c.provider);
+        };
+        let source = source.as_ref();
+        let p = SourceParticipant {
+            id: id.clone(),
+            timezone: tz,
+            provider_user_id: c.provider_user_id.clone(),
+        };
+        let enrolled = c.enrolled_at.with_timezone(&tz).date_naive();
+        let first_day = self
+            .args
+            .backfill_from
+            .map_or(enrolled, |b| b.max(enrolled));
+        let mut plans = Vec::new();
+        for metric in source.metrics() {
+            let next = ingest_state::get(conn, &id, source.name(), metric)
+                .await?
+                .map_or(first_day, |w| w.with_timezone(&tz).date_naive());
+            plans.push(MetricPlan {
+                metric,
+                next,
+                cap: None,
+                failed: false,
+            });
+        }
+
+        let last_sync = match source.last_sync(&p).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(ParticipantOutcome::NeverSynced),
+            Err(e) => {
+                let metrics: Vec<Metric> = plans.iter().map(|m| m.metric).collect();
+                return self
+                    .source_failed(conn, source, &p, &metrics, first_day, e)
+                    .await;
+            }
+        };
+        participants::set_last_device_sync(conn, &id, last_sync).await?;
+        let last_day = last_sync.with_timezone(&tz).date_naive();
+
+        let mut batch = Batch::default();
+        let mut errors = Vec::new();
+        let mut day = plans.iter().map(|m| m.next).min().unwrap_or(last_day);
+        while day <= last_day {
+            for plan in plans.iter_mut().filter(|m| !m.failed && m.next == day) {
+                let span = i64::from(source.max_days_per_fetch(plan.metric).max(1));
+                let to = (day + Duration::days(span - 1)).min(last_day);
+                match source.fetch(&p, plan.metric, day, to).await {
+                    Ok(fetched) => {
+                        if let Some(pending) = fetched.incomplete_from {
+                            let at = local_day_start(pending.max(day), tz);
+                            plan.cap = Some(plan.cap.map_or(at, |c| c.min(at)));
+                        }
+                        let mut mark = if to < last_day {
+                            local_day_start(to + Duration::days(1), tz)
+                        } else {
+                            last_sync
+                        };
+                        if let Some(cap) = plan.cap {
+                            mark = mark.min(cap);
+                        }
+                        *batch.per_metric.entry(plan.metric).or_default() +=
+                            fetched.samples.len() as u64;
+                        batch.samples.extend(fetched.samples);
+                        batch.advance_to.insert(plan.metric, mark);
+                        plan.next = to + Duration::days(1);
+                    }
+                    Err(
+                        e @ (SourceError::QuotaExhausted { .. }
+                        | SourceError::NeedsReconsent { .. }),
+                    ) => {
+                        self.flush(conn, source, &id, &mut batch, tally).await?;
+                        return self
+                            .source_failed(conn, source, &p, &[plan.metric], first_day, e)
+                            .await;
+                    }
+                    Err(e) => {
+                        plan.failed = true;
+                        let outcome = self
+                            .source_failed(conn, source, &p, &[plan.metric], first_day, e)
+                            .await?;
+                        errors.push(outcome);
+                    }
+                }
+            }
+            if batch.samples.len() >= BATCH_SAMPLES {
+                self.flush(conn, source, &id, &mut batch, tally).await?;
+            }
+            day += Duration::days(1);
+        }
+        self.flush(conn, source, &id, &mut batch, tally).await?;
+        Ok(errors
+            .into_iter()
+            .next()
+            .unwrap_or(ParticipantOutcome::Loaded))
+    }
+
+    /// Writes the batch, then advances its watermarks: a crash before the advance makes the
+    /// next run fetch and write the same days again, which changes nothing.
+    async fn flush(
+        &self,
+        conn: &mut PgConnection,
+        source: &dyn Source,
+        id: &ParticipantId,
+        batch: &mut Batch,
+        tally: &mut (u64, u64),
+    ) -> anyhow::Result<()> {
+        let summary = self.sink.write(conn, &batch.samples).await?;
+        for (&metric, &n) in &batch.per_metric {
+            self.metrics.samples_written(source.name(), metric, n);
+        }
+        for (&metric, &mark) in &batch.advance_to {
+            ingest_state::advance(conn, id, source.name(), metric, mark).await?;
+        }
+        tally.0 += batch.samples.len() as u64;
+        tally.1 += summary.inserted + summary.updated;
+        *batch = Batch::default();
+        Ok(())
+    }
+
+    /// Handles a source's refusal for `metrics`: quota → resume next run; revoked grant →
+    /// mark for re-consent; anything else → recorded on the watermarks and reported failed.
+    async fn source_failed(
+        &self,
+        conn: &mut PgConnection,
+        source: &dyn Source,
+        p: &SourceParticipant,
+        metrics: &[Metric],
+        first_day: NaiveDate,
+        error: SourceError,
+    ) -> anyhow::Result<ParticipantOutcome> {
+        match error {
+            SourceError::QuotaExhausted { retry_after } => {
+                self.metrics.source.quota_wait(source.name());
+                tracing::warn!(
+                    participant = %p.id,
+                    source = source.name(),
+                    retry_after_secs = retry_after.as_secs(),
+                    "request quota spent; resuming next run"
+                );
+                Ok(ParticipantOutcome::QuotaExhausted)
+            }
+            SourceError::NeedsReconsent { reason } => {
+                participants::set_needs_reconsent(conn, &p.id, Some(&reason)).await?;
+                tracing::warn!(participant = %p.id, source = source.name(), reason, "participant must consent again");
+                Ok(ParticipantOutcome::NeedsReconsent)
+            }
+            other => {
+                let message = other.to_string();
+                for &metric in metrics {
+                    if ingest_state::get(conn, &p.id, source.name(), metric)
+                        .await?
+                        .is_none()
+                    {
+                        // record_error updates an existing row; the first load starts one at
+                        // the day it would fetch from, which is where the next run starts.
+                        let start = local_day_start(first_day, p.timezone);
+                        ingest_state::advance(conn, &p.id, source.name(), metric, start).await?;
+                    }
+                    ingest_state::record_error(conn, &p.id, source.name(), metric, &message)
+                        .await?;
+                }
+                tracing::error!(participant = %p.id, source = source.name(), error = %message, "fetch failed");
+                Ok(ParticipantOutcome::Failed(message))
+            }
+        }
+    }
+}
+
+/// Unlocks the participant; a connection that cannot unlock is closed, which releases it.
+async fn release(mut conn: PoolConnection<sqlx::Postgres>, participant: &str) {
+    let unlocked = sqlx::query_scalar::<_, bool>(UNLOCK)
+        .bind(participant)
+        .fetch_one(&mut *conn)
+        .await;
+    if !matches!(unlocked, Ok(true)) {
+        let _ = conn.close().await;
+    }
+}

@@ -1,0 +1,143 @@
+//! The sink: where every source's samples end up. It writes through the core COPY writer in
+//! bounded batches and keeps TimescaleDB's continuous aggregates current: each written span is
+//! queued in `rollup_refresh_pending` before the watermarks move past it, and refreshed (and
+//! dequeued) at the end of the run, so a crash in between is repaired by the next run.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use tracing::instrument;
+use wearhouse_core::store::writer::{self, SampleWriter, WriteSummary};
+use wearhouse_core::store::{self, Backend};
+use wearhouse_core::{Sample, TimeRange};
+
+/// Largest number of samples written in one transaction: big enough for COPY to pay off,
+/// small enough that a batch's memory and lock time stay bounded.
+pub const BATCH_SAMPLES: usize = 50_000;
+
+/// Writes samples and keeps the rollups current.
+#[derive(Debug, Clone)]
+pub struct Sink {
+    writer: SampleWriter,
+    backend: Backend,
+}
+
+impl Sink {
+    /// A sink for the database behind `pool`; detects its backend.
+    pub async fn connect(pool: &PgPool) -> Result<Sink, wearhouse_core::Error> {
+        let mut conn = pool.acquire().await?;
+        let backend = store::detect_backend(&mut conn).await?;
+        tracing::info!(backend = %backend, "storage backend");
+        Ok(Sink {
+            writer: SampleWriter::new(&backend),
+            backend,
+        })
+    }
+
+    /// The backend written to.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Writes `samples` in batches of at most [`BATCH_SAMPLES`] and, where the rollups are
+    /// continuous aggregates, queues the span for refreshing. The caller advances watermarks
+    /// only after this returns.
+    #[instrument(skip_all, fields(samples = samples.len()), err)]
+    pub async fn write(
+        &self,
+        conn: &mut PgConnection,
+        samples: &[Sample],
+    ) -> Result<WriteSummary, wearhouse_core::Error> {
+        let mut summary = WriteSummary::default();
+        for batch in samples.chunks(BATCH_SAMPLES) {
+            summary.absorb(self.writer.write(conn, batch).await?);
+        }
+        if !self.backend.rollups_are_tables
+            && let Some(span) = span_of(samples)
+        {
+            // The whole written span, not only the changed rows: after a crash between a write
+            // and its refresh, the repeated write changes nothing, yet the span still needs one.
+            sqlx::query(
+                "insert into rollup_refresh_pending (range_start, range_end) values ($1, $2)",
+            )
+            .bind(span.start)
+            .bind(span.end)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(summary)
+    }
+
+    /// Refreshes the continuous aggregates for every queued span (merged where they overlap)
+    /// and dequeues them. A no-op on plain PostgreSQL.
+    #[instrument(skip_all, err)]
+    pub async fn refresh_pending(&self, pool: &PgPool) -> Result<usize, wearhouse_core::Error> {
+        if self.backend.rollups_are_tables {
+            return Ok(0);
+        }
+        let mut conn = pool.acquire().await?;
+        let rows: Vec<(i64, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+            "select id, range_start, range_end from rollup_refresh_pending order by range_start",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        let Some(max_id) = rows.iter().map(|r| r.0).max() else {
+            return Ok(0);
+        };
+        let spans = merge(rows.into_iter().map(|(_, s, e)| (s, e)));
+        for &(start, end) in &spans {
+            let range = TimeRange::new(start, end)?;
+            writer::refresh_rollups(&mut conn, &self.backend, range).await?;
+        }
+        sqlx::query("delete from rollup_refresh_pending where id <= $1")
+            .bind(max_id)
+            .execute(&mut *conn)
+            .await?;
+        tracing::info!(spans = spans.len(), "continuous aggregates refreshed");
+        Ok(spans.len())
+    }
+}
+
+/// `[earliest, latest]` of the samples as a half-open range.
+fn span_of(samples: &[Sample]) -> Option<TimeRange> {
+    let from = samples.iter().map(|s| s.timestamp).min()?;
+    let to = samples.iter().map(|s| s.timestamp).max()?;
+    TimeRange::new(from, to + chrono::Duration::microseconds(1)).ok()
+}
+
+/// Merges ranges sorted by start wherever they overlap or touch (within a day, since the
+/// daily aggregate is refreshed per whole day anyway).
+fn merge(
+    sorted: impl Iterator<Item = (DateTime<Utc>, DateTime<Utc>)>,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let mut out: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    for (s, e) in sorted {
+        match out.last_mut() {
+            Some(last) if s <= last.1 + chrono::Duration::days(1) => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(h: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(h * 3600, 0).unwrap()
+    }
+
+    #[test]
+    fn overlapping_and_nearby_spans_merge_and_distant_ones_stay_apart() {
+        let merged = merge(
+            vec![
+                (at(0), at(5)),
+                (at(3), at(8)),
+                (at(20), at(21)),
+                (at(100), at(101)),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(merged, vec![(at(0), at(21)), (at(100), at(101))]);
+    }
+}
