@@ -1,13 +1,13 @@
 //! Maximum-likelihood estimation: the optimiser works on unconstrained reals (trend centred
 //! and scaled by the data, AR and MA through the Monahan transform, log variance), so every
 //! step it takes is a stationary, invertible model. L-BFGS with a central-difference gradient
-//! (argmin) runs from each starting point; Nelder–Mead then polishes the best, since the
-//! finite-difference gradient limits how far L-BFGS alone can go.
+//! (argmin) runs from each starting point; an optional Nelder–Mead polish follows.
 
 use std::cell::{Cell, RefCell};
 
 use argmin::core::{CostFunction, Executor, Gradient};
-use argmin::solver::linesearch::MoreThuenteLineSearch;
+use argmin::solver::linesearch::BacktrackingLineSearch;
+use argmin::solver::linesearch::condition::ArmijoCondition;
 use argmin::solver::neldermead::NelderMead;
 use argmin::solver::quasinewton::LBFGS;
 use serde::{Deserialize, Serialize};
@@ -22,12 +22,23 @@ use super::{ArimaError, ArimaOrder, ArimaParams};
 /// the line search backs off instead of failing.
 const PENALTY: f64 = 1e10;
 
+/// Change in the mean negative log-likelihood per observation at which a start is judged
+/// (about 1e-5 in the log-likelihood of a day of minute data).
+const LOOSE_TOL: f64 = 1e-8;
+/// Iterations a start gets before judging; on flat ridges (over-differenced data, nearly
+/// cancelling roots) L-BFGS creeps for long, and only the best start needs to finish.
+const LOOSE_ITERS: u64 = 40;
+/// Change at which the chosen start's search stops: far below the 1e-6 relative agreement
+/// with statsmodels the tests ask for.
+const TIGHT_TOL: f64 = 1e-12;
+
 /// Knobs for [`fit`]; the defaults converge tightly on wearable series.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct FitOptions {
     /// Iteration cap for each L-BFGS run.
     pub max_iters: u64,
-    /// Iteration cap for the Nelder–Mead polish (0 skips it).
+    /// Iteration cap for a Nelder–Mead polish after L-BFGS (0, the default, skips it: on the
+    /// statsmodels fixtures L-BFGS alone already reaches the optimum to 1e-12).
     pub polish_iters: u64,
 }
 
@@ -35,7 +46,7 @@ impl Default for FitOptions {
     fn default() -> Self {
         Self {
             max_iters: 300,
-            polish_iters: 400,
+            polish_iters: 0,
         }
     }
 }
@@ -176,11 +187,16 @@ impl Gradient for Problem<'_, '_> {
 }
 
 /// L-BFGS from `x0`; returns the best point seen (never worse than the start).
-fn run_lbfgs(ctx: &Context<'_>, x0: Vec<f64>, iters: u64) -> (Vec<f64>, f64) {
+fn run_lbfgs(ctx: &Context<'_>, x0: Vec<f64>, iters: u64, tol_cost: f64) -> (Vec<f64>, f64) {
     let start_cost = ctx.eval(&x0);
-    let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10)
+    // Backtracking needs only costs at trial points; a Wolfe search would pay a whole
+    // finite-difference gradient at each.
+    let Ok(armijo) = ArmijoCondition::new(1e-4) else {
+        return (x0, start_cost);
+    };
+    let solver = LBFGS::new(BacktrackingLineSearch::new(armijo), 10)
         .with_tolerance_grad(1e-10)
-        .and_then(|s| s.with_tolerance_cost(1e-15));
+        .and_then(|s| s.with_tolerance_cost(tol_cost));
     let result = solver.and_then(|solver| {
         Executor::new(Problem(ctx), solver)
             .configure(|s| s.param(x0.clone()).max_iters(iters))
@@ -256,26 +272,32 @@ pub fn fit(y: &[f64], order: ArimaOrder, options: &FitOptions) -> Result<ArimaFi
         )),
         evaluations: Cell::new(0),
     };
-    // Two starts: Hannan–Rissanen, and white noise (which cannot land on a
-    // near-cancelling AR/MA pair).
+    // Hannan–Rissanen first. A mixed ARMA likelihood can have a second mode (nearly
+    // cancelling AR and MA roots), so mixed orders also start from white noise.
     let mut starts = Vec::new();
     if let Some(x) = scaling.to_unconstrained(&start_params(y, order)) {
         starts.push(x);
     }
-    if order.p + order.q > 0 || starts.is_empty() {
+    if (order.p > 0 && order.q > 0) || starts.is_empty() {
         starts.push(vec![0.0; order.n_params()]);
     }
+    // Every start is taken to a loose optimum, then only the best is refined tightly.
     let mut best: Option<(Vec<f64>, f64)> = None;
     for x0 in starts {
-        let (x, cost) = run_lbfgs(&ctx, x0, options.max_iters);
+        let (x, cost) = run_lbfgs(&ctx, x0, options.max_iters.min(LOOSE_ITERS), LOOSE_TOL);
         if best.as_ref().is_none_or(|(_, c)| cost < *c) {
             best = Some((x, cost));
         }
     }
-    let (x, cost) = best.expect("at least one start");
-    let (x, _) = run_nelder_mead(&ctx, x, cost, options.polish_iters);
-    // A last L-BFGS pass from the polished point tightens what the simplex found.
-    let (x, cost) = run_lbfgs(&ctx, x, options.max_iters);
+    let (x, _) = best.expect("at least one start");
+    let (x, cost) = run_lbfgs(&ctx, x, options.max_iters, TIGHT_TOL);
+    let (x, polished) = run_nelder_mead(&ctx, x, cost, options.polish_iters);
+    // If the simplex found better ground, a last L-BFGS pass tightens it.
+    let (x, cost) = if polished < cost {
+        run_lbfgs(&ctx, x, options.max_iters, TIGHT_TOL)
+    } else {
+        (x, cost)
+    };
     if cost.is_nan() || cost >= PENALTY {
         return Err(ArimaError::NoConvergence(order));
     }

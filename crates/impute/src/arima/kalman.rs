@@ -16,6 +16,7 @@ pub struct Workspace {
     p: Vec<f64>,
     pz: Vec<f64>,
     tmp: Vec<f64>,
+    prev: Vec<f64>,
 }
 
 impl Workspace {
@@ -25,6 +26,7 @@ impl Workspace {
         self.p.resize(m * m, 0.0);
         self.pz.resize(m, 0.0);
         self.tmp.resize(m * m, 0.0);
+        self.prev.resize(m * m, 0.0);
     }
 }
 
@@ -59,71 +61,112 @@ fn update(ss: &StateSpace, y: f64, a: &mut [f64], p: &mut [f64], pz: &mut [f64])
     (v, f)
 }
 
-/// `a ← T a`, `P ← T P Tᵀ + σ² R Rᵀ`, symmetrised as statsmodels does.
+/// `a ← T a`, `P ← T P Tᵀ + σ² R Rᵀ` (symmetric by construction), through the nonzeros
+/// of T.
 #[inline]
 fn predict(ss: &StateSpace, a: &mut [f64], p: &mut [f64], tmp: &mut [f64]) {
+    predict_mean(ss, a, tmp);
     let m = ss.m;
-    let t = &ss.transition;
-    // a ← T a, using tmp's first row as scratch.
-    for i in 0..m {
-        let mut s = 0.0;
-        for k in 0..m {
-            s += t[i * m + k] * a[k];
-        }
-        tmp[i] = s;
-    }
-    a.copy_from_slice(&tmp[..m]);
     // tmp ← T P
-    for i in 0..m {
+    tmp.fill(0.0);
+    for &(i, k, val) in &ss.transition_nz {
         for j in 0..m {
-            let mut s = 0.0;
-            for k in 0..m {
-                s += t[i * m + k] * p[k * m + j];
-            }
-            tmp[i * m + j] = s;
+            tmp[i * m + j] += val * p[k * m + j];
         }
     }
-    // P ← tmp Tᵀ + σ² R Rᵀ (lower triangle, mirrored)
+    // P ← tmp Tᵀ + σ² R Rᵀ, i.e. P[i][j] = Σ_k tmp[i][k] T[j][k]
     let r = &ss.selection;
     for i in 0..m {
-        for j in 0..=i {
-            let mut s = 0.0;
-            for k in 0..m {
-                s += tmp[i * m + k] * t[j * m + k];
-            }
-            s += ss.sigma2 * r[i] * r[j];
+        for j in 0..m {
+            p[i * m + j] = ss.sigma2 * r[i] * r[j];
+        }
+    }
+    for &(j, k, val) in &ss.transition_nz {
+        for i in 0..m {
+            p[i * m + j] += val * tmp[i * m + k];
+        }
+    }
+    // Symmetrise away rounding, as statsmodels does.
+    for i in 0..m {
+        for j in 0..i {
+            let s = 0.5 * (p[i * m + j] + p[j * m + i]);
             p[i * m + j] = s;
             p[j * m + i] = s;
         }
     }
 }
 
+/// `a ← T a`, with `scratch` (length ≥ m) as work space.
+#[inline]
+fn predict_mean(ss: &StateSpace, a: &mut [f64], scratch: &mut [f64]) {
+    let m = ss.m;
+    scratch[..m].fill(0.0);
+    for &(i, k, val) in &ss.transition_nz {
+        scratch[i] += val * a[k];
+    }
+    a.copy_from_slice(&scratch[..m]);
+}
+
+/// Relative change in the predicted covariance below which the filter is taken to have
+/// reached its steady state. Far below what moves the log-likelihood at 1e-9 relative.
+const STEADY_TOL: f64 = 1e-11;
+
 /// Exact Gaussian log-likelihood of `y` (NaN = missing) under `ss`, statsmodels' definition:
 /// the sum over observed periods after the burn-in of `-½(ln 2π + ln F_t + v_t²/F_t)`.
 /// Returns `NaN` if a prediction variance is not positive.
+///
+/// Like statsmodels, once the predicted covariance stops changing through a run of
+/// observations it is frozen (the steady state), and only the mean is propagated until the
+/// next missing value, which restarts the covariance recursion.
 pub fn loglike(ss: &StateSpace, y: &[f64], ws: &mut Workspace) -> f64 {
     let m = ss.m;
     ws.reset(m);
     ws.p.copy_from_slice(&ss.initial_cov);
     let burn = ss.burn();
     let mut ll = 0.0;
+    let mut steady: Option<f64> = None;
+    let z = &ss.design;
     for (t, &yt) in y.iter().enumerate() {
-        if yt.is_finite() {
-            let (v, f) = update(
-                ss,
-                yt - ss.obs_intercept(t),
-                &mut ws.a,
-                &mut ws.p,
-                &mut ws.pz,
-            );
-            if f.is_nan() || f <= 0.0 {
-                return f64::NAN;
-            }
-            if t >= burn {
-                ll -= 0.5 * (LN_2PI + f.ln() + v * v / f);
-            }
+        if !yt.is_finite() {
+            steady = None;
+            predict(ss, &mut ws.a, &mut ws.p, &mut ws.tmp);
+            continue;
         }
+        let yt = yt - ss.obs_intercept(t);
+        let f = match steady {
+            Some(f) => {
+                let za: f64 = z.iter().zip(&ws.a).map(|(zi, ai)| zi * ai).sum();
+                let gain = (yt - za) / f;
+                for (ai, pzi) in ws.a.iter_mut().zip(&ws.pz) {
+                    *ai += pzi * gain;
+                }
+                if t >= burn {
+                    ll -= 0.5 * (LN_2PI + f.ln() + (yt - za) * (yt - za) / f);
+                }
+                predict_mean(ss, &mut ws.a, &mut ws.tmp);
+                continue;
+            }
+            None => {
+                ws.prev.copy_from_slice(&ws.p);
+                let (v, f) = update(ss, yt, &mut ws.a, &mut ws.p, &mut ws.pz);
+                if f.is_nan() || f <= 0.0 {
+                    return f64::NAN;
+                }
+                if t >= burn {
+                    ll -= 0.5 * (LN_2PI + f.ln() + v * v / f);
+                }
+                f
+            }
+        };
         predict(ss, &mut ws.a, &mut ws.p, &mut ws.tmp);
+        let scale = ws.p.iter().fold(0.0_f64, |acc, x| acc.max(x.abs()));
+        let change =
+            ws.p.iter()
+                .zip(&ws.prev)
+                .fold(0.0_f64, |acc, (x, y)| acc.max((x - y).abs()));
+        if change <= STEADY_TOL * scale {
+            steady = Some(f);
+        }
     }
     ll
 }

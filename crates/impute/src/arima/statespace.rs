@@ -26,6 +26,9 @@ pub struct StateSpace {
     /// State dimension m = d + max(p, q + 1).
     pub(crate) m: usize,
     pub(crate) transition: Vec<f64>,
+    /// Nonzero entries of the transition `(row, col, value)`: it is mostly zeros, and the
+    /// filter's cost is dominated by products with it.
+    pub(crate) transition_nz: Vec<(usize, usize, f64)>,
     pub(crate) selection: Vec<f64>,
     pub(crate) design: Vec<f64>,
     pub(crate) initial_cov: Vec<f64>,
@@ -76,9 +79,14 @@ impl StateSpace {
                 initial_cov[(d + i) * m + d + j] = stationary[i * k + j];
             }
         }
+        let transition_nz = (0..m * m)
+            .filter(|&ij| transition[ij] != 0.0)
+            .map(|ij| (ij / m, ij % m, transition[ij]))
+            .collect();
         Ok(Self {
             order,
             m,
+            transition_nz,
             transition,
             selection,
             design,
