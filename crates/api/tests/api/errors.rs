@@ -161,9 +161,7 @@ async fn unknown_participants_and_routes_get_a_json_404() {
 async fn an_unreachable_database_gets_a_503_that_says_nothing_internal() {
     // Nothing listens on port 1: every connection attempt is refused.
     let app = spawn_at(
-        wearhouse_core::config::DatabaseArgs::from_url(
-            "postgres://wearhouse:secret@127.0.0.1:1/none",
-        ),
+        database("postgres://wearhouse:secret@127.0.0.1:1/none"),
         Default::default(),
     )
     .await;

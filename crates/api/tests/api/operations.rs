@@ -1,7 +1,6 @@
 //! Operations routes: health, readiness, metrics, OpenAPI and its docs page, request ids, CORS.
 
 use wearhouse_api::startup::ServeArgs;
-use wearhouse_core::config::DatabaseArgs;
 use wearhouse_core::store::writer::SampleWriter;
 use wearhouse_core::testing::TestDb;
 use wearhouse_core::{Metric, ParticipantId, Sample};
@@ -22,7 +21,7 @@ async fn health_and_readiness_report_a_migrated_database() {
 #[tokio::test]
 async fn an_unmigrated_database_is_not_ready_and_says_so() {
     let (_, url) = TestDb::empty().await;
-    let app = spawn_at(DatabaseArgs::from_url(url), ServeArgs::default()).await;
+    let app = spawn_at(database(url), ServeArgs::default()).await;
     let (status, body) = app.get_json("/ready").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["database"], "ok");
@@ -210,7 +209,7 @@ async fn cors_is_off_by_default_and_allows_configured_origins() {
         cors_origins: vec!["https://dash.example.org".into()],
         ..ServeArgs::default()
     };
-    let open = spawn_at(DatabaseArgs::from_url(db.url.clone()), args).await;
+    let open = spawn_at(database(db.url.clone()), args).await;
     let r = open
         .client
         .get(format!("{}/health", open.base))
@@ -230,4 +229,36 @@ async fn cors_is_off_by_default_and_allows_configured_origins() {
         .await
         .unwrap();
     assert!(r.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn a_request_that_outlives_the_request_timeout_gets_a_json_503() {
+    // A "database" that accepts connections and never answers: the request hangs on it.
+    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "postgres://wearhouse@127.0.0.1:{}/none",
+        black_hole.local_addr().unwrap().port()
+    );
+    let mut slow = database(url);
+    slow.db_acquire_timeout_secs = 30;
+    let args = ServeArgs {
+        request_timeout_secs: 1,
+        ..ServeArgs::default()
+    };
+    let app = spawn_at(slow, args).await;
+    let (status, body) = app.get_json("/participants").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "timeout");
+    let (status, _) = app.get_json("/health").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_stopped_server_finishes_cleanly_and_refuses_new_connections() {
+    let mut app = spawn_app().await;
+    let (status, _) = app.get_json("/health").await;
+    assert_eq!(status, 200);
+    app.stop().await.unwrap();
+    let refused = app.client.get(format!("{}/health", app.base)).send().await;
+    assert!(refused.is_err(), "{refused:?}");
 }

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use wearhouse_api::startup::ServeArgs;
-use wearhouse_core::config::DatabaseArgs;
 
 use crate::support::*;
 
@@ -20,11 +19,7 @@ async fn the_api_answers_503_while_the_database_is_cut_off_and_recovers_by_itsel
     let proxy = Proxy::start(target).await;
     let mut via_proxy = url.clone();
     via_proxy.set_port(Some(proxy.addr.port())).unwrap();
-    let app = spawn_at(
-        DatabaseArgs::from_url(via_proxy.to_string()),
-        ServeArgs::default(),
-    )
-    .await;
+    let app = spawn_at(database(via_proxy.to_string()), ServeArgs::default()).await;
     let q = "/data?participant_id=P001&metric=steps&start_date=2025-06-01&end_date=2025-06-02";
 
     let (status, before) = app.get_json(q).await;

@@ -54,6 +54,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: Option<TestDb>,
     shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Drop for TestApp {
@@ -63,6 +64,12 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// Asks the server to stop, as SIGTERM does, and waits until it has.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.server.take().expect("running").await.unwrap()
+    }
+
     /// GET `path` (with query) and return status and JSON body.
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
         let r = self.get(path).await;
@@ -105,22 +112,29 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_seeded(backend: TestBackend) -> TestApp {
     let db = TestDb::new(backend).await;
     seed(&db).await;
-    let mut app = spawn_at(DatabaseArgs::from_url(db.url.clone()), ServeArgs::default()).await;
+    let mut app = spawn_at(database(db.url.clone()), ServeArgs::default()).await;
     app.db = Some(db);
     app
 }
 
-/// The app against whatever `database` points at.
-pub async fn spawn_at(mut database: DatabaseArgs, args: ServeArgs) -> TestApp {
+/// Database settings for `url` as the tests use them: a small pool that gives up on an
+/// unreachable database after 2 s.
+pub fn database(url: impl Into<String>) -> DatabaseArgs {
+    let mut database = DatabaseArgs::from_url(url);
     database.db_acquire_timeout_secs = 2;
     database.db_max_connections = 5;
+    database
+}
+
+/// The app against whatever `database` points at.
+pub async fn spawn_at(database: DatabaseArgs, args: ServeArgs) -> TestApp {
     let listen = ListenArgs {
         listen: "127.0.0.1:0".parse().unwrap(),
     };
     let app = Application::build(&database, &listen, &args).await.unwrap();
     let addr = app.local_addr();
     let shutdown = CancellationToken::new();
-    tokio::spawn(app.run(shutdown.clone()));
+    let server = Some(tokio::spawn(app.run(shutdown.clone())));
     TestApp {
         base: format!("http://{addr}"),
         client: reqwest::Client::builder()
@@ -129,6 +143,7 @@ pub async fn spawn_at(mut database: DatabaseArgs, args: ServeArgs) -> TestApp {
             .unwrap(),
         db: None,
         shutdown,
+        server,
     }
 }
 
