@@ -4,7 +4,7 @@
 use utoipa::OpenApi;
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{catalog, data, ops, participants};
+use crate::routes::{catalog, data, imputation, ops, participants};
 
 /// The API description served at `/openapi.json`.
 #[derive(OpenApi)]
@@ -20,6 +20,8 @@ use crate::routes::{catalog, data, ops, participants};
     paths(
         data::data,
         data::data_csv,
+        imputation::run_imputation,
+        imputation::job,
         participants::list,
         participants::detail,
         catalog::catalog,
@@ -30,6 +32,7 @@ use crate::routes::{catalog, data, ops, participants};
     components(schemas(ErrorBody, ErrorDetail)),
     tags(
         (name = "data", description = "Series of one metric"),
+        (name = "imputation", description = "Imputation jobs: queue one, follow it"),
         (name = "participants", description = "Enrolled participants"),
         (name = "catalog", description = "The metric catalogue"),
         (name = "operations", description = "Health, readiness and metrics"),

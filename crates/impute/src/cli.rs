@@ -28,6 +28,10 @@ pub struct Cli {
 pub enum Command {
     /// Fit ARIMA to a CSV series and print the model and the filled series as JSON.
     Fit(FitArgs),
+    /// Queue an imputation job and run it in this process; prints its summary as JSON.
+    Run(Box<crate::run::RunArgs>),
+    /// Take imputation jobs from the database until SIGTERM; serves /health and /metrics.
+    Worker(Box<crate::worker::WorkerArgs>),
 }
 
 /// Arguments of `fit`.
@@ -172,5 +176,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(out)?;
             Ok(())
         }
+        Command::Run(args) => {
+            crate::run::init_tracing(&args.telemetry);
+            let outcome = runtime()?.block_on(crate::run::run_command(&args))?;
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &outcome)?;
+            writeln!(out)?;
+            Ok(())
+        }
+        Command::Worker(args) => {
+            wearhouse_core::telemetry::init_tracing(&args.telemetry);
+            runtime()?.block_on(crate::worker::main(&args))
+        }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }

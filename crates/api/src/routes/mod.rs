@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod data;
 pub mod docs;
+pub mod imputation;
 pub mod ops;
 pub mod participants;
 
@@ -16,6 +17,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(data::router())
         .merge(participants::router())
+        .merge(imputation::router())
         .merge(catalog::router())
         .merge(ops::router())
         .merge(docs::router())
@@ -30,6 +32,7 @@ pub const ROUTES: &[&str] = &[
     "/data.csv",
     "/participants",
     "/participants/{id}",
+    "/data/imputation_jobs/{id}",
     "/metrics-catalog",
     "/health",
     "/ready",

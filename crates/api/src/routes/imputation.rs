@@ -1,0 +1,234 @@
+//! `POST /data/run_imputation` (the original system's endpoint) queues an imputation job;
+//! `GET /data/imputation_jobs/{id}` reports its status, summary and model parameters. The
+//! impute worker runs the job: it wakes on the NOTIFY the insert sends.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use wearhouse_core::time::parse_instant;
+use wearhouse_core::{Metric, ParticipantId, TimeRange};
+use wearhouse_impute::jobs::default_range;
+use wearhouse_impute::store::{self, JobRecord, NewJob};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::params::QueryParams;
+use crate::state::AppState;
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/data/run_imputation", post(run_imputation))
+        .route("/data/imputation_jobs/{id}", get(job))
+}
+
+/// Query parameters of `POST /data/run_imputation`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Documents the parameters; they are read through QueryParams.
+pub struct RunParams {
+    /// Participant id, as the original system spelled the parameter.
+    #[param(example = "P001")]
+    user_id: Option<String>,
+    /// Alias of `user_id`.
+    participant_id: Option<String>,
+    /// Metric name from `/metrics-catalog`; its catalogue strategy is applied (ARIMA for
+    /// heart rate, forward/back fill for steps, …).
+    #[param(example = "heart_rate")]
+    metric: String,
+    /// Start, included: ISO 8601 date or date-time. Without start and end: the participant's
+    /// last 7 days of data of the metric.
+    #[param(example = "2025-06-01")]
+    start_date: Option<String>,
+    /// End, excluded: ISO 8601 date or date-time. Give both or neither.
+    #[param(example = "2025-06-08")]
+    end_date: Option<String>,
+}
+
+/// The answer to a queued job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Queued {
+    #[schema(value_type = String, example = "0b6f7c1e-58a4-4d0b-9a3e-6f1e2d3c4b5a")]
+    pub job_id: Uuid,
+    /// Always `queued`.
+    #[schema(example = "queued")]
+    pub status: String,
+    /// Where to follow the job.
+    #[schema(example = "/data/imputation_jobs/0b6f7c1e-58a4-4d0b-9a3e-6f1e2d3c4b5a")]
+    pub status_url: String,
+}
+
+/// An imputation job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    #[schema(value_type = String)]
+    pub job_id: Uuid,
+    pub participant_id: String,
+    #[schema(example = "heart_rate")]
+    pub metric: String,
+    /// Start of the range (included).
+    pub start_date: DateTime<Utc>,
+    /// End of the range (excluded).
+    pub end_date: DateTime<Utc>,
+    /// `queued`, `running`, `succeeded` or `failed`.
+    #[schema(example = "succeeded")]
+    pub status: String,
+    /// `arima`, `forward_back_fill`, `linear` or `none`, once run.
+    pub method: Option<String>,
+    /// The model: for ARIMA `order` [p, d, q], `coefficients`, `sigma2`, `loglik`, `aic`,
+    /// `nobs`; for every method `grid_seconds` and `max_gap_points`.
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<serde_json::Value>,
+    /// Points observed, gaps, points filled and points left empty (non-wear).
+    #[schema(value_type = Option<Object>)]
+    pub summary: Option<serde_json::Value>,
+    /// Why the job failed.
+    pub error: Option<String>,
+    /// Times a worker took the job.
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<JobRecord> for JobView {
+    fn from(j: JobRecord) -> Self {
+        JobView {
+            job_id: j.id,
+            participant_id: j.participant_id,
+            metric: j.data_type,
+            start_date: j.range_start,
+            end_date: j.range_end,
+            status: j.status,
+            method: j.method,
+            parameters: j.parameters,
+            summary: j.summary,
+            error: j.error,
+            attempts: j.attempts,
+            created_at: j.created_at,
+            started_at: j.started_at,
+            finished_at: j.finished_at,
+        }
+    }
+}
+
+/// Queue an imputation job.
+#[utoipa::path(
+    post,
+    path = "/data/run_imputation",
+    tag = "imputation",
+    params(RunParams),
+    responses(
+        (status = 202, description = "Queued", body = Queued),
+        (status = 400, description = "A parameter is missing or malformed", body = ErrorBody),
+        (status = 404, description = "Unknown participant, or no data to impute", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn run_imputation(
+    State(state): State<AppState>,
+    params: QueryParams,
+) -> Result<(StatusCode, Json<Queued>), ApiError> {
+    let (name, raw) = match (params.one("user_id")?, params.one("participant_id")?) {
+        (Some(u), None) => ("user_id", u),
+        (None, Some(p)) => ("participant_id", p),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "participant_id",
+                "give user_id or participant_id, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "user_id",
+                "is required (user_id or participant_id)",
+            ));
+        }
+    };
+    let participant = ParticipantId::parse(raw).map_err(|e| match e {
+        wearhouse_core::Error::Invalid { message, .. } => ApiError::invalid(name, message),
+        other => other.into(),
+    })?;
+    let metric = Metric::parse(params.required("metric")?)?;
+    let start = params
+        .one("start_date")?
+        .map(|s| parse_instant("start_date", s))
+        .transpose()?;
+    let end = params
+        .one("end_date")?
+        .map(|s| parse_instant("end_date", s))
+        .transpose()?;
+    let mut conn = state.pool.acquire().await?;
+    let range = match (start, end) {
+        (Some(s), Some(e)) => TimeRange::new(s, e)?,
+        (Some(_), None) => return Err(ApiError::invalid("end_date", "give it with start_date")),
+        (None, Some(_)) => return Err(ApiError::invalid("start_date", "give it with end_date")),
+        (None, None) => {
+            let known = wearhouse_core::store::participants::existing(
+                &mut conn,
+                std::slice::from_ref(&participant),
+            )
+            .await?;
+            if known.is_empty() {
+                return Err(ApiError::NotFound(format!(
+                    "unknown participant: {participant}"
+                )));
+            }
+            default_range(&mut conn, &participant, metric)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::NotFound(format!(
+                        "{participant} has no {metric} data to impute; give start_date and end_date"
+                    ))
+                })?
+        }
+    };
+    let job = store::queue(
+        &mut conn,
+        &NewJob {
+            participant,
+            metric,
+            range,
+        },
+    )
+    .await?;
+    tracing::info!(job_id = %job.id, "imputation job queued");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Queued {
+            job_id: job.id,
+            status: job.status,
+            status_url: format!("/data/imputation_jobs/{}", job.id),
+        }),
+    ))
+}
+
+/// An imputation job's status, summary and model parameters.
+#[utoipa::path(
+    get,
+    path = "/data/imputation_jobs/{id}",
+    tag = "imputation",
+    params(("id" = String, Path, description = "Job id from `POST /data/run_imputation`")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let id = Uuid::parse_str(id.trim())
+        .map_err(|_| ApiError::invalid("id", format!("{id:?} is not a job id (a UUID)")))?;
+    let mut conn = state.pool.acquire().await?;
+    let job = store::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no imputation job {id}")))?;
+    Ok(Json(job.into()))
+}
