@@ -111,7 +111,11 @@ mod tests {
         assert!(!csrf.verify(&issued.token, Some("00")));
         let other = Csrf::new(None);
         assert!(!other.verify(&issued.token, Some(&issued.nonce)));
-        let forged = format!("{}0", &issued.token[..issued.token.len() - 1]);
+        // Change the signature's last hex digit to a different one.
+        let last = issued.token.chars().last().unwrap();
+        let flipped = if last == '0' { '1' } else { '0' };
+        let forged = format!("{}{flipped}", &issued.token[..issued.token.len() - 1]);
+        assert_ne!(forged, issued.token);
         assert!(!csrf.verify(&forged, Some(&issued.nonce)));
     }
 
