@@ -22,9 +22,9 @@ DOCKERFILES = [ROOT / "docker" / "Dockerfile", ROOT / "docker" / "web.Dockerfile
 NGINX_TEMPLATE = ROOT / "docker" / "nginx" / "default.conf.template"
 RENDER = ROOT / "scripts" / "stack.d" / "render-template.sh"
 
-# The services docs/DESIGN names; impute joins once `wearhouse-impute worker` exists.
+# The services DESIGN.md names.
 REQUIRED_SERVICES = {
-    "db", "migrate", "ingest", "api", "web",
+    "db", "migrate", "ingest", "api", "impute", "web",
     "prometheus", "alertmanager", "grafana", "node-exporter", "cadvisor",
 }
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-?+][^}]*)?\}")
