@@ -1,6 +1,7 @@
 //! The API as clients use it: the real app on port 0 against a real seeded database.
 
 mod errors;
+mod imputation;
 mod operations;
 mod outage;
 mod paging;
