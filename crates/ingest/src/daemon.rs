@@ -71,7 +71,7 @@ pub async fn run(args: DaemonArgs, shutdown: CancellationToken) -> anyhow::Resul
         metrics: metrics.source.clone(),
     };
     // The providers' routes (OAuth callbacks) are merged next to the operational endpoints.
-    let app = ops_router(registry).merge(registry::routes(&args.providers, &ctx));
+    let app = ops_router(registry).merge(registry::routes(&args.providers, &ctx)?);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

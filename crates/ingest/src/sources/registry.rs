@@ -1,6 +1,10 @@
 //! The providers this build knows, and how each becomes a [`Source`]. Adding a provider is one
 //! variant of [`Provider`], its settings flattened into [`ProviderArgs`], and one arm in
 //! [`build`] (and, if it serves HTTP such as an OAuth callback, one arm in [`routes`]).
+//!
+//! An OAuth provider without a client id is not configured and is left out of the run (its
+//! participants are reported failed with "no source is registered"), so a deployment that
+//! uses one provider does not need the other's credentials.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,6 +14,8 @@ use clap::{Args, ValueEnum};
 use sqlx::PgPool;
 
 use super::Source;
+use super::fitbit::{ApiObserver, FitbitArgs, FitbitSource};
+use super::google_health::{GoogleHealthArgs, GoogleHealthSource};
 use super::synthetic::SyntheticSource;
 use crate::metrics::SourceMetrics;
 
@@ -18,24 +24,40 @@ use crate::metrics::SourceMetrics;
 pub enum Provider {
     /// Generated data (`wearhouse-ingest synthetic`), continued by `run` up to the present.
     Synthetic,
+    /// The Fitbit Web API.
+    Fitbit,
+    /// The Google Health API, Fitbit's successor.
+    GoogleHealth,
 }
 
 impl Provider {
     /// Every provider, each registered by `run` and the daemon.
-    pub const ALL: &[Provider] = &[Provider::Synthetic];
+    pub const ALL: &[Provider] = &[
+        Provider::Synthetic,
+        Provider::Fitbit,
+        Provider::GoogleHealth,
+    ];
 
     /// The name stored in `participants.provider` and `ingest_state.source`.
     pub fn name(self) -> &'static str {
         match self {
             Provider::Synthetic => super::synthetic::NAME,
+            Provider::Fitbit => super::fitbit::PROVIDER,
+            Provider::GoogleHealth => super::google_health::PROVIDER,
         }
     }
 }
 
 /// Settings of every provider (base URLs, client credentials), flattened into the commands
 /// that load data. Each provider adds its own flattened block here.
-#[derive(Debug, Clone, Default, Args)]
-pub struct ProviderArgs {}
+#[derive(Debug, Clone, Args)]
+pub struct ProviderArgs {
+    #[command(flatten)]
+    pub fitbit: FitbitArgs,
+
+    #[command(flatten)]
+    pub google: GoogleHealthArgs,
+}
 
 /// What a source may use besides its settings.
 #[derive(Debug, Clone)]
@@ -46,22 +68,83 @@ pub struct SourceContext {
     pub metrics: SourceMetrics,
 }
 
-/// The source for `provider`.
+/// The OAuth sources count their requests and quota waits in the ingest metrics
+/// (`wearhouse_ingest_api_requests_total`, `wearhouse_ingest_quota_waits_total`).
+impl ApiObserver for SourceMetrics {
+    fn api_request(&self, source: &'static str, status: &str) {
+        SourceMetrics::api_request(self, source, status);
+    }
+
+    fn quota_wait(&self, source: &'static str) {
+        SourceMetrics::quota_wait(self, source);
+    }
+}
+
+/// The Fitbit source, or `None` when no client id is configured.
+pub fn fitbit(args: &ProviderArgs, ctx: &SourceContext) -> anyhow::Result<Option<FitbitSource>> {
+    if args.fitbit.client_id.is_none() {
+        return Ok(None);
+    }
+    let observer: Arc<dyn ApiObserver> = Arc::new(ctx.metrics.clone());
+    Ok(Some(FitbitSource::new(
+        ctx.pool.clone(),
+        &args.fitbit,
+        observer,
+    )?))
+}
+
+/// The Google Health source, or `None` when no client id is configured. With Fitbit also
+/// configured, enrolment revokes the Fitbit grant of a participant who moves over.
+pub fn google_health(
+    args: &ProviderArgs,
+    ctx: &SourceContext,
+) -> anyhow::Result<Option<GoogleHealthSource>> {
+    if args.google.client_id.is_none() {
+        return Ok(None);
+    }
+    let observer: Arc<dyn ApiObserver> = Arc::new(ctx.metrics.clone());
+    let mut source = GoogleHealthSource::new(ctx.pool.clone(), &args.google, observer)?;
+    if let Some(fitbit) = fitbit(args, ctx)? {
+        source = source.with_fitbit_revocation(fitbit.api().tokens().clone());
+    }
+    Ok(Some(source))
+}
+
+/// The source for `provider`, or `None` when the provider is not configured.
 pub fn build(
     provider: Provider,
-    _args: &ProviderArgs,
-    _ctx: &SourceContext,
-) -> anyhow::Result<Arc<dyn Source>> {
+    args: &ProviderArgs,
+    ctx: &SourceContext,
+) -> anyhow::Result<Option<Arc<dyn Source>>> {
     Ok(match provider {
-        Provider::Synthetic => Arc::new(SyntheticSource::live()),
+        Provider::Synthetic => Some(Arc::new(SyntheticSource::live())),
+        Provider::Fitbit => fitbit(args, ctx)?.map(|s| Arc::new(s) as Arc<dyn Source>),
+        Provider::GoogleHealth => google_health(args, ctx)?.map(|s| Arc::new(s) as Arc<dyn Source>),
     })
 }
 
-/// HTTP routes a provider serves from the daemon (e.g. its OAuth callback); merged next to
-/// `/health` and `/metrics`.
-/// The synthetic source serves none; a provider with an OAuth callback merges its router here.
-pub fn routes(_args: &ProviderArgs, _ctx: &SourceContext) -> Router {
-    Router::new()
+/// The path of a redirect URI (`/callback` when it cannot be parsed).
+pub fn callback_path(redirect_uri: &str) -> String {
+    url::Url::parse(redirect_uri)
+        .map(|u| u.path().to_owned())
+        .unwrap_or_else(|_| "/callback".to_owned())
+}
+
+/// HTTP routes the providers serve from the daemon: each configured OAuth provider's consent
+/// callback at the path of its redirect URI, so a consent link opened at any time completes
+/// there. Merged next to `/health` and `/metrics`.
+pub fn routes(args: &ProviderArgs, ctx: &SourceContext) -> anyhow::Result<Router> {
+    let mut router = Router::new();
+    if let Some(fitbit) = fitbit(args, ctx)? {
+        router = router.merge(
+            fitbit.callback_router(ctx.pool.clone(), &callback_path(&args.fitbit.redirect_uri)),
+        );
+    }
+    if let Some(google) = google_health(args, ctx)? {
+        router =
+            router.merge(google.callback_router(&callback_path(&args.google.redirect_uri), None));
+    }
+    Ok(router)
 }
 
 /// The sources of a run, by provider name.
@@ -71,13 +154,16 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// Every provider of this build.
+    /// Every configured provider of this build.
     pub fn all(args: &ProviderArgs, ctx: &SourceContext) -> anyhow::Result<Self> {
-        Provider::ALL
-            .iter()
-            .map(|&p| build(p, args, ctx))
-            .collect::<anyhow::Result<Vec<_>>>()
-            .map(Self::from_sources)
+        let mut sources = Vec::new();
+        for &p in Provider::ALL {
+            match build(p, args, ctx)? {
+                Some(s) => sources.push(s),
+                None => tracing::info!(provider = p.name(), "provider not configured; skipped"),
+            }
+        }
+        Ok(Self::from_sources(sources))
     }
 
     /// Exactly these sources (tests, and the `synthetic` command's simulated study).
