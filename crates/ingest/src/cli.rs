@@ -7,7 +7,10 @@ use wearhouse_core::config::{DatabaseArgs, TelemetryArgs};
 
 use crate::cohort::CohortArgs;
 use crate::daemon::DaemonArgs;
+use crate::enroll::EnrollArgs;
+use crate::import::ImportArgs;
 use crate::metrics::{IngestMetrics, Outcome};
+use crate::migration::reconsent::ReconsentListArgs;
 use crate::pipeline::{Pipeline, PipelineArgs};
 use crate::sources::registry::{ProviderArgs, SourceContext, Sources};
 
@@ -38,6 +41,19 @@ pub enum Command {
     /// Run the delta load on a schedule and serve /health, /metrics and the providers'
     /// callbacks until SIGTERM or SIGINT.
     Daemon(DaemonArgs),
+
+    /// Enrol a participant with Fitbit or Google Health: prints the consent link, serves the
+    /// OAuth callback on the redirect URI's port, exchanges the code and stores the grant.
+    /// Creates the participant (in `--timezone`) when missing.
+    Enroll(EnrollArgs),
+
+    /// Import a participant's Fitbit export or Google Takeout folder (history from before
+    /// enrolment) and print what was imported and every file that was not.
+    Import(ImportArgs),
+
+    /// List the participants who must consent again (revoked or invalid grants, accounts not
+    /// moved to Google Health), with provider, since when and why.
+    ReconsentList(ReconsentListArgs),
 }
 
 /// Settings of `wearhouse-ingest run`.
@@ -78,6 +94,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run(args) => run_once(args, &shutdown).await,
         Command::Daemon(args) => crate::daemon::run(args, shutdown).await,
+        Command::Enroll(args) => {
+            println!("{}", crate::enroll::run(&args, &shutdown).await?);
+            Ok(())
+        }
+        Command::Import(args) => {
+            let (_, summary) = crate::import::run(&args).await?;
+            print!("{summary}");
+            Ok(())
+        }
+        Command::ReconsentList(args) => {
+            print!("{}", crate::migration::reconsent::run(&args).await?);
+            Ok(())
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod cohort;
 pub mod daemon;
+pub mod enroll;
 pub mod import;
 pub mod metrics;
 pub mod migration;

@@ -1,0 +1,204 @@
+//! The `enroll` command: prints a participant's consent link, serves the provider's OAuth
+//! callback on the redirect URI's port until the participant has consented, then stores the
+//! grant (the provider's own enrolment code does the exchange and the bookkeeping).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono_tz::Tz;
+use clap::{Args, ValueEnum};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+use wearhouse_core::ParticipantId;
+use wearhouse_core::config::DatabaseArgs;
+use wearhouse_core::store::participants::{self, NewParticipant};
+
+use crate::metrics::SourceMetrics;
+use crate::sources::registry::{self, ProviderArgs, SourceContext};
+
+/// A provider participants consent at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OAuthProvider {
+    /// The Fitbit Web API (callback at `--fitbit-redirect-uri`).
+    Fitbit,
+    /// The Google Health API (callback at `--google-redirect-uri`).
+    GoogleHealth,
+}
+
+/// Settings of `wearhouse-ingest enroll`.
+#[derive(Debug, Clone, Args)]
+pub struct EnrollArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// The participant who consents; created when missing.
+    #[arg(long, env = "WEARHOUSE_ENROLL_PARTICIPANT")]
+    pub participant: String,
+
+    /// The provider the participant consents at.
+    #[arg(long, env = "WEARHOUSE_ENROLL_PROVIDER", value_enum)]
+    pub provider: OAuthProvider,
+
+    /// Time zone (IANA name) of a participant created by this command; the zone the provider
+    /// reports at consent replaces it.
+    #[arg(long, env = "WEARHOUSE_ENROLL_TIMEZONE", default_value = "UTC")]
+    pub timezone: Tz,
+
+    /// Address the callback is served on. Default: the redirect URI's port, on 127.0.0.1 when
+    /// its host is local and on every interface otherwise.
+    #[arg(long, env = "WEARHOUSE_ENROLL_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    /// How long to wait for the consent before giving up, in seconds.
+    #[arg(long, env = "WEARHOUSE_ENROLL_TIMEOUT_SECS", default_value_t = 900)]
+    pub timeout_secs: u64,
+
+    #[command(flatten)]
+    pub providers: ProviderArgs,
+}
+
+/// Where to serve the callback for `redirect_uri`.
+fn listen_address(redirect_uri: &str) -> anyhow::Result<SocketAddr> {
+    let url = Url::parse(redirect_uri)
+        .with_context(|| format!("redirect URI {redirect_uri:?} is not a URL"))?;
+    let port = url
+        .port_or_known_default()
+        .context("the redirect URI has no port")?;
+    let local = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    let ip = if local {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Runs `enroll`: the consent link goes to stdout, the outcome is returned as text.
+pub async fn run(args: &EnrollArgs, shutdown: &CancellationToken) -> anyhow::Result<String> {
+    let participant = ParticipantId::parse(&args.participant)?;
+    let pool = args.database.connect().await?;
+    let ctx = SourceContext {
+        pool: pool.clone(),
+        metrics: SourceMetrics::default(),
+    };
+    {
+        let mut conn = pool.acquire().await?;
+        if let Err(wearhouse_core::Error::NotFound { .. }) =
+            participants::get(&mut conn, &participant).await
+        {
+            // No provider yet: the participant is loaded only once the consent is stored.
+            participants::upsert(
+                &mut conn,
+                &NewParticipant {
+                    participant_id: participant.clone(),
+                    timezone: args.timezone,
+                    provider: None,
+                    enrolled_at: None,
+                },
+            )
+            .await?;
+            tracing::info!(participant = %participant, timezone = %args.timezone, "participant created");
+        }
+    }
+
+    let (done, mut enrolled) = mpsc::unbounded_channel::<String>();
+    let (router, redirect_uri, consent_url) = match args.provider {
+        OAuthProvider::Fitbit => {
+            let source = registry::fitbit(&args.providers, &ctx)?
+                .context("--fitbit-client-id (WEARHOUSE_FITBIT_CLIENT_ID) is required")?;
+            let redirect = &args.providers.fitbit.redirect_uri;
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let router =
+                source.callback_router_notify(pool.clone(), &registry::callback_path(redirect), tx);
+            let done = done.clone();
+            tokio::spawn(async move {
+                if let Some(e) = rx.recv().await {
+                    let _ = done.send(format!(
+                        "participant {} is enrolled with fitbit (user {}, time zone {})",
+                        e.participant,
+                        e.provider_user_id.as_deref().unwrap_or("-"),
+                        e.timezone
+                    ));
+                }
+            });
+            (router, redirect.clone(), source.consent_url(&participant))
+        }
+        OAuthProvider::GoogleHealth => {
+            let source = registry::google_health(&args.providers, &ctx)?
+                .context("--google-client-id (WEARHOUSE_GOOGLE_CLIENT_ID) is required")?;
+            let redirect = &args.providers.google.redirect_uri;
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let router = source.callback_router(&registry::callback_path(redirect), Some(tx));
+            let done = done.clone();
+            tokio::spawn(async move {
+                if let Some(e) = rx.recv().await {
+                    let moved = e
+                        .moved_from_fitbit
+                        .map(|f| format!("; moved from fitbit user {f}"))
+                        .unwrap_or_default();
+                    let _ = done.send(format!(
+                        "participant {} is enrolled with google-health (user {}, time zone {}{moved})",
+                        e.participant, e.health_user_id, e.timezone
+                    ));
+                }
+            });
+            (router, redirect.clone(), source.consent_url(&participant))
+        }
+    };
+    drop(done);
+
+    let listen = match args.listen {
+        Some(a) => a,
+        None => listen_address(&redirect_uri)?,
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot serve the callback on {listen}"))?;
+    let stop = CancellationToken::new();
+    let server = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        }
+    });
+    println!("Open this link in the participant's browser to consent:\n{consent_url}");
+    tracing::info!(listen = %listen, redirect_uri, "waiting for the consent callback");
+
+    let outcome = tokio::select! {
+        e = enrolled.recv() => e.context("the callback server stopped"),
+        _ = tokio::time::sleep(Duration::from_secs(args.timeout_secs)) => {
+            Err(anyhow::anyhow!("no consent within {} s; run the command again", args.timeout_secs))
+        }
+        _ = shutdown.cancelled() => Err(anyhow::anyhow!("interrupted before the consent")),
+    };
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    pool.close().await;
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_callback_listens_locally_for_a_local_redirect_and_everywhere_otherwise() {
+        assert_eq!(
+            listen_address("http://localhost:8080/callback").unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert_eq!(
+            listen_address("https://enrol.example.org/google/callback").unwrap(),
+            "0.0.0.0:443".parse().unwrap()
+        );
+    }
+}
