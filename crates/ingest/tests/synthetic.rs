@@ -158,3 +158,22 @@ async fn a_load_killed_at_random_moments_and_run_again_equals_a_clean_load() {
         assert_eq!(pending, 0);
     }
 }
+
+#[tokio::test]
+async fn a_synthetic_load_on_plain_postgresql_leaves_adherence_days_for_every_participant() {
+    let db = TestDb::new(TestBackend::Postgres).await;
+    run_ok(synthetic(&db.url, 2, 3, 11));
+    let days: Vec<(String, i64, i64)> = sqlx::query_as(
+        "select participant_id, count(*), count(*) filter (where wear_minutes > 0)
+         from participant_adherence_daily group by participant_id order by participant_id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(days.len(), 2, "{days:?}");
+    for (participant, n, worn) in &days {
+        // Three loaded days, plus the morning after the last for a night that ends then.
+        assert!(*n >= 3, "{participant}: {n} adherence days");
+        assert!(*worn >= 3, "{participant}: {worn} days with wear");
+    }
+}

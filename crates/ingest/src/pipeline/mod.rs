@@ -18,6 +18,8 @@ use clap::Args;
 use futures::StreamExt as _;
 use sqlx::{FromRow, PgPool};
 use tokio_util::sync::CancellationToken;
+use wearhouse_core::store::adherence;
+use wearhouse_core::{ParticipantId, TimeRange};
 
 use crate::metrics::{IngestMetrics, Outcome};
 use crate::sink::Sink;
@@ -98,6 +100,28 @@ impl RunReport {
     /// Whether a shutdown cut the run short.
     pub fn interrupted(&self) -> bool {
         self.not_started > 0
+    }
+}
+
+/// What one participant's load wrote.
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    /// Samples handed to the sink.
+    samples: u64,
+    /// Rows inserted or changed.
+    changed: u64,
+    /// Earliest and latest timestamp written.
+    span: Option<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+impl Tally {
+    fn extend(&mut self, timestamps: impl Iterator<Item = DateTime<Utc>>) {
+        for t in timestamps {
+            self.span = Some(match self.span {
+                Some((a, b)) => (a.min(t), b.max(t)),
+                None => (t, t),
+            });
+        }
     }
 }
 
@@ -222,17 +246,21 @@ impl Pipeline {
                 let cancel = cancel.clone();
                 async move {
                     if cancel.is_cancelled() {
-                        return (c.participant_id, ParticipantOutcome::NotStarted, 0, 0);
+                        return (
+                            c.participant_id,
+                            ParticipantOutcome::NotStarted,
+                            Tally::default(),
+                        );
                     }
-                    let (outcome, samples, changed) = this.process(&c).await;
+                    let (outcome, tally) = this.process(&c).await;
                     tracing::info!(
                         participant = %c.participant_id,
                         progress = format!("{}/{total}", i + 1),
                         outcome = ?outcome,
-                        samples,
+                        samples = tally.samples,
                         "participant done"
                     );
-                    (c.participant_id, outcome, samples, changed)
+                    (c.participant_id, outcome, tally)
                 }
             })
             .buffer_unordered(self.args.workers.max(1));
@@ -240,9 +268,13 @@ impl Pipeline {
             participants: total,
             ..RunReport::default()
         };
-        while let Some((id, outcome, samples, changed)) = outcomes.next().await {
-            report.samples += samples;
-            report.changed += changed;
+        let mut written = Vec::new();
+        while let Some((id, outcome, tally)) = outcomes.next().await {
+            report.samples += tally.samples;
+            report.changed += tally.changed;
+            if let Some(span) = tally.span {
+                written.push((id.clone(), span));
+            }
             match outcome {
                 ParticipantOutcome::Loaded => report.loaded += 1,
                 ParticipantOutcome::NeverSynced => report.never_synced += 1,
@@ -255,6 +287,16 @@ impl Pipeline {
         }
         // Continuous aggregates for everything written (and anything a crashed run left).
         self.sink.refresh_pending(&self.pool).await?;
+        // Adherence days read the 1-minute rollup, so they follow its refresh: each
+        // participant's written span, recomputed for that participant only.
+        let mut conn = self.pool.acquire().await?;
+        for (id, (from, to)) in written {
+            let range = TimeRange::new(from, to + chrono::Duration::microseconds(1))?;
+            let days =
+                adherence::refresh(&mut conn, range, Some(&ParticipantId::parse(&id)?)).await?;
+            tracing::debug!(participant = %id, days, "adherence refreshed");
+        }
+        drop(conn);
         let reconsent: i64 = sqlx::query_scalar(
             "select count(*) from participants where needs_reconsent and status = 'active'",
         )

@@ -11,7 +11,7 @@ use sqlx::pool::PoolConnection;
 use wearhouse_core::store::{ingest_state, participants};
 use wearhouse_core::{Metric, ParticipantId, Sample};
 
-use super::{Candidate, ParticipantOutcome, Pipeline};
+use super::{Candidate, ParticipantOutcome, Pipeline, Tally};
 use crate::sink::BATCH_SAMPLES;
 use crate::sources::synthetic::local_day_start;
 use crate::sources::{Source, SourceError, SourceParticipant};
@@ -41,11 +41,16 @@ struct Batch {
 }
 
 impl Pipeline {
-    /// Loads one participant; returns the outcome, samples written and rows changed.
-    pub(super) async fn process(&self, c: &Candidate) -> (ParticipantOutcome, u64, u64) {
+    /// Loads one participant; returns the outcome and what was written.
+    pub(super) async fn process(&self, c: &Candidate) -> (ParticipantOutcome, Tally) {
         let mut conn = match self.pool.acquire().await {
             Ok(conn) => conn,
-            Err(e) => return (ParticipantOutcome::Failed(format!("database: {e}")), 0, 0),
+            Err(e) => {
+                return (
+                    ParticipantOutcome::Failed(format!("database: {e}")),
+                    Tally::default(),
+                );
+            }
         };
         match sqlx::query_scalar::<_, bool>(TRY_LOCK)
             .bind(&c.participant_id)
@@ -53,10 +58,15 @@ impl Pipeline {
             .await
         {
             Ok(true) => {}
-            Ok(false) => return (ParticipantOutcome::Locked, 0, 0),
-            Err(e) => return (ParticipantOutcome::Failed(format!("database: {e}")), 0, 0),
+            Ok(false) => return (ParticipantOutcome::Locked, Tally::default()),
+            Err(e) => {
+                return (
+                    ParticipantOutcome::Failed(format!("database: {e}")),
+                    Tally::default(),
+                );
+            }
         }
-        let mut tally = (0, 0);
+        let mut tally = Tally::default();
         let outcome = match self.load(&mut conn, c, &mut tally).await {
             Ok(o) => o,
             Err(e) => {
@@ -66,14 +76,14 @@ impl Pipeline {
             }
         };
         release(conn, &c.participant_id).await;
-        (outcome, tally.0, tally.1)
+        (outcome, tally)
     }
 
     async fn load(
         &self,
         conn: &mut PgConnection,
         c: &Candidate,
-        tally: &mut (u64, u64),
+        tally: &mut Tally,
     ) -> anyhow::Result<ParticipantOutcome> {
         let id = ParticipantId::parse(&c.participant_id)?;
         let tz: Tz = c
@@ -185,7 +195,7 @@ impl Pipeline {
         source: &dyn Source,
         id: &ParticipantId,
         batch: &mut Batch,
-        tally: &mut (u64, u64),
+        tally: &mut Tally,
     ) -> anyhow::Result<()> {
         let summary = self.sink.write(conn, &batch.samples).await?;
         for (&metric, &n) in &batch.per_metric {
@@ -194,8 +204,9 @@ impl Pipeline {
         for (&metric, &mark) in &batch.advance_to {
             ingest_state::advance(conn, id, source.name(), metric, mark).await?;
         }
-        tally.0 += batch.samples.len() as u64;
-        tally.1 += summary.inserted + summary.updated;
+        tally.samples += batch.samples.len() as u64;
+        tally.changed += summary.inserted + summary.updated;
+        tally.extend(batch.samples.iter().map(|s| s.timestamp));
         *batch = Batch::default();
         Ok(())
     }
