@@ -52,8 +52,12 @@ pub struct EnrollArgs {
     pub listen: Option<SocketAddr>,
 
     /// How long to wait for the consent before giving up, in seconds.
-    #[arg(long, env = "WEARHOUSE_ENROLL_TIMEOUT_SECS", default_value_t = 900)]
-    pub timeout_secs: u64,
+    #[arg(
+        long,
+        env = "WEARHOUSE_ENROLL_CONSENT_TIMEOUT_SECS",
+        default_value_t = 900
+    )]
+    pub consent_timeout_secs: u64,
 
     #[command(flatten)]
     pub providers: ProviderArgs,
@@ -175,8 +179,8 @@ pub async fn run(args: &EnrollArgs, shutdown: &CancellationToken) -> anyhow::Res
 
     let outcome = tokio::select! {
         e = enrolled.recv() => e.context("the callback server stopped"),
-        _ = tokio::time::sleep(Duration::from_secs(args.timeout_secs)) => {
-            Err(anyhow::anyhow!("no consent within {} s; run the command again", args.timeout_secs))
+        _ = tokio::time::sleep(Duration::from_secs(args.consent_timeout_secs)) => {
+            Err(anyhow::anyhow!("no consent within {} s; run the command again", args.consent_timeout_secs))
         }
         _ = shutdown.cancelled() => Err(anyhow::anyhow!("interrupted before the consent")),
     };

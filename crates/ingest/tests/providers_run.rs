@@ -117,10 +117,12 @@ fn provider_args(w: &World) -> Vec<String> {
 #[tokio::test]
 async fn one_run_loads_a_fitbit_and_a_google_health_participant_and_advances_both_watermarks() {
     let w = world().await;
-    let out = Command::new(env!("CARGO_BIN_EXE_wearhouse-ingest"))
+    // Async: the fakes serve from this test's runtime while the binary runs.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wearhouse-ingest"))
         .args(["run", "--database-url", &w.db.url])
         .args(provider_args(&w))
         .output()
+        .await
         .unwrap();
     assert!(
         out.status.success(),

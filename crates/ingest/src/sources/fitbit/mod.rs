@@ -65,12 +65,17 @@ impl HeartRateDetail {
 #[derive(Debug, Clone, Args)]
 pub struct FitbitArgs {
     /// OAuth client id of the application registered at dev.fitbit.com.
-    #[arg(long = "fitbit-client-id", env = "WEARHOUSE_FITBIT_CLIENT_ID")]
+    #[arg(
+        long = "fitbit-client-id",
+        id = "fitbit-client-id",
+        env = "WEARHOUSE_FITBIT_CLIENT_ID"
+    )]
     pub client_id: Option<String>,
 
     /// OAuth client secret (server apps); never logged.
     #[arg(
         long = "fitbit-client-secret",
+        id = "fitbit-client-secret",
         env = "WEARHOUSE_FITBIT_CLIENT_SECRET",
         hide_env_values = true
     )]
@@ -78,12 +83,13 @@ pub struct FitbitArgs {
 
     /// Application type: `server` authenticates with Basic auth, `client` sends client_id in
     /// the body.
-    #[arg(long = "fitbit-app-type", env = "WEARHOUSE_FITBIT_APP_TYPE", value_enum, default_value_t = AppType::Server)]
+    #[arg(long = "fitbit-app-type", id = "fitbit-app-type", env = "WEARHOUSE_FITBIT_APP_TYPE", value_enum, default_value_t = AppType::Server)]
     pub app_type: AppType,
 
     /// Base URL of the Web API (data, token and revoke endpoints).
     #[arg(
         long = "fitbit-api-url",
+        id = "fitbit-api-url",
         env = "WEARHOUSE_FITBIT_API_URL",
         default_value = "https://api.fitbit.com"
     )]
@@ -92,6 +98,7 @@ pub struct FitbitArgs {
     /// The consent page participants are sent to.
     #[arg(
         long = "fitbit-authorize-url",
+        id = "fitbit-authorize-url",
         env = "WEARHOUSE_FITBIT_AUTHORIZE_URL",
         default_value = "https://www.fitbit.com/oauth2/authorize"
     )]
@@ -100,6 +107,7 @@ pub struct FitbitArgs {
     /// Redirect URI registered for the app; enrolment serves the callback there.
     #[arg(
         long = "fitbit-redirect-uri",
+        id = "fitbit-redirect-uri",
         env = "WEARHOUSE_FITBIT_REDIRECT_URI",
         default_value = "http://localhost:8080/callback"
     )]
@@ -108,6 +116,7 @@ pub struct FitbitArgs {
     /// Scopes requested at enrolment, space separated.
     #[arg(
         long = "fitbit-scopes",
+        id = "fitbit-scopes",
         env = "WEARHOUSE_FITBIT_SCOPES",
         default_value = "activity heartrate sleep oxygen_saturation respiratory_rate temperature settings profile"
     )]
@@ -118,19 +127,21 @@ pub struct FitbitArgs {
     /// secret. Without either, only the process that started a consent can complete it.
     #[arg(
         long = "fitbit-state-key",
+        id = "fitbit-state-key",
         env = "WEARHOUSE_FITBIT_STATE_KEY",
         hide_env_values = true
     )]
     pub state_key: Option<SecretString>,
 
     /// Heart-rate intraday detail level.
-    #[arg(long = "fitbit-heart-rate-detail", env = "WEARHOUSE_FITBIT_HEART_RATE_DETAIL", value_enum, default_value_t = HeartRateDetail::OneSecond)]
+    #[arg(long = "fitbit-heart-rate-detail", id = "fitbit-heart-rate-detail", env = "WEARHOUSE_FITBIT_HEART_RATE_DETAIL", value_enum, default_value_t = HeartRateDetail::OneSecond)]
     pub heart_rate_detail: HeartRateDetail,
 
     /// Requests kept in reserve of the hourly quota: when only this many remain, the client
     /// stops for that participant (waiting when the reset is near) instead of running into 429.
     #[arg(
         long = "fitbit-quota-reserve",
+        id = "fitbit-quota-reserve",
         env = "WEARHOUSE_FITBIT_QUOTA_RESERVE",
         default_value_t = 2
     )]
@@ -139,6 +150,7 @@ pub struct FitbitArgs {
     /// Longest wait for the hourly quota to reset before moving on to the next participant.
     #[arg(
         long = "fitbit-max-quota-wait-secs",
+        id = "fitbit-max-quota-wait-secs",
         env = "WEARHOUSE_FITBIT_MAX_QUOTA_WAIT_SECS",
         default_value_t = 30
     )]
@@ -147,6 +159,7 @@ pub struct FitbitArgs {
     /// Attempts per request for transient failures (5xx, network) before giving up.
     #[arg(
         long = "fitbit-attempts",
+        id = "fitbit-attempts",
         env = "WEARHOUSE_FITBIT_ATTEMPTS",
         default_value_t = 3
     )]
@@ -155,6 +168,7 @@ pub struct FitbitArgs {
     /// First retry delay in milliseconds; it doubles per attempt, plus jitter.
     #[arg(
         long = "fitbit-retry-base-ms",
+        id = "fitbit-retry-base-ms",
         env = "WEARHOUSE_FITBIT_RETRY_BASE_MS",
         default_value_t = 500
     )]
@@ -163,6 +177,7 @@ pub struct FitbitArgs {
     /// Timeout of one HTTP request in seconds.
     #[arg(
         long = "fitbit-timeout-secs",
+        id = "fitbit-timeout-secs",
         env = "WEARHOUSE_FITBIT_TIMEOUT_SECS",
         default_value_t = 30
     )]

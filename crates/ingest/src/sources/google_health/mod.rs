@@ -40,12 +40,17 @@ pub const PROVIDER: &str = "google-health";
 #[derive(Debug, Clone, Args)]
 pub struct GoogleHealthArgs {
     /// OAuth client id of the web application registered in the Google Cloud project.
-    #[arg(long = "google-client-id", env = "WEARHOUSE_GOOGLE_CLIENT_ID")]
+    #[arg(
+        long = "google-client-id",
+        id = "google-client-id",
+        env = "WEARHOUSE_GOOGLE_CLIENT_ID"
+    )]
     pub client_id: Option<String>,
 
     /// OAuth client secret; never logged.
     #[arg(
         long = "google-client-secret",
+        id = "google-client-secret",
         env = "WEARHOUSE_GOOGLE_CLIENT_SECRET",
         hide_env_values = true
     )]
@@ -54,39 +59,42 @@ pub struct GoogleHealthArgs {
     /// Base URL of the Google Health API.
     #[arg(
         long = "google-api-url",
+        id = "google-api-url",
         env = "WEARHOUSE_GOOGLE_API_URL",
         default_value = "https://health.googleapis.com"
     )]
     pub api_url: Url,
 
     /// Google's consent page.
-    #[arg(long = "google-authorize-url", env = "WEARHOUSE_GOOGLE_AUTHORIZE_URL", default_value = google::AUTHORIZE_URL)]
+    #[arg(long = "google-authorize-url", id = "google-authorize-url", env = "WEARHOUSE_GOOGLE_AUTHORIZE_URL", default_value = google::AUTHORIZE_URL)]
     pub authorize_url: Url,
 
     /// Google's token endpoint.
-    #[arg(long = "google-token-url", env = "WEARHOUSE_GOOGLE_TOKEN_URL", default_value = google::TOKEN_URL)]
+    #[arg(long = "google-token-url", id = "google-token-url", env = "WEARHOUSE_GOOGLE_TOKEN_URL", default_value = google::TOKEN_URL)]
     pub token_url: Url,
 
     /// Google's token revocation endpoint.
-    #[arg(long = "google-revoke-url", env = "WEARHOUSE_GOOGLE_REVOKE_URL", default_value = google::REVOKE_URL)]
+    #[arg(long = "google-revoke-url", id = "google-revoke-url", env = "WEARHOUSE_GOOGLE_REVOKE_URL", default_value = google::REVOKE_URL)]
     pub revoke_url: Url,
 
     /// Redirect URI registered for the client; enrolment serves the callback there.
     #[arg(
         long = "google-redirect-uri",
+        id = "google-redirect-uri",
         env = "WEARHOUSE_GOOGLE_REDIRECT_URI",
         default_value = "http://localhost:8080/google/callback"
     )]
     pub redirect_uri: String,
 
     /// Scopes requested at enrolment, space separated.
-    #[arg(long = "google-scopes", env = "WEARHOUSE_GOOGLE_SCOPES", default_value = google::SCOPES)]
+    #[arg(long = "google-scopes", id = "google-scopes", env = "WEARHOUSE_GOOGLE_SCOPES", default_value = google::SCOPES)]
     pub scopes: String,
 
     /// Key that signs the enrolment `state` (and derives the PKCE verifier); defaults to the
     /// client secret.
     #[arg(
         long = "google-state-key",
+        id = "google-state-key",
         env = "WEARHOUSE_GOOGLE_STATE_KEY",
         hide_env_values = true
     )]
@@ -96,6 +104,7 @@ pub struct GoogleHealthArgs {
     /// quota is 300); 0 turns pacing off.
     #[arg(
         long = "google-requests-per-minute",
+        id = "google-requests-per-minute",
         env = "WEARHOUSE_GOOGLE_REQUESTS_PER_MINUTE",
         default_value_t = 300
     )]
@@ -105,6 +114,7 @@ pub struct GoogleHealthArgs {
     /// resumes from the watermark on the next run).
     #[arg(
         long = "google-quota-retries",
+        id = "google-quota-retries",
         env = "WEARHOUSE_GOOGLE_QUOTA_RETRIES",
         default_value_t = 2
     )]
@@ -113,6 +123,7 @@ pub struct GoogleHealthArgs {
     /// Longest single wait for the quota before moving on.
     #[arg(
         long = "google-max-quota-wait-secs",
+        id = "google-max-quota-wait-secs",
         env = "WEARHOUSE_GOOGLE_MAX_QUOTA_WAIT_SECS",
         default_value_t = 30
     )]
@@ -121,6 +132,7 @@ pub struct GoogleHealthArgs {
     /// Attempts per request for transient failures (5xx, network) before giving up.
     #[arg(
         long = "google-attempts",
+        id = "google-attempts",
         env = "WEARHOUSE_GOOGLE_ATTEMPTS",
         default_value_t = 3
     )]
@@ -129,6 +141,7 @@ pub struct GoogleHealthArgs {
     /// First retry delay in milliseconds; it doubles per attempt, plus jitter.
     #[arg(
         long = "google-retry-base-ms",
+        id = "google-retry-base-ms",
         env = "WEARHOUSE_GOOGLE_RETRY_BASE_MS",
         default_value_t = 500
     )]
@@ -137,6 +150,7 @@ pub struct GoogleHealthArgs {
     /// Timeout of one HTTP request in seconds.
     #[arg(
         long = "google-timeout-secs",
+        id = "google-timeout-secs",
         env = "WEARHOUSE_GOOGLE_TIMEOUT_SECS",
         default_value_t = 30
     )]
