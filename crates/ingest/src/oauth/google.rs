@@ -11,11 +11,10 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
-use sha2::{Digest, Sha256};
 use url::Url;
 use wearhouse_core::ParticipantId;
 
-use super::pkce::{random_token, s256_challenge};
+use super::pkce::{hmac_sha256, random_token, s256_challenge};
 use super::{OAuthClient, OAuthError, Pkce};
 
 /// Google's consent page.
@@ -42,24 +41,6 @@ pub fn consent_url(client: &OAuthClient, state: &str, pkce: &Pkce) -> Url {
         .append_pair("prompt", "consent")
         .append_pair("include_granted_scopes", "true");
     url
-}
-
-fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let inner = Sha256::new()
-        .chain_update(k.map(|b| b ^ 0x36))
-        .chain_update(msg)
-        .finalize();
-    Sha256::new()
-        .chain_update(k.map(|b| b ^ 0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
 }
 
 /// Issues and checks signed `state` values.

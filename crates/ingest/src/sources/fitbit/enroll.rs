@@ -17,13 +17,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use chrono_tz::Tz;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use url::Url;
 use wearhouse_core::ParticipantId;
 use wearhouse_core::store::participants::{self, NewParticipant};
 
 use super::{FitbitSource, PROVIDER};
-use crate::oauth::{OAuthError, Pkce, pkce::random_token, pkce::s256_challenge, store};
+use crate::oauth::{
+    OAuthError, Pkce, pkce::hmac_sha256, pkce::random_token, pkce::s256_challenge, store,
+};
 
 /// How long a consent link stays usable (Fitbit's codes live 10 minutes after consent).
 const STATE_TTL_SECS: i64 = 3600;
@@ -35,24 +36,6 @@ pub struct Enrolled {
     /// Fitbit's encoded user id, e.g. `7QX2LB`.
     pub provider_user_id: Option<String>,
     pub timezone: Tz,
-}
-
-fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let inner = Sha256::new()
-        .chain_update(k.map(|b| b ^ 0x36))
-        .chain_update(msg)
-        .finalize();
-    Sha256::new()
-        .chain_update(k.map(|b| b ^ 0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
 }
 
 impl FitbitSource {
