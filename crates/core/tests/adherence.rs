@@ -405,3 +405,77 @@ async fn the_summary_counts_recent_days_and_raises_flags_by_the_configured_thres
         );
     }
 }
+
+/// The main sleep's asleep minutes with heart rate, straight from the table.
+async fn sleep_hr(db: &TestDb, p: &str, day: &str) -> (Option<String>, i32, i32) {
+    sqlx::query_as(
+        "select main_sleep_type, sleep_minutes, sleep_hr_minutes from adherence_days
+         where participant_id = $1 and day = $2",
+    )
+    .bind(p)
+    .bind(date(day))
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn sleep_coverage_counts_the_main_sleeps_asleep_minutes_with_heart_rate_whatever_span_is_refreshed()
+ {
+    for backend in backends().await {
+        let db = TestDb::new(backend).await;
+        let (d10, d11) = (date("2026-02-10"), date("2026-02-11"));
+        enrol(&db, "NIGHT", London, local(London, d10, 0, 0)).await;
+        let at = |d, h, m| local(London, d, h, m);
+        let mut batch = Vec::new();
+        // The night ending on the 11th: wake 22:40-23:00, stages 23:00-03:00 (240 sleep
+        // minutes), awake in bed 03:00-03:20, stages 03:20-06:00 (160), wake 06:00-06:10.
+        batch.extend(sleep("NIGHT", at(d10, 22, 40), at(d10, 23, 0), &["wake"]));
+        batch.extend(sleep(
+            "NIGHT",
+            at(d10, 23, 0),
+            at(d11, 3, 0),
+            &["deep", "rem"],
+        ));
+        batch.extend(sleep("NIGHT", at(d11, 3, 0), at(d11, 3, 20), &["wake"]));
+        batch.extend(sleep("NIGHT", at(d11, 3, 20), at(d11, 6, 0), &["light"]));
+        batch.extend(sleep("NIGHT", at(d11, 6, 0), at(d11, 6, 10), &["wake"]));
+        // A nap on the 11th with heart rate throughout: its own session, not the main sleep.
+        batch.extend(sleep("NIGHT", at(d11, 14, 0), at(d11, 14, 40), &["asleep"]));
+        batch.extend(heart_rate("NIGHT", at(d11, 14, 0), at(d11, 14, 40), 15));
+        // Heart rate: 22:30-23:30 covers 30 sleep minutes, all before local midnight (the
+        // minutes awake before 23:00 do not count); 01:00-02:00 covers 60; 02:50-03:30 covers
+        // 10 + 10 around the 20 minutes awake; one sample every two minutes over 05:00-05:30
+        // covers 15; 06:00-07:00 is after the sleep. 125 of 400.
+        batch.extend(heart_rate("NIGHT", at(d10, 22, 30), at(d10, 23, 30), 15));
+        batch.extend(heart_rate("NIGHT", at(d11, 1, 0), at(d11, 2, 0), 20));
+        batch.extend(heart_rate("NIGHT", at(d11, 2, 50), at(d11, 3, 30), 20));
+        batch.extend(heart_rate("NIGHT", at(d11, 5, 0), at(d11, 5, 30), 120));
+        batch.extend(heart_rate("NIGHT", at(d11, 6, 0), at(d11, 7, 0), 30));
+        write(&db, &batch).await;
+        let expected = (Some("stages".to_owned()), 400, 125);
+
+        refresh(&db, at(d10, 0, 0), at(d11, 23, 0)).await;
+        assert_eq!(
+            sleep_hr(&db, "NIGHT", "2026-02-11").await,
+            expected,
+            "on {backend:?}"
+        );
+
+        // A span that starts after midnight still sees the whole night, heart rate included.
+        sqlx::query("delete from adherence_days")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        let mut conn = db.pool.acquire().await.unwrap();
+        let span = TimeRange::new(at(d11, 5, 0), at(d11, 5, 1)).unwrap();
+        adherence::refresh(&mut conn, span, Some(&pid("NIGHT")))
+            .await
+            .unwrap();
+        assert_eq!(
+            sleep_hr(&db, "NIGHT", "2026-02-11").await,
+            expected,
+            "on {backend:?}"
+        );
+    }
+}
