@@ -14,14 +14,24 @@
 //! the direct SQL, then the API, with the same number of concurrent clients; clients rotate
 //! over the participants so the cache sees the whole cohort. "Direct SQL" runs exactly what a
 //! `/data` request runs: the participant check and the series read (rows, and the count when
-//! the page does not hold the whole result).
+//! the page does not hold the whole result), decoding the rows as a client does.
+//!
+//! The HTTP side's load generator is a lean HTTP/1.1 keep-alive client (the request written by
+//! hand, the answer read by its `Content-Length`), one connection per load client, so that the
+//! client does not take the shared cores from the server: a general-purpose client that
+//! decodes JSON would be charged to the API. Each scenario checks once, outside the timed
+//! loop, that a full JSON answer holds as many points as the direct read; in the loop every
+//! answer must be a 200 whose body is read to its last byte.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use wearhouse_api::startup::{Application, ServeArgs};
 use wearhouse_core::config::{DatabaseArgs, ListenArgs};
@@ -144,25 +154,23 @@ struct Stats {
     p50_ms: f64,
     p99_ms: f64,
     per_sec: f64,
-    points: usize,
 }
 
-fn stats(mut lat: Vec<Duration>, elapsed: Duration, points: usize) -> Stats {
+fn stats(mut lat: Vec<Duration>, elapsed: Duration) -> Stats {
     lat.sort();
     let q = |f: f64| lat[((lat.len() as f64 - 1.0) * f).round() as usize].as_secs_f64() * 1e3;
     Stats {
         p50_ms: q(0.5),
         p99_ms: q(0.99),
         per_sec: lat.len() as f64 / elapsed.as_secs_f64(),
-        points,
     }
 }
 
-/// Runs `clients` loops of `op` for `secs`; `op(i)` returns the points it read.
+/// Runs `clients` loops of `op` for `secs`; `op(i)` makes request number `i`.
 async fn load<F, Fut>(clients: u64, secs: u64, op: F) -> Stats
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = usize> + Send,
+    Fut: std::future::Future<Output = ()> + Send,
 {
     let op = Arc::new(op);
     // Warm-up: one pass over the participants, not measured.
@@ -175,23 +183,109 @@ where
     for c in 0..clients {
         let op = op.clone();
         tasks.push(tokio::spawn(async move {
-            let (mut lat, mut points, mut i) = (Vec::new(), 0, c);
+            let (mut lat, mut i) = (Vec::new(), c);
             while Instant::now() < deadline {
                 let t = Instant::now();
-                points = op(i).await;
+                op(i).await;
                 lat.push(t.elapsed());
                 i += clients;
             }
-            (lat, points)
+            lat
         }));
     }
-    let (mut all, mut points) = (Vec::new(), 0);
+    let mut all = Vec::new();
     for t in tasks {
-        let (lat, p) = t.await.unwrap();
-        all.extend(lat);
-        points = p;
+        all.extend(t.await.unwrap());
     }
-    stats(all, began.elapsed(), points)
+    stats(all, began.elapsed())
+}
+
+/// One keep-alive HTTP/1.1 connection of the load generator.
+struct HttpConn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl HttpConn {
+    async fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        HttpConn {
+            stream,
+            buf: Vec::with_capacity(1 << 18),
+        }
+    }
+
+    /// GET `target` (path and query); the status and the body.
+    async fn get(&mut self, target: &str) -> (u16, &[u8]) {
+        let request = format!("GET {target} HTTP/1.1\r\nhost: bench\r\n\r\n");
+        self.stream.write_all(request.as_bytes()).await.unwrap();
+        self.buf.clear();
+        let head_len = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.read_more().await;
+        };
+        let head = std::str::from_utf8(&self.buf[..head_len]).unwrap();
+        let status: u16 = head[9..12].parse().unwrap();
+        let body_len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().unwrap())
+            })
+            .expect("an answer with a Content-Length");
+        while self.buf.len() < head_len + body_len {
+            self.read_more().await;
+        }
+        assert_eq!(
+            self.buf.len(),
+            head_len + body_len,
+            "bytes beyond the answer"
+        );
+        (status, &self.buf[head_len..])
+    }
+
+    async fn read_more(&mut self) {
+        self.buf.reserve(1 << 16);
+        let n = self.stream.read_buf(&mut self.buf).await.unwrap();
+        assert!(n > 0, "the server closed the connection");
+    }
+}
+
+/// Keep-alive connections shared by the load clients: each request takes one (or opens one)
+/// and puts it back, so there are as many connections as concurrent clients.
+#[derive(Clone)]
+struct HttpConns {
+    addr: SocketAddr,
+    idle: Arc<Mutex<Vec<HttpConn>>>,
+}
+
+impl HttpConns {
+    async fn take(&self) -> HttpConn {
+        let idle = self.idle.lock().unwrap().pop();
+        match idle {
+            Some(c) => c,
+            None => HttpConn::connect(self.addr).await,
+        }
+    }
+
+    fn put(&self, c: HttpConn) {
+        self.idle.lock().unwrap().push(c);
+    }
+}
+
+/// Points in a `/data` JSON answer, counted by decoding it.
+fn json_points(body: &[u8]) -> usize {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    v["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["points"].as_array().unwrap().len())
+        .sum()
 }
 
 fn main() {
@@ -220,7 +314,10 @@ async fn run() {
     let app = Application::build(&database, &listen, &ServeArgs::default())
         .await
         .unwrap();
-    let base = format!("http://{}", app.local_addr());
+    let conns = HttpConns {
+        addr: app.local_addr(),
+        idle: Arc::new(Mutex::new(Vec::new())),
+    };
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run(shutdown.clone()));
     let direct: PgPool = PgPoolOptions::new()
@@ -228,7 +325,6 @@ async fn run() {
         .connect(&db.url)
         .await
         .unwrap();
-    let client = reqwest::Client::new();
     let start: DateTime<Utc> = START.parse().unwrap();
 
     println!(
@@ -243,58 +339,68 @@ async fn run() {
     for s in &SCENARIOS {
         let r = range(s, start);
         let (metric, res) = (s.metric, s.resolution);
-        let pool = direct.clone();
         let n = participants;
-        let sql = load(clients, secs, move |i| {
-            let pool = pool.clone();
-            async move {
-                let pid = ParticipantId::parse(&format!("B{:03}", i % n)).unwrap();
-                let plan = Plan::new(SeriesQuery {
-                    participants: vec![pid.clone()],
-                    metric,
-                    range: r,
-                    max_points: None,
-                    resolution: res,
-                    page: Page {
-                        limit: Some(series::DEFAULT_MAX_POINTS),
-                        ..Page::default()
-                    },
-                })
-                .unwrap();
-                let mut conn = pool.acquire().await.unwrap();
-                participants::existing(&mut conn, &[pid]).await.unwrap();
-                let page = series::read(&mut conn, &plan).await.unwrap();
-                page.series.iter().map(|s| s.points.len()).sum()
-            }
-        })
-        .await;
-        let client = client.clone();
-        let base = base.clone();
+        // What a /data request runs in the database, rows decoded; the points it read.
+        let read = move |pool: PgPool, i: u64| async move {
+            let pid = ParticipantId::parse(&format!("B{:03}", i % n)).unwrap();
+            let plan = Plan::new(SeriesQuery {
+                participants: vec![pid.clone()],
+                metric,
+                range: r,
+                max_points: None,
+                resolution: res,
+                page: Page {
+                    limit: Some(series::DEFAULT_MAX_POINTS),
+                    ..Page::default()
+                },
+            })
+            .unwrap();
+            let mut conn = pool.acquire().await.unwrap();
+            participants::existing(&mut conn, &[pid]).await.unwrap();
+            let page = series::read(&mut conn, &plan).await.unwrap();
+            page.series.iter().map(|s| s.points.len()).sum::<usize>()
+        };
         let resolution = res.map_or("auto", |r| r.name());
-        let api = load(clients, secs, move |i| {
-            let url = format!(
-                "{base}/data?participant_id=B{:03}&metric={}&start_date={}&end_date={}&resolution={resolution}",
+        let target = move |i: u64| {
+            format!(
+                "/data?participant_id=B{:03}&metric={}&start_date={}&end_date={}&resolution={resolution}",
                 i % n,
                 metric.name(),
                 r.start.format("%Y-%m-%dT%H:%M:%SZ"),
                 r.end.format("%Y-%m-%dT%H:%M:%SZ")
-            );
-            let client = client.clone();
+            )
+        };
+        let points = read(direct.clone(), 0).await;
+        let mut c = conns.take().await;
+        let (status, body) = c.get(&target(0)).await;
+        assert_eq!(status, 200, "{}", s.label);
+        assert_eq!(json_points(body), points, "{}", s.label);
+        conns.put(c);
+
+        let pool = direct.clone();
+        let sql = load(clients, secs, move |i| {
+            let pool = pool.clone();
             async move {
-                let r = client.get(url).send().await.unwrap();
-                assert_eq!(r.status(), 200);
-                // Counting points in the bytes keeps client-side JSON parsing out of the
-                // figure; the SQL side does not parse JSON either.
-                let body = r.bytes().await.unwrap();
-                body.windows(12).filter(|w| w == b"\"timestamp\":").count()
+                read(pool, i).await;
             }
         })
         .await;
-        assert_eq!(api.points, sql.points, "{}", s.label);
+        let http = conns.clone();
+        let api = load(clients, secs, move |i| {
+            let http = http.clone();
+            let target = target(i);
+            async move {
+                let mut c = http.take().await;
+                let (status, body) = c.get(&target).await;
+                assert!(status == 200 && !body.is_empty(), "{status}");
+                http.put(c);
+            }
+        })
+        .await;
         println!(
             "| {} | {} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} |",
             s.label,
-            api.points,
+            points,
             api.p50_ms,
             api.p99_ms,
             api.per_sec,

@@ -36,8 +36,9 @@ pub enum Command {
         database: DatabaseArgs,
         #[command(flatten)]
         listen: ListenArgs,
+        /// Boxed: the serve settings are far larger than migrate's.
         #[command(flatten)]
-        args: ServeArgs,
+        args: Box<ServeArgs>,
     },
 }
 

@@ -75,6 +75,10 @@ impl ApiError {
 
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
+        if is_statement_timeout(&e) {
+            tracing::warn!(error = %error_chain(&e), "statement cancelled");
+            return ApiError::Timeout;
+        }
         match e.kind() {
             ErrorKind::InvalidInput => {
                 let parameter = e.parameter().unwrap_or("request").to_owned();
@@ -95,6 +99,12 @@ impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         CoreError::from(e).into()
     }
+}
+
+/// Whether the database cancelled the statement (SQLSTATE 57014), as it does when the
+/// API's `statement_timeout` runs out: the client sees the request timeout's 503.
+pub fn is_statement_timeout(e: &CoreError) -> bool {
+    matches!(e, CoreError::Database(sqlx::Error::Database(db)) if db.code().as_deref() == Some("57014"))
 }
 
 /// The JSON body of every error response.

@@ -11,6 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt as _;
 use clap::Args;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -52,6 +53,12 @@ pub struct ServeArgs {
     )]
     pub cors_origins: Vec<String>,
 
+    /// Seconds one SQL statement of the API may run before the database cancels it (the
+    /// server-side `statement_timeout`), so the query of a request that timed out does not
+    /// run on; 0 turns it off.
+    #[arg(long, env = "WEARHOUSE_STATEMENT_TIMEOUT_SECS", default_value_t = 30)]
+    pub statement_timeout_secs: u64,
+
     /// The study gauge counts active participants with no sample for this many days.
     #[arg(long, env = "WEARHOUSE_STALE_AFTER_DAYS", default_value_t = 3)]
     pub stale_after_days: u32,
@@ -65,6 +72,7 @@ impl Default for ServeArgs {
         ServeArgs {
             request_timeout_secs: 30,
             shutdown_grace_secs: 30,
+            statement_timeout_secs: 30,
             cors_origins: Vec::new(),
             stale_after_days: 3,
             contact: ContactArgs::default(),
@@ -89,9 +97,7 @@ impl Application {
         listen: &ListenArgs,
         args: &ServeArgs,
     ) -> anyhow::Result<Self> {
-        let pool = database
-            .lazy_pool()
-            .context("invalid database settings; check DATABASE_URL or --database-url")?;
+        let pool = api_pool(database, args)?;
         let listener = TcpListener::bind(listen.listen)
             .await
             .with_context(|| format!("cannot listen on {}", listen.listen))?;
@@ -122,9 +128,16 @@ impl Application {
         tracing::info!(address = %self.local_addr(), "serving the API");
         let outbox = tokio::spawn(self.contact.outbox.clone().run(shutdown.clone()));
         let token = shutdown.clone();
-        // The peer address is the contact form's rate-limit key when no proxy sets X-Real-IP.
+        // Without TCP_NODELAY the last segment of an answer can wait for the client's
+        // delayed ACK. The peer address is the contact form's rate-limit key when no proxy
+        // sets X-Real-IP.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let server = axum::serve(
-            self.listener,
+            listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
@@ -152,6 +165,19 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The API's database pool: connects lazily, and every connection carries the statement
+/// timeout as a startup parameter, so it costs no extra round trip.
+pub fn api_pool(database: &DatabaseArgs, args: &ServeArgs) -> anyhow::Result<PgPool> {
+    let options = database
+        .connect_options()
+        .context("invalid database settings; check DATABASE_URL or --database-url")?
+        .options([(
+            "statement_timeout",
+            format!("{}s", args.statement_timeout_secs),
+        )]);
+    Ok(database.pool_options().connect_lazy_with(options))
 }
 
 /// The complete router: resources, metrics, request ids, logs, CORS and the request timeout.

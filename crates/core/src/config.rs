@@ -60,7 +60,8 @@ impl DatabaseArgs {
             .await?)
     }
 
-    fn pool_options(&self) -> PgPoolOptions {
+    /// Pool settings (size, acquire timeout) for building a pool with other connect options.
+    pub fn pool_options(&self) -> PgPoolOptions {
         PgPoolOptions::new()
             .max_connections(self.db_max_connections)
             .acquire_timeout(Duration::from_secs(self.db_acquire_timeout_secs))

@@ -4,6 +4,7 @@
 //! (`user_id`, `limit`, `offset`, `total_count`) next to keyset cursors.
 
 mod csv;
+mod json;
 
 use axum::Router;
 use axum::extract::State;
@@ -240,7 +241,6 @@ pub async fn data(
     drop(conn);
     let plan = &request.plan;
     let info = plan.metric.info();
-    let points: usize = page.series.iter().map(|s| s.points.len()).sum();
     let body = DataResponse {
         metric: info.name,
         unit: info.unit,
@@ -255,14 +255,9 @@ pub async fn data(
         next_cursor: page.next_cursor,
         series: page.series,
     };
-    // Serialised once into a buffer sized for the points, rather than grown by doubling.
-    let mut buf = Vec::with_capacity(512 + points * BYTES_PER_POINT);
-    serde_json::to_writer(&mut buf, &body).map_err(|e| ApiError::Internal(e.into()))?;
+    let buf = json::to_vec(&body).map_err(|e| ApiError::Internal(e.into()))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], buf).into_response())
 }
-
-/// About what one point takes as JSON (a rollup point with every field set).
-const BYTES_PER_POINT: usize = 120;
 
 /// The series as CSV, streamed row by row from the database.
 #[utoipa::path(get, path = "/data.csv", tag = "data", params(DataParams),

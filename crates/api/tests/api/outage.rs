@@ -1,10 +1,13 @@
 //! The database goes away while requests arrive, and comes back: the API answers 503 while it
-//! is gone and 200 once it returns, without a restart.
+//! is gone and 200 once it returns, without a restart. A statement that runs too long is
+//! cancelled by the database itself.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use wearhouse_api::startup::ServeArgs;
+use wearhouse_api::error::{ApiError, is_statement_timeout};
+use wearhouse_api::startup::{ServeArgs, api_pool};
+use wearhouse_core::testing::TestDb;
 
 use crate::support::*;
 
@@ -76,4 +79,46 @@ async fn the_api_answers_503_while_the_database_is_cut_off_and_recovers_by_itsel
 
     let seen = load.await.unwrap();
     assert!(seen.contains(&503), "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_statement_that_outlasts_the_statement_timeout_is_cancelled_by_the_database() {
+    let (_, url) = TestDb::empty().await;
+    let args = ServeArgs {
+        statement_timeout_secs: 1,
+        ..ServeArgs::default()
+    };
+    let pool = api_pool(&database(url.clone()), &args).unwrap();
+    let setting: String = sqlx::query_scalar("show statement_timeout")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(setting, "1s");
+    // Without the timeout this sleeps for a minute and succeeds.
+    let e = sqlx::query("select pg_sleep(60)")
+        .execute(&pool)
+        .await
+        .expect_err("the statement is cancelled");
+    let e = wearhouse_core::Error::from(e);
+    assert!(is_statement_timeout(&e), "{e:?}");
+    let e = ApiError::from(e);
+    assert!(matches!(e, ApiError::Timeout), "{e:?}");
+    assert_eq!(e.status(), 503);
+    // The connection stays usable for the next request.
+    let one: i32 = sqlx::query_scalar("select 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(one, 1);
+
+    let off = ServeArgs {
+        statement_timeout_secs: 0,
+        ..ServeArgs::default()
+    };
+    let pool = api_pool(&database(url), &off).unwrap();
+    let setting: String = sqlx::query_scalar("show statement_timeout")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(setting, "0");
 }
