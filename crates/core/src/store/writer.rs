@@ -4,6 +4,8 @@
 //! PostgreSQL, TimescaleDB Apache) the same transaction recomputes exactly the 1m/1h/1d buckets
 //! whose raw rows changed.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{Acquire, PgConnection};
@@ -207,7 +209,82 @@ impl Contributions {
         c
     }
 
+    fn len(&self) -> usize {
+        self.count.len()
+    }
+
+    fn push_from(&mut self, other: &Contributions, i: usize) {
+        self.participant.push(other.participant[i].clone());
+        self.data_type.push(other.data_type[i]);
+        self.bucket.push(other.bucket[i]);
+        self.sum.push(other.sum[i]);
+        self.count.push(other.count[i]);
+        self.min.push(other.min[i]);
+        self.max.push(other.max[i]);
+    }
+
+    /// Splits off the buckets that `existing` holds (they must be merged) from the rest
+    /// (which can be COPYed as new rows).
+    fn split(self, existing: &HashSet<(String, String, DateTime<Utc>)>) -> (Self, Self) {
+        if existing.is_empty() {
+            return (Contributions::default(), self);
+        }
+        let (mut merge, mut fresh) = (Contributions::default(), Contributions::default());
+        for i in 0..self.len() {
+            let key = (
+                self.participant[i].clone(),
+                self.data_type[i].to_owned(),
+                self.bucket[i],
+            );
+            let into = if existing.contains(&key) {
+                &mut merge
+            } else {
+                &mut fresh
+            };
+            into.push_from(&self, i);
+        }
+        (merge, fresh)
+    }
+
+    /// Writes the buckets as new rows with binary COPY (none of them may exist yet).
+    async fn copy_into(&self, conn: &mut PgConnection, target: &str) -> Result<()> {
+        if self.len() == 0 {
+            return Ok(());
+        }
+        let statement = format!(
+            "copy {target} (bucket, participant_id, data_type, avg_value_numeric, \
+             sum_value_numeric, count_value_numeric, min_value_numeric, max_value_numeric) \
+             from stdin with (format binary)"
+        );
+        let mut copy = conn.copy_in_raw(&statement).await?;
+        let mut buf = copy_header(COPY_CHUNK_BYTES);
+        for i in 0..self.len() {
+            buf.extend_from_slice(&8i16.to_be_bytes());
+            put_timestamp(&mut buf, self.bucket[i]);
+            put_text(&mut buf, Some(&self.participant[i]));
+            put_text(&mut buf, Some(self.data_type[i]));
+            let avg = self.sum[i].map(|s| s / self.count[i] as f64);
+            put_float(&mut buf, avg.filter(|_| self.count[i] > 0));
+            put_float(&mut buf, self.sum[i]);
+            buf.extend_from_slice(&8i32.to_be_bytes());
+            buf.extend_from_slice(&self.count[i].to_be_bytes());
+            put_float(&mut buf, self.min[i]);
+            put_float(&mut buf, self.max[i]);
+            if buf.len() >= COPY_CHUNK_BYTES {
+                copy.send(buf.as_slice()).await?;
+                buf.clear();
+            }
+        }
+        buf.extend_from_slice(&(-1i16).to_be_bytes());
+        copy.send(buf.as_slice()).await?;
+        copy.finish().await?;
+        Ok(())
+    }
+
     async fn merge_into(&self, conn: &mut PgConnection, target: &str) -> Result<()> {
+        if self.len() == 0 {
+            return Ok(());
+        }
         sqlx::query(&merge_contributions(target))
             .bind(&self.participant)
             .bind(&self.data_type)
@@ -290,7 +367,14 @@ impl SampleWriter {
         };
         if self.maintain_rollup_tables && summary.inserted + summary.updated > 0 {
             if copied_directly {
-                for (target, width) in [("data_1m", 60), ("data_1h", 3_600), ("data_1d", 86_400)] {
+                // Raw rows of a 1-minute bucket rarely span two loads, so most of the batch's
+                // 1m buckets are new: those go in by COPY, the few at the edges of earlier
+                // loads are merged. Hours and days often continue earlier loads; they are few.
+                let existing = existing_minutes(&mut tx, &spans).await?;
+                let (merge, fresh) = Contributions::of(samples, &order, 60).split(&existing);
+                merge.merge_into(&mut tx, "data_1m").await?;
+                fresh.copy_into(&mut tx, "data_1m").await?;
+                for (target, width) in [("data_1h", 3_600), ("data_1d", 86_400)] {
                     Contributions::of(samples, &order, width)
                         .merge_into(&mut tx, target)
                         .await?;
@@ -336,6 +420,29 @@ impl SampleWriter {
             changed_to,
         })
     }
+}
+
+// The 1m buckets that already exist within the batch's series spans (on the direct path only
+// the first and last minute of a span can, when an earlier load ended or a later one began
+// inside that minute).
+const EXISTING_MINUTES: &str = "select m.participant_id, m.data_type, m.bucket
+    from unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) as s(p, d, lo, hi)
+    join data_1m m on m.participant_id = s.p and m.data_type = s.d
+                  and m.bucket >= s.lo and m.bucket <= s.hi";
+
+async fn existing_minutes(
+    conn: &mut PgConnection,
+    spans: &Spans,
+) -> Result<HashSet<(String, String, DateTime<Utc>)>> {
+    let lo: Vec<DateTime<Utc>> = spans.lo.iter().map(|&t| floor_to(t, 60)).collect();
+    let rows: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(EXISTING_MINUTES)
+        .bind(&spans.participant)
+        .bind(&spans.data_type)
+        .bind(&lo)
+        .bind(&spans.hi)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Per participant and metric of a batch, the first and last timestamp.
@@ -421,10 +528,7 @@ async fn copy_rows(
     order: &[usize],
 ) -> Result<()> {
     let mut copy = conn.copy_in_raw(statement).await?;
-    let mut buf = Vec::with_capacity(COPY_CHUNK_BYTES + 4096);
-    buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-    buf.extend_from_slice(&0i32.to_be_bytes()); // flags
-    buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+    let mut buf = copy_header(COPY_CHUNK_BYTES);
     for &i in order {
         encode_row(&mut buf, &samples[i]);
         if buf.len() >= COPY_CHUNK_BYTES {
@@ -441,22 +545,39 @@ async fn copy_rows(
 /// Microseconds between the Unix epoch and PostgreSQL's epoch, 2000-01-01 UTC.
 const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 
+/// A buffer holding binary COPY's signature, flags and (empty) header extension.
+fn copy_header(capacity: usize) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(capacity + 4096);
+    buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.extend_from_slice(&0i32.to_be_bytes()); // flags
+    buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+    buf
+}
+
 /// One tuple: field count, then each field as length and big-endian value (-1 for NULL).
 fn encode_row(buf: &mut Vec<u8>, s: &Sample) {
     buf.extend_from_slice(&5i16.to_be_bytes());
-    let micros = s.timestamp.timestamp_micros() - PG_EPOCH_OFFSET_MICROS;
-    buf.extend_from_slice(&8i32.to_be_bytes());
-    buf.extend_from_slice(&micros.to_be_bytes());
+    put_timestamp(buf, s.timestamp);
     put_text(buf, Some(s.participant_id.as_str()));
     put_text(buf, Some(s.metric.name()));
-    match s.value_numeric {
+    put_float(buf, s.value_numeric);
+    put_text(buf, s.value_text.as_deref());
+}
+
+fn put_timestamp(buf: &mut Vec<u8>, t: DateTime<Utc>) {
+    let micros = t.timestamp_micros() - PG_EPOCH_OFFSET_MICROS;
+    buf.extend_from_slice(&8i32.to_be_bytes());
+    buf.extend_from_slice(&micros.to_be_bytes());
+}
+
+fn put_float(buf: &mut Vec<u8>, v: Option<f64>) {
+    match v {
         Some(v) => {
             buf.extend_from_slice(&8i32.to_be_bytes());
             buf.extend_from_slice(&v.to_be_bytes());
         }
         None => buf.extend_from_slice(&(-1i32).to_be_bytes()),
     }
-    put_text(buf, s.value_text.as_deref());
 }
 
 fn put_text(buf: &mut Vec<u8>, text: Option<&str>) {
