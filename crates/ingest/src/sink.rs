@@ -67,32 +67,40 @@ impl Sink {
         Ok(summary)
     }
 
-    /// Refreshes the continuous aggregates for every queued span (merged where they overlap)
-    /// and dequeues them. A no-op on plain PostgreSQL.
+    /// Refreshes the continuous aggregates for every queued span (merged where they overlap),
+    /// up to `parallel` day windows at once, and dequeues them. A no-op on plain PostgreSQL.
     #[instrument(skip_all, err)]
-    pub async fn refresh_pending(&self, pool: &PgPool) -> Result<usize, wearhouse_core::Error> {
+    pub async fn refresh_pending(
+        &self,
+        pool: &PgPool,
+        parallel: usize,
+    ) -> Result<usize, wearhouse_core::Error> {
         if self.backend.rollups_are_tables {
             return Ok(0);
         }
-        let mut conn = pool.acquire().await?;
         let rows: Vec<(i64, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
             "select id, range_start, range_end from rollup_refresh_pending order by range_start",
         )
-        .fetch_all(&mut *conn)
+        .fetch_all(pool)
         .await?;
         let Some(max_id) = rows.iter().map(|r| r.0).max() else {
             return Ok(0);
         };
-        let spans = merge(rows.into_iter().map(|(_, s, e)| (s, e)));
-        for &(start, end) in &spans {
-            let range = TimeRange::new(start, end)?;
-            writer::refresh_rollups(&mut conn, &self.backend, range).await?;
-        }
+        let spans = merge(rows.into_iter().map(|(_, s, e)| (s, e)))
+            .into_iter()
+            .map(|(start, end)| TimeRange::new(start, end))
+            .collect::<Result<Vec<_>, _>>()?;
+        let clock = std::time::Instant::now();
+        writer::refresh_rollups_concurrently(pool, &self.backend, &spans, parallel).await?;
         sqlx::query("delete from rollup_refresh_pending where id <= $1")
             .bind(max_id)
-            .execute(&mut *conn)
+            .execute(pool)
             .await?;
-        tracing::info!(spans = spans.len(), "continuous aggregates refreshed");
+        tracing::info!(
+            spans = spans.len(),
+            seconds = clock.elapsed().as_secs_f64(),
+            "continuous aggregates refreshed"
+        );
         Ok(spans.len())
     }
 }

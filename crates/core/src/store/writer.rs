@@ -7,8 +7,9 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
 use serde::Serialize;
-use sqlx::{Acquire, PgConnection};
+use sqlx::{Acquire, PgConnection, PgPool};
 
 use crate::error::{Error, Result};
 use crate::sample::Sample;
@@ -590,9 +591,20 @@ fn put_text(buf: &mut Vec<u8>, text: Option<&str>) {
     }
 }
 
-/// Brings TimescaleDB's continuous aggregates up to date for `range`, finest first. Call it
-/// after a load into an older range than the refresh policies cover; a no-op where the
-/// rollups are tables (the writer already kept them current).
+/// The continuous aggregates, finest first (each coarser one is built from the one before):
+/// bucket width and the longest window one refresh call materialises, in seconds. A day of
+/// 1-minute buckets is a few hundred thousand rows at 1,000 participants, so a refresh's sort
+/// and memory stay bounded and a day's windows can be refreshed side by side; daily buckets
+/// are few, and each call has a fixed cost, so they go a month at a time.
+const AGGREGATES: [(&str, i64, i64); 3] = [
+    ("data_1m", 60, 86_400),
+    ("data_1h", 3_600, 86_400),
+    ("data_1d", 86_400, 30 * 86_400),
+];
+
+/// Brings TimescaleDB's continuous aggregates up to date for `range`, finest first, one
+/// window after the other. Call it after a load into an older range than the refresh policies
+/// cover; a no-op where the rollups are tables (the writer already kept them current).
 pub async fn refresh_rollups(
     conn: &mut PgConnection,
     backend: &Backend,
@@ -601,19 +613,100 @@ pub async fn refresh_rollups(
     if backend.rollups_are_tables {
         return Ok(());
     }
-    for (view, width) in [("data_1m", 60), ("data_1h", 3_600), ("data_1d", 86_400)] {
+    let single_pass = refresh_takes_options(conn).await?;
+    for (view, width, window) in AGGREGATES {
+        for (start, end) in refresh_windows(&[range], width, window) {
+            refresh_window(conn, view, start, end, single_pass).await?;
+        }
+    }
+    Ok(())
+}
+
+/// [`refresh_rollups`] for several ranges, with up to `parallel` windows of the same aggregate
+/// refreshed at once on connections from `pool` (TimescaleDB refreshes disjoint windows of one
+/// aggregate concurrently). Each aggregate is complete before the next coarser one starts.
+pub async fn refresh_rollups_concurrently(
+    pool: &PgPool,
+    backend: &Backend,
+    ranges: &[TimeRange],
+    parallel: usize,
+) -> Result<()> {
+    if backend.rollups_are_tables || ranges.is_empty() {
+        return Ok(());
+    }
+    let single_pass = refresh_takes_options(&mut *pool.acquire().await?).await?;
+    for (view, width, window) in AGGREGATES {
+        let mut refreshes = futures::stream::iter(refresh_windows(ranges, width, window))
+            .map(|(start, end)| async move {
+                let mut conn = pool.acquire().await?;
+                refresh_window(&mut conn, view, start, end, single_pass).await
+            })
+            .buffer_unordered(parallel.max(1));
+        while let Some(done) = refreshes.next().await {
+            done?;
+        }
+    }
+    Ok(())
+}
+
+/// The windows covering `ranges` for buckets of `width` seconds: each range widened to whole
+/// buckets and cut at multiples of `window` seconds (a multiple of `width`), so windows of
+/// different ranges never overlap when the ranges themselves are more than a bucket apart.
+fn refresh_windows(
+    ranges: &[TimeRange],
+    width: i64,
+    window: i64,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let mut windows = Vec::new();
+    for range in ranges {
         let start = floor_to(range.start, width);
         let end = floor_to(range.end - chrono::Duration::microseconds(1), width)
             + chrono::Duration::seconds(width);
-        // refresh_continuous_aggregate refuses to run inside a transaction block, so it goes
-        // as a simple-protocol statement; the bounds are formatted by us, not user input.
-        let sql = format!(
-            "call refresh_continuous_aggregate('{view}', timestamptz '{}', timestamptz '{}')",
-            start.to_rfc3339(),
-            end.to_rfc3339()
-        );
-        sqlx::raw_sql(&sql).execute(&mut *conn).await?;
+        let mut from = start;
+        while from < end {
+            let cut = floor_to(from, window) + chrono::Duration::seconds(window);
+            let to = cut.min(end);
+            windows.push((from, to));
+            from = to;
+        }
     }
+    windows.sort();
+    windows.dedup();
+    windows
+}
+
+/// Whether `refresh_continuous_aggregate` takes an options argument (TimescaleDB 2.21 and
+/// later). Without `buckets_per_batch = 0` a manual refresh materialises ten buckets per
+/// transaction, several times slower for a day of 1-minute buckets.
+async fn refresh_takes_options(conn: &mut PgConnection) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "select coalesce(bool_or(pronargs >= 5), false) from pg_proc
+         where proname = 'refresh_continuous_aggregate'",
+    )
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+async fn refresh_window(
+    conn: &mut PgConnection,
+    view: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    single_pass: bool,
+) -> Result<()> {
+    let options = if single_pass {
+        r#", options => '{"buckets_per_batch": 0}'"#
+    } else {
+        ""
+    };
+    // refresh_continuous_aggregate refuses to run inside a transaction block, so it goes
+    // as a simple-protocol statement; the bounds are formatted by us, not user input.
+    let sql = format!(
+        "call refresh_continuous_aggregate('{view}', timestamptz '{}', timestamptz '{}'{options})",
+        start.to_rfc3339(),
+        end.to_rfc3339()
+    );
+    sqlx::raw_sql(&sql).execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -658,6 +751,29 @@ mod tests {
         expected.extend_from_slice(&[0, 0, 0, 4]);
         expected.extend_from_slice(b"deep");
         assert_eq!(buf, expected);
+    }
+
+    #[test]
+    fn refresh_windows_cover_whole_buckets_cut_at_day_boundaries() {
+        let range = TimeRange::new(at(86_400 + 90), at(3 * 86_400 + 30)).unwrap();
+        let minutes = refresh_windows(&[range], 60, 86_400);
+        assert_eq!(
+            minutes,
+            vec![
+                (at(86_400 + 60), at(2 * 86_400)),
+                (at(2 * 86_400), at(3 * 86_400)),
+                (at(3 * 86_400), at(3 * 86_400 + 60)),
+            ]
+        );
+        let days = refresh_windows(&[range, range], 86_400, 86_400);
+        assert_eq!(
+            days,
+            vec![
+                (at(86_400), at(2 * 86_400)),
+                (at(2 * 86_400), at(3 * 86_400)),
+                (at(3 * 86_400), at(4 * 86_400)),
+            ]
+        );
     }
 
     #[test]

@@ -286,17 +286,31 @@ impl Pipeline {
             }
         }
         // Continuous aggregates for everything written (and anything a crashed run left).
-        self.sink.refresh_pending(&self.pool).await?;
+        self.sink
+            .refresh_pending(&self.pool, self.args.workers.max(1))
+            .await?;
         // Adherence days read the 1-minute rollup, so they follow its refresh: each
-        // participant's written span, recomputed for that participant only.
-        let mut conn = self.pool.acquire().await?;
-        for (id, (from, to)) in written {
-            let range = TimeRange::new(from, to + chrono::Duration::microseconds(1))?;
-            let days =
-                adherence::refresh(&mut conn, range, Some(&ParticipantId::parse(&id)?)).await?;
-            tracing::debug!(participant = %id, days, "adherence refreshed");
+        // participant's written span, recomputed for that participant only, as many at once
+        // as there are workers.
+        let refreshed = written.len();
+        let mut adherence = futures::stream::iter(written)
+            .map(|(id, (from, to))| {
+                let pool = self.pool.clone();
+                async move {
+                    let range = TimeRange::new(from, to + chrono::Duration::microseconds(1))?;
+                    let mut conn = pool.acquire().await?;
+                    let days =
+                        adherence::refresh(&mut conn, range, Some(&ParticipantId::parse(&id)?))
+                            .await?;
+                    tracing::debug!(participant = %id, days, "adherence refreshed");
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(self.args.workers.max(1));
+        while let Some(done) = adherence.next().await {
+            done?;
         }
-        drop(conn);
+        tracing::info!(participants = refreshed, "adherence days refreshed");
         let reconsent: i64 = sqlx::query_scalar(
             "select count(*) from participants where needs_reconsent and status = 'active'",
         )
