@@ -6,6 +6,7 @@
 //! cargo bench -p wearhouse-api --bench api
 //! WEARHOUSE_BENCH_PARTICIPANTS=20 WEARHOUSE_BENCH_DAYS=30 WEARHOUSE_BENCH_CLIENTS=8 \
 //!   WEARHOUSE_BENCH_SECS=5 cargo bench -p wearhouse-api --bench api
+//! WEARHOUSE_BENCH_ONLY=1d cargo bench -p wearhouse-api --bench api   # scenarios labelled so
 //! ```
 //!
 //! The bench writes its own data through the core writer (heart rate every
@@ -336,7 +337,9 @@ async fn run() {
         "| scenario | points | API p50 ms | API p99 ms | API req/s | SQL p50 ms | SQL p99 ms | SQL req/s | p50 API/SQL |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for s in &SCENARIOS {
+    // Scenarios whose label contains this text, e.g. "1d" (for profiling one); default all.
+    let only = std::env::var("WEARHOUSE_BENCH_ONLY").unwrap_or_default();
+    for s in SCENARIOS.iter().filter(|s| s.label.contains(only.as_str())) {
         let r = range(s, start);
         let (metric, res) = (s.metric, s.resolution);
         let n = participants;
