@@ -425,3 +425,29 @@ async fn each_invalid_input_gets_its_typed_error() {
         Some("participant_id")
     );
 }
+
+#[tokio::test]
+async fn statistics_are_refreshed_after_a_load_on_every_backend() {
+    for backend in backends().await {
+        let db = TestDb::new(backend).await;
+        write(&db, &samples("P001", t("2025-06-02T21:30:00Z"), 2, 0.0)).await;
+        let mut conn = db.pool.acquire().await.unwrap();
+        wearhouse_core::store::analyze_after_load(&mut conn, &db.backend)
+            .await
+            .unwrap();
+        // ANALYZE on a hypertable records its statistics on the chunks that hold the rows.
+        let analyzed: Vec<String> = sqlx::query_scalar(
+            "select distinct case when relname like '%chunk%' then 'chunk' else relname end
+             from pg_stat_user_tables where last_analyze is not null order by 1",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        let expected: Vec<&str> = if db.backend.rollups_are_tables {
+            vec!["data_1m", "participants", "raw_data"]
+        } else {
+            vec!["_materialized_hypertable_3", "chunk", "participants", "raw_data"]
+        };
+        assert_eq!(analyzed, expected, "on {}", db.backend);
+    }
+}

@@ -79,6 +79,30 @@ impl fmt::Display for Backend {
     }
 }
 
+/// Refreshes the planner's statistics of the relations a load writes and the adherence
+/// refresh reads: raw samples, 1-minute rollup (its materialisation on TimescaleDB) and
+/// participants. Autovacuum gets there too, but only after a while; a query planned right
+/// after a load of millions of rows on statistics that still say "empty" can take minutes.
+pub async fn analyze_after_load(conn: &mut PgConnection, backend: &Backend) -> Result<()> {
+    let minute: String = if backend.rollups_are_tables {
+        "data_1m".to_owned()
+    } else {
+        sqlx::query_scalar(
+            "select format('%I.%I', materialization_hypertable_schema,
+                           materialization_hypertable_name)
+             from timescaledb_information.continuous_aggregates
+             where view_schema = current_schema() and view_name = 'data_1m'",
+        )
+        .fetch_one(&mut *conn)
+        .await?
+    };
+    // The name comes from the catalogue, quoted by format('%I').
+    sqlx::raw_sql(&format!("analyze raw_data, {minute}, participants"))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Detects the backend of a migrated database.
 pub async fn detect_backend(conn: &mut PgConnection) -> Result<Backend> {
     let (kind, postgres_version, timescaledb_version, rollup_relkind): (

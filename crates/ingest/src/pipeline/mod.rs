@@ -18,12 +18,16 @@ use clap::Args;
 use futures::StreamExt as _;
 use sqlx::{FromRow, PgPool};
 use tokio_util::sync::CancellationToken;
-use wearhouse_core::store::adherence;
+use wearhouse_core::store::{self, adherence};
 use wearhouse_core::{ParticipantId, TimeRange};
 
 use crate::metrics::{IngestMetrics, Outcome};
 use crate::sink::Sink;
 use crate::sources::registry::Sources;
+
+/// A run that changed at least this many rows refreshes the planner's statistics before the
+/// adherence refresh reads what it wrote (a first load, a backfill, a synthetic cohort).
+const ANALYZE_AFTER_ROWS: u64 = 100_000;
 
 /// How a run is carried out.
 #[derive(Debug, Clone, Args)]
@@ -289,6 +293,15 @@ impl Pipeline {
         self.sink
             .refresh_pending(&self.pool, self.args.workers.max(1))
             .await?;
+        if report.changed >= ANALYZE_AFTER_ROWS {
+            let clock = Instant::now();
+            let mut conn = self.pool.acquire().await?;
+            store::analyze_after_load(&mut conn, self.sink.backend()).await?;
+            tracing::info!(
+                seconds = clock.elapsed().as_secs_f64(),
+                "planner statistics refreshed after a large load"
+            );
+        }
         // Adherence days read the 1-minute rollup, so they follow its refresh: each
         // participant's written span, recomputed for that participant only, as many at once
         // as there are workers.
