@@ -446,7 +446,12 @@ async fn statistics_are_refreshed_after_a_load_on_every_backend() {
         let expected: Vec<&str> = if db.backend.rollups_are_tables {
             vec!["data_1m", "participants", "raw_data"]
         } else {
-            vec!["_materialized_hypertable_3", "chunk", "participants", "raw_data"]
+            vec![
+                "_materialized_hypertable_3",
+                "chunk",
+                "participants",
+                "raw_data",
+            ]
         };
         assert_eq!(analyzed, expected, "on {}", db.backend);
     }

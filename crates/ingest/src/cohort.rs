@@ -98,11 +98,18 @@ pub async fn run(args: &CohortArgs, cancel: &CancellationToken) -> anyhow::Resul
         "synthetic cohort enrolled"
     );
     let source = SyntheticSource::study(args.start, args.days);
+    let mut pipeline_args = args.pipeline.clone();
+    // Generating is cheap; the database does the work, so one writer per core.
+    pipeline_args.workers = pipeline_args.workers.or_else(|| {
+        std::thread::available_parallelism()
+            .ok()
+            .map(std::num::NonZeroUsize::get)
+    });
     let pipeline = Pipeline::new(
         pool.clone(),
         Sources::from_sources([Arc::new(source) as _]),
         IngestMetrics::unregistered(),
-        args.pipeline.clone(),
+        pipeline_args,
     )
     .await?
     .only(ids);
