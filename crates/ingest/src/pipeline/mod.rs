@@ -30,7 +30,7 @@ use crate::sources::registry::Sources;
 const ANALYZE_AFTER_ROWS: u64 = 100_000;
 
 /// How a run is carried out.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct PipelineArgs {
     /// Participants processed at once. Each holds one database connection while it works.
     /// Default: 4 for provider runs, whose time goes to waiting on the provider's API; the
@@ -47,15 +47,6 @@ pub struct PipelineArgs {
         value_name = "YYYY-MM-DD"
     )]
     pub backfill_from: Option<NaiveDate>,
-}
-
-impl Default for PipelineArgs {
-    fn default() -> Self {
-        PipelineArgs {
-            workers: None,
-            backfill_from: None,
-        }
-    }
 }
 
 impl PipelineArgs {
