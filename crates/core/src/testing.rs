@@ -16,6 +16,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgConnection, PgPool};
@@ -69,8 +70,9 @@ impl TestDb {
     pub async fn new(backend: TestBackend) -> TestDb {
         let s = server();
         let template = ensure_template(s, backend).await;
-        let name = format!("t_{}_{}", backend.slug(), uuid::Uuid::new_v4().simple());
+        let name = database_name(backend.slug());
         let mut admin = s.admin().await;
+        sweep_leftovers(&mut admin).await;
         sqlx::raw_sql(&format!("create database {name} template {template}"))
             .execute(&mut admin)
             .await
@@ -98,8 +100,9 @@ impl TestDb {
     /// A new, empty database (not migrated) on the test server, for migration tests.
     pub async fn empty() -> (PgPool, String) {
         let s = server();
-        let name = format!("t_empty_{}", uuid::Uuid::new_v4().simple());
+        let name = database_name("empty");
         let mut admin = s.admin().await;
+        sweep_leftovers(&mut admin).await;
         sqlx::raw_sql(&format!("create database {name}"))
             .execute(&mut admin)
             .await
@@ -110,6 +113,51 @@ impl TestDb {
             .await
             .expect("connect");
         (pool, s.url_for(&name))
+    }
+}
+
+/// A test database's name: its kind, the id of the test process (so a later process can tell
+/// a finished one's leftovers) and a random part.
+fn database_name(kind: &str) -> String {
+    format!(
+        "t_{kind}_p{}_{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// The process id in a name made by [`database_name`].
+fn owner_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("t_")?;
+    let (_, after) = rest.split_once("_p")?;
+    after.split('_').next()?.parse().ok()
+}
+
+/// Once per process, on the throwaway cluster only: drops the test databases whose process is
+/// gone. A test's database outlives the test so that a failure can be inspected, but a long
+/// session of test runs would otherwise fill the disk. Databases of live test processes, and
+/// any database on a server given by `DATABASE_URL`, are left alone.
+async fn sweep_leftovers(admin: &mut PgConnection) {
+    static SWEPT: AtomicBool = AtomicBool::new(false);
+    if std::env::var_os("DATABASE_URL").is_some() || SWEPT.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let names: Vec<String> =
+        sqlx::query_scalar("select datname from pg_database where datname ~ '^t_[a-z]+_p[0-9]+_'")
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let Some(pid) = owner_pid(&name) else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        // Another process may be sweeping the same leftovers; losing that race is fine.
+        let _ = sqlx::raw_sql(&format!("drop database if exists {name} with (force)"))
+            .execute(&mut *admin)
+            .await;
     }
 }
 
@@ -439,4 +487,18 @@ fn cluster_options(port: u16) -> PgConnectOptions {
         .port(port)
         .username("postgres")
         .database("postgres")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_database_name_carries_its_process_id() {
+        let name = database_name("pg");
+        assert_eq!(owner_pid(&name), Some(std::process::id()));
+        assert_eq!(owner_pid("t_empty_p42_0123abcd"), Some(42));
+        assert_eq!(owner_pid("t_pg_0123abcd"), None);
+        assert_eq!(owner_pid("tpl_pg_0123"), None);
+    }
 }
