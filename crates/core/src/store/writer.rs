@@ -257,29 +257,22 @@ impl Contributions {
              sum_value_numeric, count_value_numeric, min_value_numeric, max_value_numeric) \
              from stdin with (format binary)"
         );
-        let mut copy = conn.copy_in_raw(&statement).await?;
-        let mut buf = copy_header(COPY_CHUNK_BYTES);
-        for i in 0..self.len() {
-            buf.extend_from_slice(&8i16.to_be_bytes());
-            put_timestamp(&mut buf, self.bucket[i]);
-            put_text(&mut buf, Some(&self.participant[i]));
-            put_text(&mut buf, Some(self.data_type[i]));
-            let avg = self.sum[i].map(|s| s / self.count[i] as f64);
-            put_float(&mut buf, avg.filter(|_| self.count[i] > 0));
-            put_float(&mut buf, self.sum[i]);
-            buf.extend_from_slice(&8i32.to_be_bytes());
-            buf.extend_from_slice(&self.count[i].to_be_bytes());
-            put_float(&mut buf, self.min[i]);
-            put_float(&mut buf, self.max[i]);
-            if buf.len() >= COPY_CHUNK_BYTES {
-                copy.send(buf.as_slice()).await?;
-                buf.clear();
-            }
-        }
-        buf.extend_from_slice(&(-1i16).to_be_bytes());
-        copy.send(buf.as_slice()).await?;
-        copy.finish().await?;
-        Ok(())
+        copy_binary(conn, &statement, self.len(), |buf, i| self.encode(buf, i)).await
+    }
+
+    /// Bucket `i` as a binary COPY tuple of the rollup's eight columns.
+    fn encode(&self, buf: &mut Vec<u8>, i: usize) {
+        buf.extend_from_slice(&8i16.to_be_bytes());
+        put_timestamp(buf, self.bucket[i]);
+        put_text(buf, Some(&self.participant[i]));
+        put_text(buf, Some(self.data_type[i]));
+        let avg = self.sum[i].map(|s| s / self.count[i] as f64);
+        put_float(buf, avg.filter(|_| self.count[i] > 0));
+        put_float(buf, self.sum[i]);
+        buf.extend_from_slice(&8i32.to_be_bytes());
+        buf.extend_from_slice(&self.count[i].to_be_bytes());
+        put_float(buf, self.min[i]);
+        put_float(buf, self.max[i]);
     }
 
     async fn merge_into(&self, conn: &mut PgConnection, target: &str) -> Result<()> {
@@ -528,10 +521,24 @@ async fn copy_rows(
     samples: &[Sample],
     order: &[usize],
 ) -> Result<()> {
+    copy_binary(conn, statement, order.len(), |buf, k| {
+        encode_row(buf, &samples[order[k]])
+    })
+    .await
+}
+
+/// Runs a binary COPY `statement` of `rows` tuples, each written by `encode(buf, index)`,
+/// sending about [`COPY_CHUNK_BYTES`] at a time.
+async fn copy_binary(
+    conn: &mut PgConnection,
+    statement: &str,
+    rows: usize,
+    mut encode: impl FnMut(&mut Vec<u8>, usize),
+) -> Result<()> {
     let mut copy = conn.copy_in_raw(statement).await?;
     let mut buf = copy_header(COPY_CHUNK_BYTES);
-    for &i in order {
-        encode_row(&mut buf, &samples[i]);
+    for i in 0..rows {
+        encode(&mut buf, i);
         if buf.len() >= COPY_CHUNK_BYTES {
             copy.send(buf.as_slice()).await?;
             buf.clear();
