@@ -61,7 +61,9 @@ async fn follow(redirect: url::Url) -> (u16, String) {
 fn finish(mut child: Child, lines: &mpsc::Receiver<String>) -> String {
     let status = child.wait().unwrap();
     assert!(status.success(), "enroll failed: {status}");
-    lines.try_iter().collect::<Vec<_>>().join("\n")
+    // Everything up to the end of the output: the reader thread may still be reading the last
+    // lines when the child has exited; it ends (and the iterator with it) at end of file.
+    lines.iter().collect::<Vec<_>>().join("\n")
 }
 
 #[tokio::test]
