@@ -79,8 +79,10 @@ async fn the_daemon_serves_health_and_the_metrics_contract_and_stops_on_sigterm(
 #[tokio::test]
 async fn a_run_on_start_loads_synthetic_participants_and_a_restart_remembers_the_success() {
     let db = TestDb::new(TestBackend::Postgres).await;
-    // A synthetic participant enrolled yesterday, continued by the daemon up to the present.
-    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).date_naive();
+    // A synthetic participant whose one-day study ended the day before yesterday (its device
+    // last synced yesterday at noon), continued by the daemon up to the present: at any time
+    // of day at least twelve hours of new data.
+    let study_day = (chrono::Utc::now() - chrono::Duration::days(2)).date_naive();
     let out = Command::new(env!("CARGO_BIN_EXE_wearhouse-ingest"))
         .args([
             "synthetic",
@@ -91,7 +93,7 @@ async fn a_run_on_start_loads_synthetic_participants_and_a_restart_remembers_the
             "--seed",
             "3",
         ])
-        .args(["--start", &yesterday.to_string(), "--database-url", &db.url])
+        .args(["--start", &study_day.to_string(), "--database-url", &db.url])
         .output()
         .unwrap();
     assert!(

@@ -68,8 +68,11 @@ impl SyntheticSource {
     pub fn study(start: NaiveDate, days: u32) -> Self {
         let until = start + Duration::days(i64::from(days.max(1)) - 1);
         let after = until.succ_opt().expect("date in range");
+        // The devices last synced at noon after the study, or now for a study that reaches
+        // today: a watermark in the future would hold back the next live load.
+        let noon_after = wearhouse_core::time::midnight_utc(after) + Duration::hours(12);
         SyntheticSource {
-            as_of: Some(wearhouse_core::time::midnight_utc(after) + Duration::hours(12)),
+            as_of: Some(noon_after.min(Utc::now())),
             until: Some(until),
         }
     }
