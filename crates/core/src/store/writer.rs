@@ -226,15 +226,19 @@ impl Contributions {
 
     /// Splits off the buckets that `existing` holds (they must be merged) from the rest
     /// (which can be COPYed as new rows).
-    fn split(self, existing: &HashSet<(String, String, DateTime<Utc>)>) -> (Self, Self) {
+    fn split(self, existing: &[(String, String, DateTime<Utc>)]) -> (Self, Self) {
         if existing.is_empty() {
             return (Contributions::default(), self);
         }
+        let existing: HashSet<(&str, &str, DateTime<Utc>)> = existing
+            .iter()
+            .map(|(p, d, b)| (p.as_str(), d.as_str(), *b))
+            .collect();
         let (mut merge, mut fresh) = (Contributions::default(), Contributions::default());
         for i in 0..self.len() {
             let key = (
-                self.participant[i].clone(),
-                self.data_type[i].to_owned(),
+                self.participant[i].as_str(),
+                self.data_type[i],
                 self.bucket[i],
             );
             let into = if existing.contains(&key) {
@@ -427,7 +431,7 @@ const EXISTING_MINUTES: &str = "select m.participant_id, m.data_type, m.bucket
 async fn existing_minutes(
     conn: &mut PgConnection,
     spans: &Spans,
-) -> Result<HashSet<(String, String, DateTime<Utc>)>> {
+) -> Result<Vec<(String, String, DateTime<Utc>)>> {
     let lo: Vec<DateTime<Utc>> = spans.lo.iter().map(|&t| floor_to(t, 60)).collect();
     let rows: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(EXISTING_MINUTES)
         .bind(&spans.participant)
@@ -436,7 +440,7 @@ async fn existing_minutes(
         .bind(&spans.hi)
         .fetch_all(&mut *conn)
         .await?;
-    Ok(rows.into_iter().collect())
+    Ok(rows)
 }
 
 /// Per participant and metric of a batch, the first and last timestamp.
