@@ -4,7 +4,9 @@
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgPool;
 use wearhouse_core::store::series::{self, Page, Plan, SeriesQuery};
-use wearhouse_core::store::writer::{SampleWriter, WriteSummary, refresh_rollups};
+use wearhouse_core::store::writer::{
+    SampleWriter, WriteSummary, refresh_rollups, refresh_rollups_concurrently,
+};
 use wearhouse_core::store::{self, MigrateSettings};
 use wearhouse_core::testing::{TestDb, backends};
 use wearhouse_core::time::parse_instant;
@@ -454,5 +456,100 @@ async fn statistics_are_refreshed_after_a_load_on_every_backend() {
             ]
         };
         assert_eq!(analyzed, expected, "on {}", db.backend);
+    }
+}
+
+/// Chunks of `hypertable` (raw_data, or a continuous aggregate) by compression state.
+async fn chunk_states(pool: &PgPool, hypertable: &str) -> Vec<(String, bool)> {
+    sqlx::query_as(
+        "select c.range_start::date::text, c.is_compressed
+         from timescaledb_information.chunks c
+         left join timescaledb_information.continuous_aggregates a
+           on a.materialization_hypertable_name = c.hypertable_name
+         where coalesce(a.view_name, c.hypertable_name) = $1
+         order by c.range_start",
+    )
+    .bind(hypertable)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// TimescaleDB stores old raw samples and the 1-minute aggregate in compressed chunks: the
+/// ingest's refresh writes the 1-minute buckets compressed, and a late sync or a revision into
+/// a compressed day is still merged exactly.
+#[tokio::test]
+async fn late_and_revised_loads_into_compressed_chunks_keep_rollups_exact() {
+    if !wearhouse_core::testing::timescaledb_available() {
+        eprintln!("TimescaleDB not installed: nothing to test here");
+        return;
+    }
+    let db = TestDb::new(wearhouse_core::testing::TestBackend::Timescaledb).await;
+    // A bulk load, refreshed as the ingest refreshes one: statistics first, then the windows.
+    let mut load = samples("P001", t("2025-06-01T20:00:00Z"), 8, 0.0);
+    load.extend(samples("P002", t("2025-06-01T22:00:00Z"), 3, 4.0));
+    let mut conn = db.pool.acquire().await.unwrap();
+    let summary = SampleWriter::new(&db.backend)
+        .write(&mut conn, &load)
+        .await
+        .unwrap();
+    wearhouse_core::store::analyze_samples(&mut conn)
+        .await
+        .unwrap();
+    let range = summary.changed_range().unwrap();
+    refresh_rollups_concurrently(&db.pool, &db.backend, &[range], 2, true)
+        .await
+        .unwrap();
+    // The refresh compressed the 1-minute buckets as it materialised them.
+    let minutes = chunk_states(&db.pool, "data_1m").await;
+    assert_eq!(
+        minutes,
+        vec![("2025-06-01".into(), true), ("2025-06-02".into(), true)]
+    );
+    // The compression policy's work, done by hand: raw samples compressed too.
+    sqlx::query("select count(compress_chunk(c)) from show_chunks('raw_data') c")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert!(
+        chunk_states(&db.pool, "raw_data")
+            .await
+            .iter()
+            .all(|(_, compressed)| *compressed)
+    );
+    let before = raw_snapshot(&db.pool).await.len();
+
+    // A late sync: a third participant's evening, inside both compressed days.
+    let late = write(&db, &samples("P003", t("2025-06-01T23:00:00Z"), 2, 1.0)).await;
+    // Heart rate every 7 s for two hours and steps every minute.
+    assert_eq!(
+        (late.inserted, late.updated),
+        ((2 * 3_600u64).div_ceil(7) + 120, 0)
+    );
+    // Revisions of values already compressed, and the same samples again (no change).
+    // (00:40 is 2,400 heart-rate intervals after 20:00, so every timestamp exists already.)
+    let revised: Vec<Sample> = samples("P001", t("2025-06-02T00:40:00Z"), 1, 3.0)
+        .into_iter()
+        .step_by(4)
+        .collect();
+    let summary = write(&db, &revised).await;
+    assert_eq!(
+        (summary.inserted, summary.updated),
+        (0, revised.len() as u64)
+    );
+    let again = write(&db, &revised).await;
+    assert_eq!((again.inserted, again.updated), (0, 0));
+
+    assert_eq!(
+        raw_snapshot(&db.pool).await.len(),
+        before + late.inserted as usize
+    );
+    for (rel, width) in [
+        ("data_1m", "1 minute"),
+        ("data_1h", "1 hour"),
+        ("data_1d", "1 day"),
+    ] {
+        let bad = rollup_mismatches(&db.pool, rel, width).await;
+        assert!(bad.is_empty(), "{rel} differs from raw_data at {bad:?}");
     }
 }

@@ -69,11 +69,13 @@ impl Sink {
 
     /// Refreshes the continuous aggregates for every queued span (merged where they overlap),
     /// up to `parallel` day windows at once, and dequeues them. A no-op on plain PostgreSQL.
+    /// `bulk`: after a large load, see [`writer::refresh_rollups_concurrently`].
     #[instrument(skip_all, err)]
     pub async fn refresh_pending(
         &self,
         pool: &PgPool,
         parallel: usize,
+        bulk: bool,
     ) -> Result<usize, wearhouse_core::Error> {
         if self.backend.rollups_are_tables {
             return Ok(0);
@@ -91,7 +93,7 @@ impl Sink {
             .map(|(start, end)| TimeRange::new(start, end))
             .collect::<Result<Vec<_>, _>>()?;
         let clock = std::time::Instant::now();
-        writer::refresh_rollups_concurrently(pool, &self.backend, &spans, parallel).await?;
+        writer::refresh_rollups_concurrently(pool, &self.backend, &spans, parallel, bulk).await?;
         sqlx::query("delete from rollup_refresh_pending where id <= $1")
             .bind(max_id)
             .execute(pool)

@@ -84,6 +84,22 @@ impl fmt::Display for Backend {
 /// participants. Autovacuum gets there too, but only after a while; a query planned right
 /// after a load of millions of rows on statistics that still say "empty" can take minutes.
 pub async fn analyze_after_load(conn: &mut PgConnection, backend: &Backend) -> Result<()> {
+    analyze_samples(conn).await?;
+    analyze_rollups(conn, backend).await
+}
+
+/// The first half of [`analyze_after_load`]: raw samples and participants. On TimescaleDB a
+/// large load runs it before the continuous-aggregate refresh, whose plans (and whether it
+/// can compress what it materialises) follow the estimated row counts.
+pub async fn analyze_samples(conn: &mut PgConnection) -> Result<()> {
+    sqlx::raw_sql("analyze raw_data, participants")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The second half of [`analyze_after_load`]: the 1-minute rollup, once it holds the load.
+pub async fn analyze_rollups(conn: &mut PgConnection, backend: &Backend) -> Result<()> {
     let minute: String = if backend.rollups_are_tables {
         "data_1m".to_owned()
     } else {
@@ -97,7 +113,7 @@ pub async fn analyze_after_load(conn: &mut PgConnection, backend: &Backend) -> R
         .await?
     };
     // The name comes from the catalogue, quoted by format('%I').
-    sqlx::raw_sql(&format!("analyze raw_data, {minute}, participants"))
+    sqlx::raw_sql(&format!("analyze {minute}"))
         .execute(&mut *conn)
         .await?;
     Ok(())

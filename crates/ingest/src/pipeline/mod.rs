@@ -25,8 +25,9 @@ use crate::metrics::{IngestMetrics, Outcome};
 use crate::sink::Sink;
 use crate::sources::registry::Sources;
 
-/// A run that changed at least this many rows refreshes the planner's statistics before the
-/// adherence refresh reads what it wrote (a first load, a backfill, a synthetic cohort).
+/// A run that changed at least this many rows (a first load, a backfill, a synthetic cohort)
+/// refreshes the planner's statistics before the rollup and adherence refreshes read what it
+/// wrote, and has TimescaleDB compress its 1-minute buckets as it materialises them.
 const ANALYZE_AFTER_ROWS: u64 = 100_000;
 
 /// How a run is carried out.
@@ -293,16 +294,22 @@ impl Pipeline {
             }
         }
         // Continuous aggregates for everything written (and anything a crashed run left).
+        // After a large load the planner's statistics are refreshed on both sides of it: the
+        // raw samples before, so the refresh plans for the rows it will read (and compresses
+        // the 1-minute buckets as it materialises them), the rollup after.
+        let large = report.changed >= ANALYZE_AFTER_ROWS;
+        let clock = Instant::now();
+        if large {
+            store::analyze_samples(&mut *self.pool.acquire().await?).await?;
+        }
         self.sink
-            .refresh_pending(&self.pool, self.args.workers())
+            .refresh_pending(&self.pool, self.args.workers(), large)
             .await?;
-        if report.changed >= ANALYZE_AFTER_ROWS {
-            let clock = Instant::now();
-            let mut conn = self.pool.acquire().await?;
-            store::analyze_after_load(&mut conn, self.sink.backend()).await?;
+        if large {
+            store::analyze_rollups(&mut *self.pool.acquire().await?, self.sink.backend()).await?;
             tracing::info!(
                 seconds = clock.elapsed().as_secs_f64(),
-                "planner statistics refreshed after a large load"
+                "rollups refreshed and planner statistics renewed after a large load"
             );
         }
         // Adherence days read the 1-minute rollup, so they follow its refresh: each
