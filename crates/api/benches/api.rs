@@ -1,26 +1,35 @@
-//! API read benchmark: `/data` latency (p50, p99) and requests per second per resolution under
-//! concurrent clients on loopback, next to the same SQL run directly through a pool of the same
-//! size, in one run against one seeded database.
+//! API read benchmark: `/data` latency (p50, p99) and requests per second per resolution on
+//! loopback, next to the same SQL run directly through a pool of the same size, in one run
+//! against one seeded database.
 //!
 //! ```sh
 //! cargo bench -p wearhouse-api --bench api
 //! WEARHOUSE_BENCH_PARTICIPANTS=20 WEARHOUSE_BENCH_DAYS=30 WEARHOUSE_BENCH_CLIENTS=8 \
-//!   WEARHOUSE_BENCH_SECS=5 cargo bench -p wearhouse-api --bench api
+//!   WEARHOUSE_BENCH_SECS=5 WEARHOUSE_BENCH_LOAD_PERCENT=25,50 cargo bench -p wearhouse-api --bench api
 //! WEARHOUSE_BENCH_ONLY=1d cargo bench -p wearhouse-api --bench api   # scenarios labelled so
 //! ```
 //!
 //! The bench writes its own data through the core writer (heart rate every
 //! `WEARHOUSE_BENCH_HR_STEP_SECS` seconds, default 10, and steps every minute, per participant
-//! and day) on the preferred backend (TimescaleDB where installed). Each scenario first runs
-//! the direct SQL, then the API, with the same number of concurrent clients; clients rotate
-//! over the participants so the cache sees the whole cohort. "Direct SQL" runs exactly what a
-//! `/data` request runs: the participant check and the series read (rows, and the count when
-//! the page does not hold the whole result), decoding the rows as a client does.
+//! and day) on the preferred backend (TimescaleDB where installed). "Direct SQL" runs exactly
+//! what a `/data` request runs: the participant check and the series read (rows, and the count
+//! when the page does not hold the whole result), decoding the rows as a client does. Requests
+//! rotate over the participants so the cache sees the whole cohort.
+//!
+//! Each scenario is measured twice on each side:
+//!
+//! - saturated: `WEARHOUSE_BENCH_CLIENTS` closed loops (default 8), each sending its next
+//!   request when the previous one is answered, for the most requests per second;
+//! - at fixed rates, `WEARHOUSE_BENCH_LOAD_PERCENT` (default 25 and 50) of the direct SQL's
+//!   saturated rate, the same rate for both sides, requests started on schedule whether or not earlier
+//!   ones are answered: the latency a user sees on a busy but not overloaded server. With the
+//!   cores saturated, the order in which the operating system runs eight database backends
+//!   decides most of a request's latency, which is no longer the cost of the request itself.
 //!
 //! The HTTP side's load generator is a lean HTTP/1.1 keep-alive client (the request written by
-//! hand, the answer read by its `Content-Length`), one connection per load client, so that the
-//! client does not take the shared cores from the server: a general-purpose client that
-//! decodes JSON would be charged to the API. Each scenario checks once, outside the timed
+//! hand, the answer read by its `Content-Length`), one connection per request in flight, so
+//! that the client does not take the shared cores from the server: a general-purpose client
+//! that decodes JSON would be charged to the API. Each scenario checks once, outside the timed
 //! loop, that a full JSON answer holds as many points as the direct read; in the loop every
 //! answer must be a 200 whose body is read to its last byte.
 
@@ -167,13 +176,14 @@ fn stats(mut lat: Vec<Duration>, elapsed: Duration) -> Stats {
     }
 }
 
-/// Runs `clients` loops of `op` for `secs`; `op(i)` makes request number `i`.
-async fn load<F, Fut>(clients: u64, secs: u64, op: F) -> Stats
+/// Closed loop: `clients` loops of `op` for `secs`, each sending its next request when the
+/// previous one is answered; `op(i)` makes request number `i`. Measures the most requests per
+/// second the shared cores can serve.
+async fn load<F, Fut>(clients: u64, secs: u64, op: Arc<F>) -> Stats
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let op = Arc::new(op);
     // Warm-up: one pass over the participants, not measured.
     for i in 0..clients * 2 {
         op(i).await;
@@ -197,6 +207,38 @@ where
     let mut all = Vec::new();
     for t in tasks {
         all.extend(t.await.unwrap());
+    }
+    stats(all, began.elapsed())
+}
+
+/// Open loop: requests started at a fixed `rate` per second for `secs`, each on its own task,
+/// whether or not earlier ones have been answered (as independent users arrive); latency from
+/// each request's start to its answer.
+async fn paced<F, Fut>(rate: f64, secs: u64, op: Arc<F>) -> Stats
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let began = tokio::time::Instant::now();
+    let deadline = began + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for i in 0u64.. {
+        let due = began + period.mul_f64(i as f64);
+        if due >= deadline {
+            break;
+        }
+        tokio::time::sleep_until(due).await;
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            op(i).await;
+            t.elapsed()
+        }));
+    }
+    let mut all = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        all.push(t.await.unwrap());
     }
     stats(all, began.elapsed())
 }
@@ -257,7 +299,7 @@ impl HttpConn {
 }
 
 /// Keep-alive connections shared by the load clients: each request takes one (or opens one)
-/// and puts it back, so there are as many connections as concurrent clients.
+/// and puts it back, so there are as many connections as requests in flight.
 #[derive(Clone)]
 struct HttpConns {
     addr: SocketAddr,
@@ -303,6 +345,18 @@ async fn run() {
     let hr_step = env_num("WEARHOUSE_BENCH_HR_STEP_SECS", 10) as i64;
     let clients = env_num("WEARHOUSE_BENCH_CLIENTS", 8);
     let secs = env_num("WEARHOUSE_BENCH_SECS", 5);
+    // The fixed request rates of the latency comparison, as shares of the direct SQL's
+    // saturated rate, in percent.
+    let load_shares: Vec<f64> = std::env::var("WEARHOUSE_BENCH_LOAD_PERCENT")
+        .unwrap_or_else(|_| "25,50".into())
+        .split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<f64>()
+                .expect("WEARHOUSE_BENCH_LOAD_PERCENT: percentages such as 25,50")
+                / 100.0
+        })
+        .collect();
     let backend = *backends().await.last().unwrap();
     let db = TestDb::new(backend).await;
     seed(&db, participants, days, hr_step).await;
@@ -333,12 +387,10 @@ async fn run() {
          {clients} concurrent clients, {secs} s per side, pool {POOL}\n",
         db.backend
     );
-    println!(
-        "| scenario | points | API p50 ms | API p99 ms | API req/s | SQL p50 ms | SQL p99 ms | SQL req/s | p50 API/SQL |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     // Scenarios whose label contains this text, e.g. "1d" (for profiling one); default all.
     let only = std::env::var("WEARHOUSE_BENCH_ONLY").unwrap_or_default();
+    let mut saturated = Vec::new();
+    let mut at_rate = Vec::new();
     for s in SCENARIOS.iter().filter(|s| s.label.contains(only.as_str())) {
         let r = range(s, start);
         let (metric, res) = (s.metric, s.resolution);
@@ -381,15 +433,14 @@ async fn run() {
         conns.put(c);
 
         let pool = direct.clone();
-        let sql = load(clients, secs, move |i| {
+        let sql_op = Arc::new(move |i| {
             let pool = pool.clone();
             async move {
                 read(pool, i).await;
             }
-        })
-        .await;
+        });
         let http = conns.clone();
-        let api = load(clients, secs, move |i| {
+        let api_op = Arc::new(move |i| {
             let http = http.clone();
             let target = target(i);
             async move {
@@ -398,20 +449,60 @@ async fn run() {
                 assert!(status == 200 && !body.is_empty(), "{status}");
                 http.put(c);
             }
-        })
-        .await;
-        println!(
-            "| {} | {} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} |",
+        });
+        let sql = load(clients, secs, sql_op.clone()).await;
+        let api = load(clients, secs, api_op.clone()).await;
+        saturated.push(format!(
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
             s.label,
             points,
+            api.per_sec,
+            sql.per_sec,
+            sql.per_sec / api.per_sec,
             api.p50_ms,
             api.p99_ms,
-            api.per_sec,
             sql.p50_ms,
             sql.p99_ms,
-            sql.per_sec,
-            api.p50_ms / sql.p50_ms
-        );
+        ));
+        for &share in &load_shares {
+            let rate = sql.per_sec * share;
+            let sql = paced(rate, secs, sql_op.clone()).await;
+            let api = paced(rate, secs, api_op.clone()).await;
+            at_rate.push(format!(
+                "| {} | {} | {:.0}% | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                s.label,
+                points,
+                share * 100.0,
+                rate,
+                api.p50_ms,
+                api.p99_ms,
+                sql.p50_ms,
+                sql.p99_ms,
+                api.p50_ms / sql.p50_ms
+            ));
+        }
+    }
+    println!(
+        "Saturated: {clients} clients in closed loops, each sending its next request when \
+         answered\n"
+    );
+    println!(
+        "| scenario | points | API req/s | SQL req/s | SQL/API req/s | API p50 ms | API p99 ms | SQL p50 ms | SQL p99 ms |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in saturated {
+        println!("{row}");
+    }
+    println!(
+        "\nLatency at a fixed request rate, a share of the direct SQL's saturated rate, the same \
+         for both sides; requests started on schedule (open loop)\n"
+    );
+    println!(
+        "| scenario | points | load | req/s | API p50 ms | API p99 ms | SQL p50 ms | SQL p99 ms | p50 API/SQL |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in at_rate {
+        println!("{row}");
     }
     shutdown.cancel();
 }

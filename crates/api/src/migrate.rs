@@ -16,7 +16,8 @@ pub struct MigrateArgs {
     #[arg(long, env = "WEARHOUSE_CHUNK_INTERVAL", default_value = "1 day")]
     pub chunk_interval: String,
 
-    /// TimescaleDB compresses raw_data chunks older than this.
+    /// TimescaleDB compresses raw_data chunks older than this, and the 1-minute aggregate's
+    /// chunks older than this or 3 days (its refresh window), whichever is longer.
     #[arg(long, env = "WEARHOUSE_COMPRESS_AFTER", default_value = "3 days")]
     pub compress_after: String,
 }
