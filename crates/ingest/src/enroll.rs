@@ -120,7 +120,7 @@ pub async fn run(args: &EnrollArgs, shutdown: &CancellationToken) -> anyhow::Res
             let redirect = &args.providers.fitbit.redirect_uri;
             let (tx, mut rx) = mpsc::unbounded_channel();
             let router =
-                source.callback_router_notify(pool.clone(), &registry::callback_path(redirect), tx);
+                source.callback_router(pool.clone(), &registry::callback_path(redirect), Some(tx));
             let done = done.clone();
             tokio::spawn(async move {
                 if let Some(e) = rx.recv().await {

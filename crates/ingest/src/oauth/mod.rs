@@ -7,8 +7,10 @@
 //! in how the client authenticates ([`ClientAuth`]) and in their error bodies, and both error
 //! shapes are understood.
 
+pub mod consent;
 pub mod google;
 pub mod pkce;
+pub mod state;
 pub mod store;
 mod tokens;
 
@@ -21,6 +23,7 @@ use serde::Deserialize;
 use url::Url;
 
 pub use pkce::Pkce;
+pub use state::StateSigner;
 pub use tokens::TokenManager;
 
 /// How the client proves who it is to the token endpoint.

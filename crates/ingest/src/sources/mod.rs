@@ -87,3 +87,12 @@ pub trait Source: Send + Sync {
         to: NaiveDate,
     ) -> Result<Fetched, SourceError>;
 }
+
+/// The HTTP client a provider's OAuth and data calls share: `timeout_secs` per request, and a
+/// user agent naming wearhouse and its version.
+pub(crate) fn http_client(timeout_secs: u64) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(timeout_secs))
+        .user_agent(concat!("wearhouse/", env!("CARGO_PKG_VERSION")))
+        .build()
+}

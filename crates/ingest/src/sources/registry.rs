@@ -136,9 +136,11 @@ pub fn callback_path(redirect_uri: &str) -> String {
 pub fn routes(args: &ProviderArgs, ctx: &SourceContext) -> anyhow::Result<Router> {
     let mut router = Router::new();
     if let Some(fitbit) = fitbit(args, ctx)? {
-        router = router.merge(
-            fitbit.callback_router(ctx.pool.clone(), &callback_path(&args.fitbit.redirect_uri)),
-        );
+        router = router.merge(fitbit.callback_router(
+            ctx.pool.clone(),
+            &callback_path(&args.fitbit.redirect_uri),
+            None,
+        ));
     }
     if let Some(google) = google_health(args, ctx)? {
         router =

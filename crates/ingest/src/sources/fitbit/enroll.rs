@@ -2,32 +2,21 @@
 //! the browser back to our callback, we exchange the code, read the participant's time zone
 //! from `profile.json`, and store the grant, the Fitbit user id and the zone.
 //!
-//! The `state` parameter is self-contained: it carries the participant id and an issue time,
-//! signed with HMAC-SHA256, and the PKCE verifier is derived from it with the same key. So any
-//! process holding the key (the `enroll` command's own callback server, or a running daemon)
-//! can complete a consent that another process started, and no pending state is stored.
+//! The `state` parameter is self-contained (see [`crate::oauth::StateSigner`], tag `v1`), so
+//! any process holding the key can complete a consent that another process started.
 
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use chrono_tz::Tz;
 use serde::Deserialize;
+use tokio::sync::mpsc::UnboundedSender;
 use url::Url;
 use wearhouse_core::ParticipantId;
 use wearhouse_core::store::participants::{self, NewParticipant};
 
 use super::{FitbitSource, PROVIDER};
-use crate::oauth::{
-    OAuthError, Pkce, pkce::hmac_sha256, pkce::random_token, pkce::s256_challenge, store,
-};
-
-/// How long a consent link stays usable (Fitbit's codes live 10 minutes after consent).
-const STATE_TTL_SECS: i64 = 3600;
+use crate::oauth::consent::{self, Consent};
+use crate::oauth::{OAuthError, store};
 
 /// A completed enrolment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,65 +28,10 @@ pub struct Enrolled {
 }
 
 impl FitbitSource {
-    fn verifier_for(&self, payload: &str) -> String {
-        URL_SAFE_NO_PAD.encode(hmac_sha256(
-            &self.state_key,
-            format!("pkce:{payload}").as_bytes(),
-        ))
-    }
-
     /// The consent URL for `participant`: send the participant's browser there.
     pub fn consent_url(&self, participant: &ParticipantId) -> Url {
-        let payload = format!(
-            "v1.{}.{}.{}",
-            URL_SAFE_NO_PAD.encode(participant.as_str()),
-            Utc::now().timestamp(),
-            random_token(12)
-        );
-        let mac = URL_SAFE_NO_PAD.encode(hmac_sha256(&self.state_key, payload.as_bytes()));
-        let verifier = self.verifier_for(&payload);
-        let pkce = Pkce {
-            challenge: s256_challenge(&verifier),
-            verifier,
-        };
-        self.api
-            .tokens()
-            .client()
-            .authorize_url(&format!("{payload}.{mac}"), &pkce)
-    }
-
-    /// Checks `state`, returning the participant and the PKCE verifier it stands for.
-    fn open_state(&self, state: &str) -> Result<(ParticipantId, String), OAuthError> {
-        let bad = |why: &str| OAuthError::Callback(why.to_owned());
-        let (payload, mac) = state
-            .rsplit_once('.')
-            .ok_or_else(|| bad("malformed state"))?;
-        let expected = URL_SAFE_NO_PAD.encode(hmac_sha256(&self.state_key, payload.as_bytes()));
-        // Constant-time comparison: the MAC must not leak through timing.
-        let same = expected.len() == mac.len()
-            && expected
-                .bytes()
-                .zip(mac.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if !same {
-            return Err(bad("state does not match a consent link we issued"));
-        }
-        let parts: Vec<&str> = payload.split('.').collect();
-        let [_, id, issued, _] = parts[..] else {
-            return Err(bad("malformed state"));
-        };
-        let issued: i64 = issued.parse().map_err(|_| bad("malformed state"))?;
-        if Utc::now().timestamp() - issued > STATE_TTL_SECS {
-            return Err(bad("the consent link has expired; start enrolment again"));
-        }
-        let id = URL_SAFE_NO_PAD
-            .decode(id)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| bad("malformed state"))?;
-        let participant = ParticipantId::parse(&id).map_err(|e| bad(&e.to_string()))?;
-        Ok((participant, self.verifier_for(payload)))
+        let (state, pkce) = self.signer.issue(participant);
+        self.api.tokens().client().authorize_url(&state, &pkce)
     }
 
     /// Completes a consent: checks `state`, exchanges `code`, reads the time zone and stores
@@ -108,7 +42,7 @@ impl FitbitSource {
         state: &str,
         code: &str,
     ) -> Result<Enrolled, OAuthError> {
-        let (participant, verifier) = self.open_state(state)?;
+        let (participant, verifier) = self.signer.open(state)?;
         let tokens = self
             .api
             .tokens()
@@ -169,91 +103,43 @@ impl FitbitSource {
     }
 
     /// Routes serving the OAuth callback at `path` (the path of the redirect URI, usually
-    /// `/callback`), for the `enroll` command and the daemon.
-    pub fn callback_router(&self, pool: sqlx::PgPool, path: &str) -> Router {
-        Router::new()
-            .route(path, get(callback))
-            .with_state(CallbackState {
-                source: self.clone(),
-                pool,
-                done: None,
-            })
-    }
-
-    /// Like [`FitbitSource::callback_router`], also reporting each completed enrolment on
-    /// `done` (the `enroll` command stops after the first).
-    pub fn callback_router_notify(
+    /// `/callback`), for the `enroll` command and the daemon, reporting each completed
+    /// enrolment on `done` when given (the `enroll` command stops after the first).
+    pub fn callback_router(
         &self,
         pool: sqlx::PgPool,
         path: &str,
-        done: tokio::sync::mpsc::UnboundedSender<Enrolled>,
+        done: Option<UnboundedSender<Enrolled>>,
     ) -> Router {
-        Router::new()
-            .route(path, get(callback))
-            .with_state(CallbackState {
-                source: self.clone(),
-                pool,
-                done: Some(done),
-            })
+        let consent = FitbitConsent {
+            source: self.clone(),
+            pool,
+        };
+        consent::callback_router(consent, path, done)
     }
 }
 
+/// A Fitbit consent completes against the database its grants are stored in.
 #[derive(Clone)]
-struct CallbackState {
+struct FitbitConsent {
     source: FitbitSource,
     pool: sqlx::PgPool,
-    done: Option<tokio::sync::mpsc::UnboundedSender<Enrolled>>,
 }
 
-#[derive(Deserialize)]
-struct CallbackQuery {
-    code: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
-}
+impl Consent for FitbitConsent {
+    type Enrolled = Enrolled;
+    const TITLE: &'static str = "Fitbit";
 
-async fn callback(State(s): State<CallbackState>, Query(q): Query<CallbackQuery>) -> Response {
-    let page = |status: StatusCode, msg: String| {
-        let msg = msg.replace('&', "&amp;").replace('<', "&lt;");
-        (
-            status,
-            Html(format!(
-                "<!doctype html><title>wearhouse enrolment</title><p>{msg}</p>"
-            )),
-        )
-            .into_response()
-    };
-    if let Some(error) = q.error {
-        let detail = q.error_description.unwrap_or_default();
-        return page(
-            StatusCode::BAD_REQUEST,
-            format!("Consent was not given ({error}: {detail}). Nothing was stored."),
-        );
+    async fn complete(&self, state: &str, code: &str) -> Result<Enrolled, OAuthError> {
+        self.source
+            .complete_enrolment(&self.pool, state, code)
+            .await
     }
-    let (Some(code), Some(state)) = (q.code, q.state) else {
-        return page(StatusCode::BAD_REQUEST, "Missing code or state.".into());
-    };
-    match s.source.complete_enrolment(&s.pool, &state, &code).await {
-        Ok(enrolled) => {
-            let msg = format!(
-                "Participant {} is enrolled with Fitbit. You can close this window.",
-                enrolled.participant
-            );
-            if let Some(done) = &s.done {
-                let _ = done.send(enrolled);
-            }
-            page(StatusCode::OK, msg)
-        }
-        Err(e @ (OAuthError::Callback(_) | OAuthError::InvalidGrant(_))) => {
-            page(StatusCode::BAD_REQUEST, format!("Enrolment failed: {e}."))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "fitbit enrolment failed");
-            page(
-                StatusCode::BAD_GATEWAY,
-                "Enrolment failed; please try again later.".into(),
-            )
-        }
+
+    fn done_message(enrolled: &Enrolled) -> String {
+        format!(
+            "Participant {} is enrolled with Fitbit.",
+            enrolled.participant
+        )
     }
 }

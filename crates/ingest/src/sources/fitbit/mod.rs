@@ -13,7 +13,6 @@ pub mod localtime;
 pub mod parse;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -23,7 +22,7 @@ use sqlx::PgPool;
 use url::Url;
 use wearhouse_core::Metric;
 
-use crate::oauth::{ClientAuth, OAuthClient, OAuthConfig, TokenManager};
+use crate::oauth::{ClientAuth, OAuthClient, OAuthConfig, StateSigner, TokenManager};
 use crate::sources::{Fetched, Source, SourceError, SourceParticipant};
 
 pub use api::{ApiObserver, FitbitApi, NoopObserver};
@@ -253,11 +252,7 @@ impl FitbitArgs {
 
     /// The HTTP client shared by the OAuth and data calls.
     pub fn http_client(&self) -> Result<reqwest::Client, ConfigError> {
-        reqwest::Client::builder()
-            .timeout(Duration::from_secs(self.timeout_secs))
-            .user_agent(concat!("wearhouse/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ConfigError::Http(e.to_string()))
+        crate::sources::http_client(self.timeout_secs).map_err(|e| ConfigError::Http(e.to_string()))
     }
 }
 
@@ -266,7 +261,7 @@ impl FitbitArgs {
 pub struct FitbitSource {
     api: Arc<FitbitApi>,
     heart_rate_detail: HeartRateDetail,
-    state_key: Vec<u8>,
+    signer: StateSigner,
 }
 
 impl FitbitSource {
@@ -280,14 +275,14 @@ impl FitbitSource {
         let oauth = Arc::new(OAuthClient::new(args.oauth_config()?, http.clone()));
         let tokens = TokenManager::new(pool, oauth);
         let api = FitbitApi::new(http, args, tokens, observer);
-        let state_key = match args.state_key.as_ref().or(args.client_secret.as_ref()) {
-            Some(k) => secrecy::ExposeSecret::expose_secret(k).as_bytes().to_vec(),
-            None => crate::oauth::pkce::random_token(32).into_bytes(),
-        };
         Ok(FitbitSource {
             api: Arc::new(api),
             heart_rate_detail: args.heart_rate_detail,
-            state_key,
+            signer: StateSigner::from_settings(
+                "v1",
+                args.state_key.as_ref(),
+                args.client_secret.as_ref(),
+            ),
         })
     }
 

@@ -9,14 +9,11 @@
 //! refused, so data never lands under the wrong id.
 
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
 use chrono::Utc;
 use chrono_tz::Tz;
 use serde::Deserialize;
 use serde_json::Value;
+use tokio::sync::mpsc::UnboundedSender;
 use url::Url;
 use wearhouse_core::ParticipantId;
 use wearhouse_core::store::participants::{self, NewParticipant};
@@ -24,6 +21,7 @@ use wearhouse_core::store::participants::{self, NewParticipant};
 use super::api::NOT_LINKED_REASON;
 use super::{GoogleHealthSource, PROVIDER};
 use crate::migration;
+use crate::oauth::consent::{self, Consent};
 use crate::oauth::{OAuthError, google, store};
 use crate::sources::fitbit::PROVIDER as FITBIT;
 
@@ -198,79 +196,29 @@ impl GoogleHealthSource {
 
     /// Routes serving the OAuth callback at `path` (the path of the redirect URI), reporting
     /// each completed enrolment on `done` when given (the `enroll` command stops after one).
-    pub fn callback_router(
-        &self,
-        path: &str,
-        done: Option<tokio::sync::mpsc::UnboundedSender<Enrolled>>,
-    ) -> Router {
-        Router::new()
-            .route(path, get(callback))
-            .with_state(CallbackState {
-                source: self.clone(),
-                done,
-            })
+    pub fn callback_router(&self, path: &str, done: Option<UnboundedSender<Enrolled>>) -> Router {
+        consent::callback_router(self.clone(), path, done)
     }
 }
 
-#[derive(Clone)]
-struct CallbackState {
-    source: GoogleHealthSource,
-    done: Option<tokio::sync::mpsc::UnboundedSender<Enrolled>>,
-}
+impl Consent for GoogleHealthSource {
+    type Enrolled = Enrolled;
+    const TITLE: &'static str = "Google Health";
 
-#[derive(Deserialize)]
-struct CallbackQuery {
-    code: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
-}
-
-async fn callback(State(s): State<CallbackState>, Query(q): Query<CallbackQuery>) -> Response {
-    let page = |status: StatusCode, msg: String| {
-        let msg = msg.replace('&', "&amp;").replace('<', "&lt;");
-        (
-            status,
-            Html(format!(
-                "<!doctype html><title>wearhouse enrolment</title><p>{msg}</p>"
-            )),
-        )
-            .into_response()
-    };
-    if let Some(error) = q.error {
-        return page(
-            StatusCode::BAD_REQUEST,
-            format!("Consent was not given ({error}). Nothing was stored."),
-        );
+    async fn complete(&self, state: &str, code: &str) -> Result<Enrolled, OAuthError> {
+        self.complete_enrolment(state, code).await
     }
-    let (Some(code), Some(state)) = (q.code, q.state) else {
-        return page(StatusCode::BAD_REQUEST, "Missing code or state.".into());
-    };
-    match s.source.complete_enrolment(&state, &code).await {
-        Ok(enrolled) => {
-            let msg = match &enrolled.moved_from_fitbit {
-                Some(fitbit) => format!(
-                    "Participant {} moved from Fitbit ({fitbit}) to Google Health; their history continues. You can close this window.",
-                    enrolled.participant
-                ),
-                None => format!(
-                    "Participant {} is enrolled with Google Health. You can close this window.",
-                    enrolled.participant
-                ),
-            };
-            if let Some(done) = &s.done {
-                let _ = done.send(enrolled);
-            }
-            page(StatusCode::OK, msg)
-        }
-        Err(e @ (OAuthError::Callback(_) | OAuthError::InvalidGrant(_))) => {
-            page(StatusCode::BAD_REQUEST, format!("Enrolment failed: {e}."))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "google health enrolment failed");
-            page(
-                StatusCode::BAD_GATEWAY,
-                "Enrolment failed; please try again later.".into(),
-            )
+
+    fn done_message(enrolled: &Enrolled) -> String {
+        match &enrolled.moved_from_fitbit {
+            Some(fitbit) => format!(
+                "Participant {} moved from Fitbit ({fitbit}) to Google Health; their history continues.",
+                enrolled.participant
+            ),
+            None => format!(
+                "Participant {} is enrolled with Google Health.",
+                enrolled.participant
+            ),
         }
     }
 }

@@ -16,18 +16,17 @@ pub mod fetch;
 pub mod parse;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Args;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use sqlx::PgPool;
 use url::Url;
 use wearhouse_core::Metric;
 
-use crate::oauth::google::{self, StateSigner};
-use crate::oauth::{ClientAuth, OAuthClient, OAuthConfig, TokenManager};
+use crate::oauth::google;
+use crate::oauth::{ClientAuth, OAuthClient, OAuthConfig, StateSigner, TokenManager};
 use crate::sources::fitbit::ApiObserver;
 use crate::sources::{Fetched, Source, SourceError, SourceParticipant};
 
@@ -218,11 +217,7 @@ impl GoogleHealthArgs {
     }
 
     fn http_client(&self) -> Result<reqwest::Client, ConfigError> {
-        reqwest::Client::builder()
-            .timeout(Duration::from_secs(self.timeout_secs))
-            .user_agent(concat!("wearhouse/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ConfigError::Http(e.to_string()))
+        crate::sources::http_client(self.timeout_secs).map_err(|e| ConfigError::Http(e.to_string()))
     }
 }
 
@@ -246,16 +241,14 @@ impl GoogleHealthSource {
         let http = args.http_client()?;
         let oauth = Arc::new(OAuthClient::new(args.oauth_config()?, http.clone()));
         let tokens = TokenManager::new(pool.clone(), oauth);
-        let key = args
-            .state_key
-            .as_ref()
-            .or(args.client_secret.as_ref())
-            .map(|k| k.expose_secret().as_bytes().to_vec())
-            .unwrap_or_default();
         Ok(GoogleHealthSource {
             api: Arc::new(GoogleApi::new(http, args, tokens, observer)),
             pool,
-            signer: StateSigner::new(&key),
+            signer: StateSigner::from_settings(
+                "g1",
+                args.state_key.as_ref(),
+                args.client_secret.as_ref(),
+            ),
             fitbit: None,
         })
     }

@@ -1,0 +1,156 @@
+//! The signed `state` of a consent link. It names the participant and the time it was issued,
+//! signed with HMAC-SHA256, and the PKCE verifier is derived from it with the same key. So any
+//! process holding the key (the `enroll` command's own callback server or a running daemon)
+//! can complete a consent that another one started, and no pending consent is stored.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use secrecy::{ExposeSecret, SecretString};
+use wearhouse_core::ParticipantId;
+
+use super::OAuthError;
+use super::pkce::{Pkce, hmac_sha256, random_token, s256_challenge};
+
+/// How long a consent link stays usable.
+const STATE_TTL_SECS: i64 = 3600;
+
+/// Issues and checks signed `state` values for one provider.
+#[derive(Clone)]
+pub struct StateSigner {
+    /// First field of every state this signer issues (it tells the providers' states apart).
+    tag: &'static str,
+    key: Vec<u8>,
+}
+
+impl StateSigner {
+    /// A signer for states tagged `tag`, keyed with `key`.
+    pub fn new(tag: &'static str, key: &[u8]) -> Self {
+        StateSigner {
+            tag,
+            key: key.to_vec(),
+        }
+    }
+
+    /// A signer keyed with the configured state key, else the client secret. Without either,
+    /// a random key: only this process can then complete the consents it starts.
+    pub fn from_settings(
+        tag: &'static str,
+        state_key: Option<&SecretString>,
+        client_secret: Option<&SecretString>,
+    ) -> Self {
+        match state_key.or(client_secret) {
+            Some(k) => Self::new(tag, k.expose_secret().as_bytes()),
+            None => Self::new(tag, random_token(32).as_bytes()),
+        }
+    }
+
+    fn verifier_for(&self, payload: &str) -> String {
+        URL_SAFE_NO_PAD.encode(hmac_sha256(&self.key, format!("pkce:{payload}").as_bytes()))
+    }
+
+    /// A fresh state for `participant` and the PKCE pair it stands for.
+    pub fn issue(&self, participant: &ParticipantId) -> (String, Pkce) {
+        let payload = format!(
+            "{}.{}.{}.{}",
+            self.tag,
+            URL_SAFE_NO_PAD.encode(participant.as_str()),
+            Utc::now().timestamp(),
+            random_token(12)
+        );
+        let mac = URL_SAFE_NO_PAD.encode(hmac_sha256(&self.key, payload.as_bytes()));
+        let verifier = self.verifier_for(&payload);
+        let pkce = Pkce {
+            challenge: s256_challenge(&verifier),
+            verifier,
+        };
+        (format!("{payload}.{mac}"), pkce)
+    }
+
+    /// Checks `state`, returning the participant and the PKCE verifier it stands for.
+    pub fn open(&self, state: &str) -> Result<(ParticipantId, String), OAuthError> {
+        let bad = |why: &str| OAuthError::Callback(why.to_owned());
+        let (payload, mac) = state
+            .rsplit_once('.')
+            .ok_or_else(|| bad("malformed state"))?;
+        let expected = URL_SAFE_NO_PAD.encode(hmac_sha256(&self.key, payload.as_bytes()));
+        // Constant-time comparison: the MAC must not leak through timing.
+        let same = expected.len() == mac.len()
+            && expected
+                .bytes()
+                .zip(mac.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !same {
+            return Err(bad("state does not match a consent link we issued"));
+        }
+        let parts: Vec<&str> = payload.split('.').collect();
+        let [tag, id, issued, _] = parts[..] else {
+            return Err(bad("malformed state"));
+        };
+        if tag != self.tag {
+            return Err(bad("malformed state"));
+        }
+        let issued: i64 = issued.parse().map_err(|_| bad("malformed state"))?;
+        if Utc::now().timestamp() - issued > STATE_TTL_SECS {
+            return Err(bad("the consent link has expired; start enrolment again"));
+        }
+        let id = URL_SAFE_NO_PAD
+            .decode(id)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| bad("malformed state"))?;
+        let participant = ParticipantId::parse(&id).map_err(|e| bad(&e.to_string()))?;
+        Ok((participant, self.verifier_for(payload)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_opens_to_its_participant_and_the_verifier_of_its_challenge() {
+        let signer = StateSigner::new("t1", b"key");
+        let p = ParticipantId::parse("P001").unwrap();
+        let (state, pkce) = signer.issue(&p);
+        let (back, verifier) = signer.open(&state).unwrap();
+        assert_eq!(back, p);
+        assert_eq!(s256_challenge(&verifier), pkce.challenge);
+        assert!(StateSigner::new("t1", b"other").open(&state).is_err());
+    }
+
+    #[test]
+    fn a_state_signed_for_another_provider_is_refused_even_with_the_same_key() {
+        let p = ParticipantId::parse("P001").unwrap();
+        let (state, _) = StateSigner::new("v1", b"key").issue(&p);
+        assert!(StateSigner::new("g1", b"key").open(&state).is_err());
+    }
+
+    #[test]
+    fn a_tampered_state_is_refused() {
+        let signer = StateSigner::new("t1", b"key");
+        let (state, _) = signer.issue(&ParticipantId::parse("P001").unwrap());
+        let other = URL_SAFE_NO_PAD.encode("P002");
+        let forged = state.replacen(&URL_SAFE_NO_PAD.encode("P001"), &other, 1);
+        assert!(signer.open(&forged).is_err());
+    }
+
+    #[test]
+    fn without_a_key_each_signer_draws_its_own() {
+        let p = ParticipantId::parse("P001").unwrap();
+        let (state, _) = StateSigner::from_settings("t1", None, None).issue(&p);
+        assert!(
+            StateSigner::from_settings("t1", None, None)
+                .open(&state)
+                .is_err()
+        );
+        let key = SecretString::from("secret".to_owned());
+        let (state, _) = StateSigner::from_settings("t1", None, Some(&key)).issue(&p);
+        assert!(
+            StateSigner::from_settings("t1", Some(&key), None)
+                .open(&state)
+                .is_ok()
+        );
+    }
+}
