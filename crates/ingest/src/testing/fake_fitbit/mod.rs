@@ -19,7 +19,6 @@ mod data;
 mod oauth;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -27,6 +26,8 @@ use axum::Router;
 use axum::routing::{get, post};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
+
+use super::LocalServer;
 
 /// The fake's client registration and behaviour.
 #[derive(Debug, Clone)]
@@ -231,15 +232,8 @@ impl Shared {
 
 /// A running fake Fitbit server; it stops when dropped.
 pub struct FakeFitbit {
-    addr: SocketAddr,
+    server: LocalServer,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeFitbit {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl FakeFitbit {
@@ -255,21 +249,15 @@ impl FakeFitbit {
             .route("/oauth2/revoke", post(oauth::revoke))
             .fallback(data::handle)
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the fake fitbit server");
-        let addr = listener.local_addr().expect("local address");
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .await
-                .expect("fake fitbit server");
-        });
-        FakeFitbit { addr, shared, task }
+        FakeFitbit {
+            server: LocalServer::start(app, "fake fitbit").await,
+            shared,
+        }
     }
 
     /// Base URL of the API (token, revoke and data endpoints), e.g. `http://127.0.0.1:41234`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// The consent page URL (`{url}/oauth2/authorize`).
@@ -295,24 +283,7 @@ impl FakeFitbit {
     /// approves, and returns the redirect Fitbit sends the browser to (`redirect_uri?code&state`).
     /// An `Err` carries the consent page's error text.
     pub async fn consent(&self, consent_url: &str) -> Result<url::Url, String> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("http client");
-        let response = client
-            .get(consent_url)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !response.status().is_redirection() {
-            return Err(response.text().await.unwrap_or_default());
-        }
-        let location = response
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or("redirect without a location")?;
-        url::Url::parse(location).map_err(|e| e.to_string())
+        super::follow_consent(consent_url).await
     }
 
     /// Issues tokens for `user_id` with every scope they did not deny, as a completed consent

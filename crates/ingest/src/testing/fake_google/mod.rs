@@ -23,13 +23,14 @@ mod oauth;
 mod points;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+
+use super::LocalServer;
 
 /// The fake's client registration and behaviour.
 #[derive(Debug, Clone)]
@@ -215,15 +216,8 @@ impl Shared {
 
 /// A running fake Google Health server; it stops when dropped.
 pub struct FakeGoogleHealth {
-    addr: SocketAddr,
+    server: LocalServer,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeGoogleHealth {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl FakeGoogleHealth {
@@ -239,21 +233,15 @@ impl FakeGoogleHealth {
             .route("/revoke", post(oauth::revoke))
             .fallback(data::handle)
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the fake google server");
-        let addr = listener.local_addr().expect("local address");
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .await
-                .expect("fake google server");
-        });
-        FakeGoogleHealth { addr, shared, task }
+        FakeGoogleHealth {
+            server: LocalServer::start(app, "fake google").await,
+            shared,
+        }
     }
 
     /// Base URL of everything (API, consent page, token and revoke endpoints).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// Adds (or replaces) a user; the first one added approves consents.
@@ -283,24 +271,7 @@ impl FakeGoogleHealth {
     /// Plays the participant's browser: opens `consent_url`, approves, and returns the
     /// redirect Google sends the browser to. An `Err` carries the consent page's error text.
     pub async fn consent(&self, consent_url: &str) -> Result<url::Url, String> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("http client");
-        let response = client
-            .get(consent_url)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !response.status().is_redirection() {
-            return Err(response.text().await.unwrap_or_default());
-        }
-        let location = response
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or("redirect without a location")?;
-        url::Url::parse(location).map_err(|e| e.to_string())
+        super::follow_consent(consent_url).await
     }
 
     /// Issues tokens for a user as a completed offline consent would.
