@@ -47,7 +47,7 @@ pub enum Command {
     /// Creates the participant (in `--timezone`) when missing.
     Enroll(EnrollArgs),
 
-    /// Import a participant's Fitbit export or Google Takeout folder (history from before
+    /// Import a participant's Fitbit export or Google Takeout (folder or .zip; history from before
     /// enrolment) and print what was imported and every file that was not.
     Import(ImportArgs),
 

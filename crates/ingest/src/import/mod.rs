@@ -2,8 +2,9 @@
 //! one participant, through the same sink as the sources (the core writer: loading the same
 //! rows twice changes nothing).
 //!
-//! Files are recognised by name wherever they sit, so both `Takeout/Fitbit/Global Export Data/`
-//! and the older `user-site-export/` layout work. Understood: `heart_rate-*.json`
+//! The export is a folder, or the `.zip` archive Takeout downloads as (read in place, one file
+//! at a time). Files are recognised by name wherever they sit, so both
+//! `Takeout/Fitbit/Global Export Data/` and the older `user-site-export/` layout work. Understood: `heart_rate-*.json`
 //! (`{bpm, confidence}`), `steps-*.json`, `calories-*.json`, `distance-*.json` (centimetres, as
 //! Fitbit's account export writes them), `resting_heart_rate-*.json`, `sleep-*.json` (the v1.2
 //! shape, one `sleep_stage` sample every 30 s) and `Daily Heart Rate Variability Summary - *.csv`.
@@ -46,7 +47,8 @@ pub struct ImportArgs {
     #[arg(long, env = "WEARHOUSE_IMPORT_PARTICIPANT")]
     pub participant: String,
 
-    /// The export folder (e.g. `Takeout/` or `user-site-export/`).
+    /// The export: a folder (e.g. `Takeout/` or `user-site-export/`) or the archive Takeout
+    /// downloads as (`takeout-….zip`).
     #[arg(long, env = "WEARHOUSE_IMPORT_PATH")]
     pub path: PathBuf,
 
@@ -91,8 +93,99 @@ pub enum ImportError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{path} is a file but not a zip archive ({reason}); pass the export folder or the Takeout .zip"
+    )]
+    NotAnArchive { path: PathBuf, reason: String },
     #[error(transparent)]
     Store(#[from] wearhouse_core::Error),
+}
+
+/// The files of an export, by their path inside it, read one at a time.
+enum Export {
+    Folder {
+        root: PathBuf,
+        files: Vec<PathBuf>,
+    },
+    Zip {
+        archive: Box<zip::ZipArchive<std::fs::File>>,
+        /// File entries' names (as paths) and their index in the archive.
+        files: Vec<(PathBuf, usize)>,
+    },
+}
+
+impl Export {
+    fn open(path: &Path) -> Result<Export, ImportError> {
+        let io = |source| ImportError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        if std::fs::metadata(path).map_err(io)?.is_dir() {
+            let mut files = Vec::new();
+            walk(path, &mut files)?;
+            let mut files: Vec<PathBuf> = files
+                .into_iter()
+                .map(|f| f.strip_prefix(path).map(Path::to_owned).unwrap_or(f))
+                .collect();
+            files.sort();
+            return Ok(Export::Folder {
+                root: path.to_owned(),
+                files,
+            });
+        }
+        let file = std::fs::File::open(path).map_err(io)?;
+        let archive = zip::ZipArchive::new(file).map_err(|e| ImportError::NotAnArchive {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let mut files: Vec<(PathBuf, usize)> = (0..archive.len())
+            .filter_map(|i| {
+                let name = archive.name_for_index(i)?.ok()?;
+                (!name.ends_with('/')).then(|| (PathBuf::from(name.as_ref()), i))
+            })
+            .collect();
+        files.sort();
+        Ok(Export::Zip {
+            archive: Box::new(archive),
+            files,
+        })
+    }
+
+    fn names(&self) -> Vec<PathBuf> {
+        match self {
+            Export::Folder { files, .. } => files.clone(),
+            Export::Zip { files, .. } => files.iter().map(|(name, _)| name.clone()).collect(),
+        }
+    }
+
+    /// The bytes of file number `i` of [`Export::names`].
+    fn read(&mut self, i: usize) -> Result<Vec<u8>, String> {
+        match self {
+            Export::Folder { root, files } => {
+                std::fs::read(root.join(&files[i])).map_err(|e| format!("cannot read: {e}"))
+            }
+            Export::Zip { archive, files } => {
+                // Only names are matched, nothing is written out; still, a name that would
+                // leave the archive's folder marks an archive not made by an export.
+                let enclosed = files[i].0.components().all(|c| {
+                    matches!(
+                        c,
+                        std::path::Component::Normal(_) | std::path::Component::CurDir
+                    )
+                });
+                if !enclosed {
+                    return Err("its name leaves the archive's folder; not read".into());
+                }
+                let mut entry = archive
+                    .by_index(files[i].1)
+                    .map_err(|e| format!("cannot read from the archive: {e}"))?;
+                let mut bytes = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
+                std::io::Read::read_to_end(&mut entry, &mut bytes)
+                    .map_err(|e| format!("cannot read from the archive: {e}"))?;
+                Ok(bytes)
+            }
+        }
+    }
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ImportError> {
@@ -111,7 +204,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ImportError> {
     Ok(())
 }
 
-/// Imports the export at `path` for `participant`, calling `progress` after each file.
+/// Imports the export at `path` (a folder or a `.zip`) for `participant`, calling `progress`
+/// after each file.
 pub async fn import(
     pool: &PgPool,
     writer: &SampleWriter,
@@ -126,18 +220,16 @@ pub async fn import(
         Timestamps::Utc => Tz::UTC,
         Timestamps::Local => row.timezone.parse().unwrap_or(Tz::UTC),
     };
-    let mut paths = Vec::new();
-    walk(path, &mut paths)?;
-    paths.sort();
+    let mut export = Export::open(path)?;
+    let names = export.names();
     let mut report = ImportReport {
-        files_total: paths.len(),
+        files_total: names.len(),
         ..Default::default()
     };
-    for (i, file) in paths.iter().enumerate() {
-        let read: Result<Vec<Sample>, String> = match std::fs::read(file) {
-            Ok(bytes) => files::read(participant, tz, file, &bytes),
-            Err(e) => Err(format!("cannot read: {e}")),
-        };
+    for (i, name) in names.iter().enumerate() {
+        let read: Result<Vec<Sample>, String> = export
+            .read(i)
+            .and_then(|bytes| files::read(participant, tz, name, &bytes));
         match read {
             Ok(samples) => {
                 let summary = writer.write(&mut conn, &samples).await?;
@@ -146,13 +238,13 @@ pub async fn import(
                 report.rows_written += summary.inserted + summary.updated;
             }
             Err(reason) => report.unread.push(Unread {
-                path: file.strip_prefix(path).unwrap_or(file).to_owned(),
+                path: name.clone(),
                 reason,
             }),
         }
         progress(Progress {
             files_done: i + 1,
-            files_total: paths.len(),
+            files_total: names.len(),
             rows_read: report.rows_read,
         });
     }
