@@ -48,6 +48,12 @@ pub struct PipelineArgs {
         value_name = "YYYY-MM-DD"
     )]
     pub backfill_from: Option<NaiveDate>,
+
+    /// After a large load on TimescaleDB, materialise the 1-minute buckets row by row instead
+    /// of compressing them as they are materialised (TimescaleDB marks that as experimental;
+    /// this turns it off without a new release). About twice as slow for a large load.
+    #[arg(long, env = "WEARHOUSE_NO_COMPRESS_ON_REFRESH")]
+    pub no_compress_on_refresh: bool,
 }
 
 impl PipelineArgs {
@@ -302,8 +308,9 @@ impl Pipeline {
         if large {
             store::analyze_samples(&mut *self.pool.acquire().await?).await?;
         }
+        let compress = large && !self.args.no_compress_on_refresh;
         self.sink
-            .refresh_pending(&self.pool, self.args.workers(), large)
+            .refresh_pending(&self.pool, self.args.workers(), compress)
             .await?;
         if large {
             store::analyze_rollups(&mut *self.pool.acquire().await?, self.sink.backend()).await?;
