@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use serde::Serialize;
-use sqlx::{Acquire, PgConnection, PgPool};
+use sqlx::{Acquire, ConnectOptions, PgConnection, PgPool};
 
 use crate::error::{Error, Result};
 use crate::sample::Sample;
@@ -602,6 +602,9 @@ fn put_text(buf: &mut Vec<u8>, text: Option<&str>) {
     }
 }
 
+/// How often a long refresh reports its progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The continuous aggregates, finest first (each coarser one is built from the one before):
 /// bucket width and the longest window one refresh call materialises, in seconds. A day of
 /// 1-minute buckets is a few hundred thousand rows at 1,000 participants, so a refresh's sort
@@ -653,15 +656,36 @@ pub async fn refresh_rollups_concurrently(
     }
     let mut mode = RefreshMode::detect(&mut *pool.acquire().await?).await?;
     mode.direct_compress &= bulk;
+    // Each window gets a connection of its own, like the pool's but for one thing: a window
+    // that takes seconds is expected here, so sqlx's slow-statement warning (one per window,
+    // hundreds in a backfill) waits for a minute and is information, not a warning.
+    let options = pool
+        .connect_options()
+        .as_ref()
+        .clone()
+        .log_slow_statements(log::LevelFilter::Info, std::time::Duration::from_secs(60));
+    let options = &options;
     for (view, width, window) in AGGREGATES {
-        let mut refreshes = futures::stream::iter(refresh_windows(ranges, width, window))
+        let windows = refresh_windows(ranges, width, window);
+        let total = windows.len();
+        let mut refreshes = futures::stream::iter(windows)
             .map(|(start, end)| async move {
-                let mut conn = pool.acquire().await?;
-                refresh_window(&mut conn, view, start, end, mode).await
+                let mut conn = <PgConnection as sqlx::Connection>::connect_with(options).await?;
+                refresh_window(&mut conn, view, start, end, mode).await?;
+                sqlx::Connection::close(conn).await?;
+                Ok::<_, Error>(())
             })
             .buffer_unordered(parallel.max(1));
-        while let Some(done) = refreshes.next().await {
-            done?;
+        // A backfill of a large cohort can take minutes here: say how far it is, every few
+        // seconds.
+        let (mut done, mut last_report) = (0, std::time::Instant::now());
+        while let Some(refreshed) = refreshes.next().await {
+            refreshed?;
+            done += 1;
+            if last_report.elapsed() >= PROGRESS_EVERY && done < total {
+                tracing::info!(aggregate = view, windows = done, of = total, "refreshing");
+                last_report = std::time::Instant::now();
+            }
         }
     }
     Ok(())
