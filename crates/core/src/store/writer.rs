@@ -630,7 +630,7 @@ pub async fn refresh_rollups(
     let mode = RefreshMode::detect(conn).await?;
     for (view, width, window) in AGGREGATES {
         for (start, end) in refresh_windows(&[range], width, window) {
-            refresh_window(conn, view, start, end, mode).await?;
+            refresh_window(conn, view, start, end, mode.single_pass).await?;
         }
     }
     Ok(())
@@ -654,16 +654,24 @@ pub async fn refresh_rollups_concurrently(
     if backend.rollups_are_tables || ranges.is_empty() {
         return Ok(());
     }
-    let mut mode = RefreshMode::detect(&mut *pool.acquire().await?).await?;
-    mode.direct_compress &= bulk;
+    let mode = RefreshMode::detect(&mut *pool.acquire().await?).await?;
     // Each window gets a connection of its own, like the pool's but for one thing: a window
     // that takes seconds is expected here, so sqlx's slow-statement warning (one per window,
     // hundreds in a backfill) waits for a minute and is information, not a warning.
-    let options = pool
+    let mut options = pool
         .connect_options()
         .as_ref()
         .clone()
         .log_slow_statements(log::LevelFilter::Info, std::time::Duration::from_secs(60));
+    if bulk && mode.can_compress {
+        // TimescaleDB warns about every window whose estimate is too small to compress (it
+        // then materialises that window row by row, as it would anyway): expected, so these
+        // connections report only errors.
+        options = options.options([
+            ("timescaledb.enable_direct_compress_on_cagg_refresh", "on"),
+            ("client_min_messages", "error"),
+        ]);
+    }
     let options = &options;
     for (view, width, window) in AGGREGATES {
         let windows = refresh_windows(ranges, width, window);
@@ -671,7 +679,7 @@ pub async fn refresh_rollups_concurrently(
         let mut refreshes = futures::stream::iter(windows)
             .map(|(start, end)| async move {
                 let mut conn = <PgConnection as sqlx::Connection>::connect_with(options).await?;
-                refresh_window(&mut conn, view, start, end, mode).await?;
+                refresh_window(&mut conn, view, start, end, mode.single_pass).await?;
                 sqlx::Connection::close(conn).await?;
                 Ok::<_, Error>(())
             })
@@ -725,13 +733,13 @@ struct RefreshMode {
     /// several times slower for a day of 1-minute buckets.
     single_pass: bool,
     /// It can compress while it materialises into a compressed aggregate (the 1-minute one,
-    /// see migration 20261122000032), and the caller wants it to.
-    direct_compress: bool,
+    /// see migration 20261122000032) when the session asks it to.
+    can_compress: bool,
 }
 
 impl RefreshMode {
     async fn detect(conn: &mut PgConnection) -> Result<Self> {
-        let (single_pass, direct_compress): (bool, bool) = sqlx::query_as(
+        let (single_pass, can_compress): (bool, bool) = sqlx::query_as(
             "select coalesce((select bool_or(pronargs >= 5) from pg_proc
                               where proname = 'refresh_continuous_aggregate'), false),
                     current_setting('timescaledb.enable_direct_compress_on_cagg_refresh', true)
@@ -741,7 +749,7 @@ impl RefreshMode {
         .await?;
         Ok(Self {
             single_pass,
-            direct_compress,
+            can_compress,
         })
     }
 }
@@ -751,35 +759,21 @@ async fn refresh_window(
     view: &str,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
-    mode: RefreshMode,
+    single_pass: bool,
 ) -> Result<()> {
-    let options = if mode.single_pass {
+    let options = if single_pass {
         r#", options => '{"buckets_per_batch": 0}'"#
     } else {
         ""
     };
     // refresh_continuous_aggregate refuses to run inside a transaction block, so it goes
-    // as a simple-protocol statement of its own; the bounds are formatted by us, not user
-    // input. The setting only acts on aggregates with compression enabled.
+    // as a simple-protocol statement; the bounds are formatted by us, not user input.
     let sql = format!(
         "call refresh_continuous_aggregate('{view}', timestamptz '{}', timestamptz '{}'{options})",
         start.to_rfc3339(),
         end.to_rfc3339()
     );
-    // With direct compression, TimescaleDB warns about every window whose estimate is too
-    // small to compress (it then materialises that window row by row, as it would anyway):
-    // expected, so only errors are reported for the call.
-    const DIRECT: &str = "set timescaledb.enable_direct_compress_on_cagg_refresh = on;
-                          set client_min_messages = error";
-    const ROW_BY_ROW: &str = "reset timescaledb.enable_direct_compress_on_cagg_refresh;
-                              reset client_min_messages";
-    if mode.direct_compress {
-        sqlx::raw_sql(DIRECT).execute(&mut *conn).await?;
-    }
     sqlx::raw_sql(&sql).execute(&mut *conn).await?;
-    if mode.direct_compress {
-        sqlx::raw_sql(ROW_BY_ROW).execute(&mut *conn).await?;
-    }
     Ok(())
 }
 
