@@ -679,7 +679,20 @@ pub async fn refresh_rollups_concurrently(
         let mut refreshes = futures::stream::iter(windows)
             .map(|(start, end)| async move {
                 let mut conn = <PgConnection as sqlx::Connection>::connect_with(options).await?;
-                refresh_window(&mut conn, view, start, end, mode.single_pass).await?;
+                // Windows of one aggregate refreshed side by side now and then collide in
+                // TimescaleDB's catalogue ("tuple concurrently deleted"); a refresh is
+                // idempotent, so that window simply goes again.
+                let mut attempt = 1;
+                loop {
+                    match refresh_window(&mut conn, view, start, end, mode.single_pass).await {
+                        Err(e) if attempt < 3 && is_catalogue_collision(&e) => {
+                            tracing::debug!(aggregate = view, %start, attempt, "refresh collided; again");
+                            tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                            attempt += 1;
+                        }
+                        done => break done?,
+                    }
+                }
                 sqlx::Connection::close(conn).await?;
                 Ok::<_, Error>(())
             })
@@ -723,6 +736,15 @@ fn refresh_windows(
     windows.sort();
     windows.dedup();
     windows
+}
+
+/// Whether `e` is PostgreSQL's report of two transactions changing one catalogue row, which
+/// concurrent refreshes of one continuous aggregate occasionally meet.
+fn is_catalogue_collision(e: &Error) -> bool {
+    let Error::Database(sqlx::Error::Database(db)) = e else {
+        return false;
+    };
+    db.code().as_deref() == Some("XX000") && db.message().starts_with("tuple concurrently")
 }
 
 /// What the server's `refresh_continuous_aggregate` can do beyond the basic call.
