@@ -83,6 +83,16 @@ async fn participant_in_new_york(db: &TestDb) -> ParticipantId {
     id
 }
 
+/// Imports `path` for `id` in local time, without watching progress.
+async fn import_quietly(
+    db: &TestDb,
+    id: &ParticipantId,
+    path: &Path,
+) -> Result<import::ImportReport, import::ImportError> {
+    let writer = SampleWriter::new(&db.backend);
+    import::import(&db.pool, &writer, id, path, Timestamps::Local, |_| {}).await
+}
+
 async fn raw_rows(db: &TestDb) -> Vec<Row> {
     sqlx::query_as(
         "select data_type, timestamp, value_numeric, value_text from raw_data
@@ -149,16 +159,7 @@ async fn an_export_is_imported_in_the_participants_zone_once_and_unknown_files_a
         None
     )));
 
-    let again = import::import(
-        &db.pool,
-        &writer,
-        &id,
-        dir.path(),
-        Timestamps::Local,
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let again = import_quietly(&db, &id, dir.path()).await.unwrap();
     assert_eq!(again.rows_read, report.rows_read);
     assert_eq!(again.rows_written, 0, "importing again changes nothing");
     let count: i64 = sqlx::query_scalar("select count(*) from raw_data")
@@ -231,16 +232,7 @@ async fn a_takeout_zip_imports_the_same_rows_as_its_folder() {
 
     let id = participant_in_new_york(&folder_db).await;
     participant_in_new_york(&zip_db).await;
-    let from_folder = import::import(
-        &folder_db.pool,
-        &SampleWriter::new(&folder_db.backend),
-        &id,
-        &export,
-        Timestamps::Local,
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let from_folder = import_quietly(&folder_db, &id, &export).await.unwrap();
     let mut seen = Vec::new();
     let from_zip = import::import(
         &zip_db.pool,
@@ -287,17 +279,10 @@ async fn a_file_that_is_not_a_zip_is_refused_with_what_to_pass_instead() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("steps-2026-10-05.json");
     std::fs::write(&file, "[]").unwrap();
-    let err = import::import(
-        &db.pool,
-        &SampleWriter::new(&db.backend),
-        &id,
-        &file,
-        Timestamps::Local,
-        |_| {},
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let err = import_quietly(&db, &id, &file)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not a zip archive"), "{err}");
     assert!(
         err.contains("pass the export folder or the Takeout .zip"),

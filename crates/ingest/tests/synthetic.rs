@@ -179,19 +179,6 @@ async fn a_synthetic_load_on_plain_postgresql_leaves_adherence_days_for_every_pa
     }
 }
 
-/// TimescaleDB's aggregates without real-time aggregation: reads see only what was
-/// materialised.
-async fn materialized_only(pool: &sqlx::PgPool) {
-    for view in ["data_1m", "data_1h", "data_1d"] {
-        sqlx::raw_sql(&format!(
-            "alter materialized view {view} set (timescaledb.materialized_only = true)"
-        ))
-        .execute(pool)
-        .await
-        .unwrap();
-    }
-}
-
 /// A load of over 100,000 rows takes the bulk path: statistics before the refresh, and on
 /// TimescaleDB the 1-minute buckets compressed as they are materialised. The run itself
 /// leaves every rollup materialised and equal to raw data (read here without real-time
@@ -217,7 +204,7 @@ async fn a_large_load_leaves_its_rollups_materialised_and_exact() {
             .await
             .unwrap();
             assert_eq!(compressed, 0);
-            materialized_only(&plain.pool).await;
+            common::materialized_only(&plain.pool).await;
             let mismatches = common::rollup_mismatches(&plain.pool).await;
             assert!(mismatches.is_empty(), "{mismatches:#?}");
         }
@@ -227,7 +214,7 @@ async fn a_large_load_leaves_its_rollups_materialised_and_exact() {
             .unwrap();
         assert!(rows > 100_000, "{rows} rows is not a large load");
         if b == TestBackend::Timescaledb {
-            materialized_only(&db.pool).await;
+            common::materialized_only(&db.pool).await;
             // Whole days are compressed; an edge window that the planner expects to hold
             // fewer than ten rows is materialised row by row, as TimescaleDB does then.
             let states: Vec<(i64, bool)> = sqlx::query_as(

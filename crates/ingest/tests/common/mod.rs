@@ -115,3 +115,16 @@ pub async fn refresh_all(pool: &PgPool) {
         }
     }
 }
+
+/// TimescaleDB's aggregates without real-time aggregation: reads see only what was
+/// materialised.
+pub async fn materialized_only(pool: &sqlx::PgPool) {
+    for view in ["data_1m", "data_1h", "data_1d"] {
+        sqlx::raw_sql(&format!(
+            "alter materialized view {view} set (timescaledb.materialized_only = true)"
+        ))
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+}
