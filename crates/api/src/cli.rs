@@ -1,11 +1,10 @@
 //! Command line of `wearhouse-api`.
 
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
-use wearhouse_core::config::{DatabaseArgs, ListenArgs, TelemetryArgs};
+use wearhouse_core::config::{DatabaseArgs, ListenArgs, MigrateArgs, TelemetryArgs};
+use wearhouse_core::process::{self, LogOutput, Shutdown};
 
-use crate::migrate::MigrateArgs;
-use crate::startup::{Application, ServeArgs, shutdown_signal};
+use crate::startup::{Application, ServeArgs};
 
 /// The wearhouse REST API and schema migrations.
 #[derive(Debug, Parser)]
@@ -44,7 +43,7 @@ pub enum Command {
 
 /// Runs the command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    wearhouse_core::telemetry::init_tracing(&cli.telemetry);
+    process::init_telemetry(&cli.telemetry, LogOutput::Stdout);
     match cli.command {
         Command::Migrate { database, args } => crate::migrate::run(&database, &args).await,
         Command::Serve {
@@ -53,13 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             args,
         } => {
             let app = Application::build(&database, &listen, &args).await?;
-            let shutdown = CancellationToken::new();
-            let trigger = shutdown.clone();
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                trigger.cancel();
-            });
-            app.run(shutdown).await
+            app.run(Shutdown::on_signals().token().clone()).await
         }
     }
 }

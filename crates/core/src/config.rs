@@ -4,11 +4,25 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::{Args, FromArgMatches, ValueEnum};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::error::Error;
+
+/// A clap argument block parsed from `args` alone, environment variables ignored: with no
+/// arguments, the block's `default_value`s. Defaults are written once, in the `#[arg]`
+/// attributes; `Default` impls, tests and benchmarks get them through here.
+pub fn parse_args<T: Args + FromArgMatches>(args: &[&str]) -> Result<T, clap::Error> {
+    let command = T::augment_args(clap::Command::new("defaults").no_binary_name(true))
+        .mut_args(|arg| arg.env(None::<&str>));
+    T::from_arg_matches(&command.try_get_matches_from(args)?)
+}
+
+/// The defaults of a clap argument block that needs no argument (see [`parse_args`]).
+pub fn defaults<T: Args + FromArgMatches>() -> T {
+    parse_args(&[]).unwrap_or_else(|e| panic!("an argument block without defaults: {e}"))
+}
 
 /// Database connection settings.
 #[derive(Debug, Clone, Args)]
@@ -27,13 +41,10 @@ pub struct DatabaseArgs {
 }
 
 impl DatabaseArgs {
-    /// Settings for `url` with default pool sizes.
+    /// Settings for `url` with the default pool sizes.
     pub fn from_url(url: impl Into<String>) -> Self {
-        DatabaseArgs {
-            database_url: SecretString::from(url.into()),
-            db_max_connections: 10,
-            db_acquire_timeout_secs: 5,
-        }
+        let url = url.into();
+        parse_args(&["--database-url", &url]).expect("a database URL is all DatabaseArgs needs")
     }
 
     /// Parsed connection options.
@@ -95,4 +106,21 @@ pub struct TelemetryArgs {
     /// Log filter in tracing's EnvFilter syntax, e.g. "info,wearhouse_core=debug".
     #[arg(long, global = true, env = "WEARHOUSE_LOG", default_value = "info")]
     pub log: String,
+}
+
+/// Settings used when the schema is first created (ignored by later runs).
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// Build the plain-PostgreSQL schema even where TimescaleDB is available.
+    #[arg(long, env = "WEARHOUSE_NO_TIMESCALEDB")]
+    pub no_timescaledb: bool,
+
+    /// TimescaleDB chunk interval of raw_data.
+    #[arg(long, env = "WEARHOUSE_CHUNK_INTERVAL", default_value = "1 day")]
+    pub chunk_interval: String,
+
+    /// TimescaleDB compresses raw_data chunks older than this, and the 1-minute aggregate's
+    /// chunks older than this or 3 days (its refresh window), whichever is longer.
+    #[arg(long, env = "WEARHOUSE_COMPRESS_AFTER", default_value = "3 days")]
+    pub compress_after: String,
 }

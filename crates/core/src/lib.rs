@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod metric;
 pub mod participant;
+pub mod process;
 pub mod resolution;
 pub mod sample;
 pub mod store;

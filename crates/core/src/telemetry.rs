@@ -1,4 +1,4 @@
-//! Logging and metrics. [`init_tracing`] sets up structured logs once per process; a
+//! Metrics. (Logs are set up by [`crate::process::init_telemetry`].) A
 //! [`MetricsRegistry`] collects the Prometheus metrics a service registers and renders them for
 //! `/metrics`. [`ops_router`] serves `/health` and `/metrics` for services that have no other
 //! HTTP surface.
@@ -8,27 +8,6 @@ use std::sync::{Arc, Mutex};
 use axum::{Router, http::header, response::IntoResponse, routing::get};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
-
-use crate::config::{LogFormat, TelemetryArgs};
-
-/// Installs the global tracing subscriber. Calling it twice is harmless (the second call
-/// keeps the first subscriber), so tests and binaries can both call it.
-pub fn init_tracing(args: &TelemetryArgs) {
-    let filter = EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
-    let _ = match args.log_format {
-        LogFormat::Json => registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true),
-            )
-            .try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer().with_target(true)).try_init(),
-    };
-}
 
 /// A Prometheus registry shared by the parts of one service. Metrics are registered at
 /// start-up; the registry is encoded on every scrape.

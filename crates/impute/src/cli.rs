@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use wearhouse_core::Metric;
+use wearhouse_core::process::{self, LogOutput};
 
 use crate::arima::{ArimaFit, ArimaOrder, FitOptions, OrderGrid};
 use crate::fill::{FillConfig, fill_arima};
@@ -48,16 +49,16 @@ pub struct FitArgs {
     #[arg(long, env = "WEARHOUSE_IMPUTE_METRIC", default_value = "heart_rate")]
     pub metric: Metric,
     /// Longest run of missing points that is filled; longer runs (non-wear) stay empty.
-    #[arg(long, env = "WEARHOUSE_IMPUTE_MAX_GAP", default_value_t = 60)]
+    #[arg(long, env = "WEARHOUSE_IMPUTE_MAX_GAP", default_value_t = FillConfig::default().max_gap)]
     pub max_gap: usize,
     /// Largest AR order tried when selecting by AIC.
-    #[arg(long, env = "WEARHOUSE_IMPUTE_MAX_P", default_value_t = 2)]
+    #[arg(long, env = "WEARHOUSE_IMPUTE_MAX_P", default_value_t = OrderGrid::default().max_p)]
     pub max_p: usize,
     /// Largest differencing order tried when selecting by AIC.
-    #[arg(long, env = "WEARHOUSE_IMPUTE_MAX_D", default_value_t = 1)]
+    #[arg(long, env = "WEARHOUSE_IMPUTE_MAX_D", default_value_t = OrderGrid::default().max_d)]
     pub max_d: usize,
     /// Largest MA order tried when selecting by AIC.
-    #[arg(long, env = "WEARHOUSE_IMPUTE_MAX_Q", default_value_t = 2)]
+    #[arg(long, env = "WEARHOUSE_IMPUTE_MAX_Q", default_value_t = OrderGrid::default().max_q)]
     pub max_q: usize,
 }
 
@@ -177,7 +178,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(args) => {
-            crate::run::init_tracing(&args.telemetry);
+            // Standard output carries the JSON result.
+            process::init_telemetry(&args.telemetry, LogOutput::Stderr);
             let outcome = runtime()?.block_on(crate::run::run_command(&args))?;
             let mut out = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut out, &outcome)?;
@@ -185,7 +187,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Worker(args) => {
-            wearhouse_core::telemetry::init_tracing(&args.telemetry);
+            process::init_telemetry(&args.telemetry, LogOutput::Stdout);
             runtime()?.block_on(crate::worker::main(&args))
         }
     }

@@ -41,13 +41,10 @@ pub struct JobSettings {
     pub heartbeat_secs: u64,
 }
 
+/// The defaults of the command line (environment variables aside).
 impl Default for JobSettings {
     fn default() -> Self {
-        JobSettings {
-            max_gap_minutes: 60,
-            order: None,
-            heartbeat_secs: 10,
-        }
+        wearhouse_core::config::defaults()
     }
 }
 

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use chrono::TimeDelta;
 use clap::Args;
 use uuid::Uuid;
-use wearhouse_core::config::{DatabaseArgs, LogFormat, TelemetryArgs};
+use wearhouse_core::config::{DatabaseArgs, TelemetryArgs};
 use wearhouse_core::time::parse_instant;
 use wearhouse_core::{Metric, ParticipantId, TimeRange};
 
@@ -45,26 +45,6 @@ pub struct RunArgs {
     pub settings: JobSettings,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
-}
-
-/// Logs of `run` go to standard error: standard output carries the JSON result.
-pub fn init_tracing(args: &TelemetryArgs) {
-    use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
-    let _ = match args.log_format {
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_writer(std::io::stderr),
-            )
-            .try_init(),
-        LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .try_init(),
-    };
 }
 
 /// Runs `run` and returns what the job did.

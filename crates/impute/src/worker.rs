@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use wearhouse_core::config::{DatabaseArgs, TelemetryArgs};
+use wearhouse_core::process::Shutdown;
 use wearhouse_core::telemetry::ops_router;
 
 use crate::jobs::{self, JobSettings};
@@ -65,14 +66,10 @@ pub struct QueueSettings {
     pub worker_id: Option<String>,
 }
 
+/// The defaults of the command line (environment variables aside).
 impl Default for QueueSettings {
     fn default() -> Self {
-        QueueSettings {
-            poll_secs: 30,
-            lease_secs: 60,
-            max_attempts: 3,
-            worker_id: None,
-        }
+        wearhouse_core::config::defaults()
     }
 }
 
@@ -171,9 +168,12 @@ impl Worker {
                     .into_future(),
             )
         };
-        let background = CancellationToken::new();
-        let listen = tokio::spawn(listen(shared.clone(), background.clone()));
-        let gauge = tokio::spawn(refresh_queue_depth(shared.clone(), background.clone()));
+        let background = Shutdown::new();
+        background.spawn(listen(shared.clone(), background.token().clone()));
+        background.spawn(refresh_queue_depth(
+            shared.clone(),
+            background.token().clone(),
+        ));
         let slots: Vec<_> = (0..self.concurrency)
             .map(|_| tokio::spawn(slot(shared.clone(), shutdown.clone())))
             .collect();
@@ -183,8 +183,7 @@ impl Worker {
             }
         }
         background.cancel();
-        let _ = listen.await;
-        let _ = gauge.await;
+        background.wait().await;
         ops_stop.cancel();
         let _ = ops.await;
         if tokio::time::timeout(Duration::from_secs(5), shared.pool.close())
@@ -347,34 +346,9 @@ async fn take_one(shared: &Shared) -> Result<bool, wearhouse_core::Error> {
     Ok(true)
 }
 
-/// Resolves when SIGTERM or SIGINT arrives.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutdown requested; finishing the running jobs");
-}
-
 /// `wearhouse-impute worker`: runs until SIGTERM/SIGINT.
 pub async fn main(args: &WorkerArgs) -> anyhow::Result<()> {
     let worker = Worker::build(args).await?;
-    let shutdown = CancellationToken::new();
-    let token = shutdown.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        token.cancel();
-    });
-    worker.run(shutdown).await
+    let shutdown = Shutdown::on_signals();
+    worker.run(shutdown.token().clone()).await
 }

@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use wearhouse_core::config::{DatabaseArgs, TelemetryArgs};
+use wearhouse_core::process::{self, LogOutput, Shutdown};
 
 use crate::cohort::CohortArgs;
 use crate::daemon::DaemonArgs;
@@ -71,8 +72,8 @@ pub struct RunArgs {
 
 /// Runs the command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    wearhouse_core::telemetry::init_tracing(&cli.telemetry);
-    let shutdown = shutdown_on_signal();
+    process::init_telemetry(&cli.telemetry, LogOutput::Stdout);
+    let shutdown = Shutdown::on_signals().token().clone();
     match cli.command {
         Command::Synthetic(args) => {
             let report = crate::cohort::run(&args, &shutdown).await?;
@@ -135,20 +136,4 @@ async fn run_once(args: RunArgs, shutdown: &CancellationToken) -> anyhow::Result
             .join("; ")
     );
     Ok(())
-}
-
-/// A token cancelled on the first SIGTERM or SIGINT.
-pub fn shutdown_on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install the SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
-            _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutdown requested"),
-        }
-        cancel.cancel();
-    });
-    token
 }

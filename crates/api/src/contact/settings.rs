@@ -76,21 +76,9 @@ pub struct ContactArgs {
     pub contact_rate_refill_secs: u64,
 }
 
+/// The defaults of the command line (environment variables aside).
 impl Default for ContactArgs {
     fn default() -> Self {
-        ContactArgs {
-            smtp_host: None,
-            smtp_port: 587,
-            smtp_tls: SmtpTls::Starttls,
-            smtp_username: None,
-            smtp_password: None,
-            smtp_password_file: None,
-            smtp_from: "wearhouse <wearhouse@localhost>".into(),
-            contact_to: Vec::new(),
-            contact_retry_secs: 30,
-            contact_csrf_secret: None,
-            contact_rate_burst: 5,
-            contact_rate_refill_secs: 60,
-        }
+        wearhouse_core::config::defaults()
     }
 }

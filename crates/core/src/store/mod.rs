@@ -153,12 +153,19 @@ pub struct MigrateSettings {
     pub compress_after: String,
 }
 
+/// The defaults of the `migrate` command line.
 impl Default for MigrateSettings {
     fn default() -> Self {
+        Self::from(&crate::config::defaults::<crate::config::MigrateArgs>())
+    }
+}
+
+impl From<&crate::config::MigrateArgs> for MigrateSettings {
+    fn from(args: &crate::config::MigrateArgs) -> Self {
         MigrateSettings {
-            timescaledb: true,
-            chunk_interval: "1 day".into(),
-            compress_after: "3 days".into(),
+            timescaledb: !args.no_timescaledb,
+            chunk_interval: args.chunk_interval.clone(),
+            compress_after: args.compress_after.clone(),
         }
     }
 }
