@@ -3,6 +3,7 @@
 //! Label values are bounded: the route is the matched template (`/participants/{id}`), never
 //! the raw path, and unmatched paths share one label.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -16,8 +17,6 @@ use prometheus_client::metrics::histogram::Histogram;
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 use wearhouse_core::telemetry::MetricsRegistry;
-
-use crate::state::AppState;
 
 /// Label of requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -210,7 +209,11 @@ async fn participants_without_data(pool: &PgPool, days: u32) -> Result<i64, sqlx
 }
 
 /// Middleware that counts every request by its route template, method and status.
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn track(
+    State(metrics): State<Arc<ApiMetrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -219,7 +222,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let method = request.method().as_str().to_owned();
     let started = Instant::now();
     let response = next.run(request).await;
-    state.metrics.observe(
+    metrics.observe(
         &route,
         &method,
         response.status().as_u16(),

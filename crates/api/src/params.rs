@@ -1,8 +1,9 @@
 //! Query-string parsing that names the parameter at fault. Axum's `Query<T>` rejects with
-//! plain text and cannot express repeated keys (`participant_id=a&participant_id=b`), so
-//! handlers read the decoded pairs through [`QueryParams`] and every failure becomes an
-//! [`ApiError::InvalidParameter`]. Unknown parameters are ignored; an empty value counts as
-//! absent, as HTML forms send them.
+//! plain text and cannot express repeated keys (`participant_id=a&participant_id=b`), so a
+//! handler's parameter struct implements [`FromQuery`] over the decoded pairs
+//! ([`QueryParams`]) and every failure becomes an [`ApiError::InvalidParameter`]. The same
+//! struct derives `utoipa::IntoParams`, so `/openapi.json` documents what is really parsed.
+//! Unknown parameters are ignored; an empty value counts as absent, as HTML forms send them.
 
 use std::str::FromStr;
 
@@ -74,6 +75,25 @@ impl QueryParams {
             ));
         }
         Ok(Some(n))
+    }
+}
+
+/// A parameter struct read from the decoded pairs; each failure names its parameter.
+pub trait FromQuery: Sized {
+    /// Parses and checks every parameter, in the order the struct documents them.
+    fn from_query(query: &QueryParams) -> Result<Self, ApiError>;
+}
+
+/// Extractor of a [`FromQuery`] struct; a failure answers 400 `invalid_parameter`.
+#[derive(Debug, Clone)]
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: FromQuery> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Ok(query) = QueryParams::from_request_parts(parts, state).await;
+        T::from_query(&query).map(Params)
     }
 }
 

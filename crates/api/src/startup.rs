@@ -21,7 +21,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
-use wearhouse_core::config::{DatabaseArgs, ListenArgs};
+use wearhouse_core::config::{self, DatabaseArgs, ListenArgs};
+use wearhouse_core::process::Shutdown;
 
 use crate::contact::ContactService;
 use crate::contact::settings::ContactArgs;
@@ -67,16 +68,10 @@ pub struct ServeArgs {
     pub contact: ContactArgs,
 }
 
+/// The defaults of the command line (environment variables aside).
 impl Default for ServeArgs {
     fn default() -> Self {
-        ServeArgs {
-            request_timeout_secs: 30,
-            shutdown_grace_secs: 30,
-            statement_timeout_secs: 30,
-            cors_origins: Vec::new(),
-            stale_after_days: 3,
-            contact: ContactArgs::default(),
-        }
+        config::defaults()
     }
 }
 
@@ -123,10 +118,12 @@ impl Application {
     }
 
     /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight requests
-    /// finish for the grace period, and closes the database pool.
+    /// finish for the grace period, lets the outbox finish the e-mail in hand, and closes the
+    /// database pool.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(address = %self.local_addr(), "serving the API");
-        let outbox = tokio::spawn(self.contact.outbox.clone().run(shutdown.clone()));
+        let tasks = Shutdown::with_token(shutdown.clone());
+        tasks.spawn(self.contact.outbox.clone().run(shutdown.clone()));
         let token = shutdown.clone();
         // Without TCP_NODELAY the last segment of an answer can wait for the client's
         // delayed ACK. The peer address is the contact form's rate-limit key when no proxy
@@ -150,10 +147,7 @@ impl Application {
             }
         }
         shutdown.cancel();
-        if tokio::time::timeout(Duration::from_secs(25), outbox)
-            .await
-            .is_err()
-        {
+        if !tasks.drain(Duration::from_secs(25)).await {
             tracing::warn!("contact outbox did not stop in time");
         }
         if tokio::time::timeout(Duration::from_secs(5), self.pool.close())
@@ -195,10 +189,11 @@ pub fn app_with(
     args: &ServeArgs,
     contact: Arc<ContactService>,
 ) -> anyhow::Result<Router> {
+    let routes = routes::routes();
     let metrics = Arc::new(ApiMetrics::new(
         args.stale_after_days,
         pool.options().get_max_connections(),
-        routes::ROUTES,
+        routes.get_templates(),
     ));
     let state = AppState {
         pool,
@@ -220,10 +215,11 @@ pub fn app_with(
             tracing::info_span!("request", method = %request.method(), route, path = %request.uri().path(), request_id)
         })
         .on_response(DefaultOnResponse::new().level(Level::INFO));
-    let mut router = routes::router()
+    let mut router = routes
+        .into_router()
         .layer(middleware::from_fn_with_state(timeout, request_timeout))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.metrics.clone(),
             metrics::track,
         ));
     if let Some(cors) = cors(&args.cors_origins)? {
@@ -273,27 +269,4 @@ fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
             .allow_headers([header::ACCEPT, header::CONTENT_TYPE])
             .expose_headers([REQUEST_ID]),
     ))
-}
-
-/// Resolves when SIGTERM or SIGINT arrives.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutdown requested");
 }

@@ -1,14 +1,17 @@
-//! What every handler shares: the database pool and the metrics.
+//! What the handlers share. Each handler extracts only the part it needs (`State<PgPool>`,
+//! `State<Arc<ApiMetrics>>`, `State<Arc<ContactService>>`) through `FromRef`, so the contact
+//! and metrics modules know nothing of this struct.
 
 use std::sync::Arc;
 
+use axum::extract::FromRef;
 use sqlx::PgPool;
 
 use crate::contact::ContactService;
 use crate::metrics::ApiMetrics;
 
 /// Application state, cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub pool: PgPool,
     pub metrics: Arc<ApiMetrics>,

@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -30,7 +30,6 @@ use self::limit::RateLimiter;
 use self::mailer::{MailError, Mailer};
 use self::outbox::Outbox;
 use self::settings::ContactArgs;
-use crate::state::AppState;
 
 /// Largest accepted form body: the longest message with every field at its limit fits.
 const BODY_LIMIT: usize = 32 * 1024;
@@ -67,8 +66,13 @@ impl ContactService {
     }
 }
 
-/// Routes of this resource.
-pub fn router() -> Router<AppState> {
+/// Routes of this resource, for any app state that holds the contact service and the pool.
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<ContactService>: FromRef<S>,
+    PgPool: FromRef<S>,
+{
     Router::new()
         .route("/contact", get(show).post(submit))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -162,15 +166,19 @@ fn unknown_participant(id: &str) -> FieldError {
     )
 }
 
-async fn show(State(state): State<AppState>, Query(params): Query<ShowParams>) -> Response {
-    let service = &state.contact;
+async fn show(
+    State(contact): State<Arc<ContactService>>,
+    State(pool): State<PgPool>,
+    Query(params): Query<ShowParams>,
+) -> Response {
+    let service = &*contact;
     let form = ContactForm {
         participant_id: params.participant_id.unwrap_or_default().trim().to_owned(),
         ..ContactForm::default()
     };
     let mut errors = Vec::new();
     if !form.participant_id.is_empty() {
-        match participant_exists(&state.pool, &form.participant_id).await {
+        match participant_exists(&pool, &form.participant_id).await {
             Ok(true) => {}
             Ok(false) => errors.push(unknown_participant(&form.participant_id)),
             Err(e) => return unavailable(&e),
@@ -180,12 +188,13 @@ async fn show(State(state): State<AppState>, Query(params): Query<ShowParams>) -
 }
 
 async fn submit(
-    State(state): State<AppState>,
+    State(contact): State<Arc<ContactService>>,
+    State(pool): State<PgPool>,
     ClientIp(client): ClientIp,
     headers: HeaderMap,
     Form(form): Form<ContactForm>,
 ) -> Response {
-    let service = &state.contact;
+    let service = &*contact;
     if !service.limiter.allow(client) {
         let mut r = html(
             StatusCode::TOO_MANY_REQUESTS,
@@ -218,7 +227,7 @@ async fn submit(
     };
     let participant = form.participant_id.trim();
     if !participant.is_empty() {
-        match participant_exists(&state.pool, participant).await {
+        match participant_exists(&pool, participant).await {
             Ok(true) => {}
             Ok(false) => errors.insert(0, unknown_participant(participant)),
             Err(e) => return unavailable(&e),
@@ -228,7 +237,7 @@ async fn submit(
         Ok(r) if errors.is_empty() => r,
         _ => return form_page(service, StatusCode::BAD_REQUEST, &form, &errors),
     };
-    match outbox::store(&state.pool, &request).await {
+    match outbox::store(&pool, &request).await {
         Ok(id) => {
             tracing::info!(request = id, "contact request stored");
             service.outbox.wake.notify_one();

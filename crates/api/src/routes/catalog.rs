@@ -1,16 +1,15 @@
 //! `GET /metrics-catalog`: the metrics wearhouse stores, for pickers and clients.
 
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 use wearhouse_core::Metric;
 
-use crate::state::AppState;
+use crate::routes::Routes;
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics-catalog", get(catalog))
+pub fn routes() -> Routes {
+    Routes::new().get("/metrics-catalog", catalog)
 }
 
 /// The metric catalogue.

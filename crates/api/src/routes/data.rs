@@ -6,11 +6,9 @@
 mod csv;
 mod json;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
@@ -20,47 +18,97 @@ use wearhouse_core::time::parse_instant;
 use wearhouse_core::{Metric, ParticipantId, Resolution, TimeRange};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::params::QueryParams;
+use crate::params::{FromQuery, QueryParams};
+use crate::routes::Routes;
 use crate::state::AppState;
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/data", get(data))
-        .route("/data.csv", get(data_csv))
+pub fn routes() -> Routes {
+    Routes::new().get("/data", data).get("/data.csv", data_csv)
 }
 
 /// Query parameters of `GET /data` and `GET /data.csv`.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // Documents the parameters; they are read through QueryParams.
 pub struct DataParams {
     /// Participant id(s): repeat the parameter or separate ids with commas. One series each.
-    #[param(example = "P001")]
-    participant_id: Option<Vec<String>>,
+    #[param(value_type = Option<Vec<String>>, example = "P001")]
+    pub participant_id: Vec<ParticipantId>,
     /// Alias of `participant_id`, as the original system spelled it.
-    user_id: Option<Vec<String>>,
+    #[param(value_type = Option<Vec<String>>)]
+    pub user_id: Vec<ParticipantId>,
     /// Metric name from `/metrics-catalog`.
-    #[param(example = "heart_rate")]
-    metric: String,
+    #[param(value_type = String, example = "heart_rate")]
+    pub metric: Metric,
     /// Start, included: ISO 8601 date (midnight UTC) or date-time with offset.
-    #[param(example = "2025-06-01")]
-    start_date: String,
+    #[param(value_type = String, example = "2025-06-01")]
+    pub start_date: DateTime<Utc>,
     /// End, excluded: ISO 8601 date (midnight UTC) or date-time with offset.
-    #[param(example = "2025-06-08")]
-    end_date: String,
+    #[param(value_type = String, example = "2025-06-08")]
+    pub end_date: DateTime<Utc>,
     /// `auto` (default: the finest of raw, 1m, 1h, 1d that fits `max_points`), or force one.
-    #[param(example = "auto")]
-    resolution: Option<String>,
+    #[param(value_type = Option<String>, example = "auto")]
+    pub resolution: Option<Resolution>,
     /// Point budget per series for `auto`, 1 to 20000 (default 2000).
-    max_points: Option<u32>,
+    pub max_points: Option<u32>,
     /// Rows per page, 1 to 20000. Without it a JSON answer holds at most `max_points` points
     /// per series and pages on with `next_cursor`; a CSV export holds every row.
-    limit: Option<u32>,
+    pub limit: Option<u32>,
     /// Rows to skip (the original system's paging; prefer `cursor`).
-    offset: Option<u64>,
+    #[param(value_type = Option<u64>)]
+    pub offset: u64,
     /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    pub cursor: Option<String>,
+}
+
+impl FromQuery for DataParams {
+    fn from_query(params: &QueryParams) -> Result<Self, ApiError> {
+        let ids = |name: &str| -> Result<Vec<ParticipantId>, ApiError> {
+            let mut ids = Vec::new();
+            for raw in params.all(name) {
+                for id in raw.split(',').filter(|s| !s.trim().is_empty()) {
+                    ids.push(ParticipantId::parse(id).map_err(|e| rename(e, name))?);
+                }
+            }
+            Ok(ids)
+        };
+        let participant_id = ids("participant_id")?;
+        let user_id = ids("user_id")?;
+        if participant_id.is_empty() && user_id.is_empty() {
+            return Err(ApiError::invalid(
+                "participant_id",
+                "is required (participant_id or user_id; repeat or separate with commas)",
+            ));
+        }
+        let metric = Metric::parse(params.required("metric")?)?;
+        let start_date = parse_instant("start_date", params.required("start_date")?)?;
+        let end_date = parse_instant("end_date", params.required("end_date")?)?;
+        // Checked here so that a reversed range is reported before the other parameters.
+        TimeRange::new(start_date, end_date)?;
+        let resolution = match params.one("resolution")? {
+            None | Some("auto") => None,
+            Some(r) => Some(Resolution::parse(r)?),
+        };
+        let max_points = params.number::<u32>("max_points", 1)?;
+        let limit = params.number::<u32>("limit", 1)?;
+        let offset = params.number::<u64>("offset", 0)?.unwrap_or(0);
+        if offset > i64::MAX as u64 {
+            return Err(ApiError::invalid("offset", "is too large"));
+        }
+        let cursor = params.one("cursor")?.map(str::to_owned);
+        Ok(DataParams {
+            participant_id,
+            user_id,
+            metric,
+            start_date,
+            end_date,
+            resolution,
+            max_points,
+            limit,
+            offset,
+            cursor,
+        })
+    }
 }
 
 /// A request, parsed and validated.
@@ -73,36 +121,21 @@ pub(crate) struct DataRequest {
 impl DataRequest {
     /// Parses the query. `implicit_limit` pages a request that gave no `limit`.
     fn parse(params: &QueryParams, implicit_limit: bool) -> Result<Self, ApiError> {
-        let mut participants = Vec::new();
-        for name in ["participant_id", "user_id"] {
-            for raw in params.all(name) {
-                for id in raw.split(',').filter(|s| !s.trim().is_empty()) {
-                    let id = ParticipantId::parse(id).map_err(|e| rename(e, name))?;
-                    participants.push(id);
-                }
-            }
-        }
-        if participants.is_empty() {
-            return Err(ApiError::invalid(
-                "participant_id",
-                "is required (participant_id or user_id; repeat or separate with commas)",
-            ));
-        }
-        let metric = Metric::parse(params.required("metric")?)?;
-        let start = parse_instant("start_date", params.required("start_date")?)?;
-        let end = parse_instant("end_date", params.required("end_date")?)?;
-        let range = TimeRange::new(start, end)?;
-        let resolution = match params.one("resolution")? {
-            None | Some("auto") => None,
-            Some(r) => Some(Resolution::parse(r)?),
-        };
-        let max_points = params.number::<u32>("max_points", 1)?;
-        let limit = params.number::<u32>("limit", 1)?;
-        let offset = params.number::<u64>("offset", 0)?.unwrap_or(0);
-        if offset > i64::MAX as u64 {
-            return Err(ApiError::invalid("offset", "is too large"));
-        }
-        let cursor = params.one("cursor")?.map(str::to_owned);
+        let DataParams {
+            participant_id,
+            user_id,
+            metric,
+            start_date,
+            end_date,
+            resolution,
+            max_points,
+            limit,
+            offset,
+            cursor,
+        } = DataParams::from_query(params)?;
+        let mut participants = participant_id;
+        participants.extend(user_id);
+        let range = TimeRange::new(start_date, end_date)?;
         let explicit_limit = limit.is_some();
         let limit = match limit {
             Some(l) => Some(l),

@@ -3,14 +3,14 @@
 //! download at build time. The assets are `swagger-ui-dist` from npm; `assets/README.md`
 //! says which version and how to refresh them.
 
+use axum::Json;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
-use axum::{Json, Router};
 use utoipa::OpenApi as _;
 
 use crate::openapi::ApiDoc;
-use crate::state::AppState;
+use crate::routes::Routes;
 
 const BUNDLE_JS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js");
 const CSS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui.css");
@@ -35,9 +35,9 @@ window.ui = SwaggerUIBundle({ url: "openapi.json", dom_id: "#swagger-ui", deepLi
 "##;
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/openapi.json", get(openapi))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/openapi.json", openapi)
         .route("/docs", get(|| async { Html(PAGE) }))
         .route(
             "/docs/swagger-ui-bundle.js",

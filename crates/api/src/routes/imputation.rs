@@ -2,12 +2,13 @@
 //! `GET /data/imputation_jobs/{id}` reports its status, summary and model parameters. The
 //! impute worker runs the job: it wakes on the NOTIFY the insert sends.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::post;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use wearhouse_core::time::parse_instant;
@@ -16,37 +17,94 @@ use wearhouse_impute::jobs::default_range;
 use wearhouse_impute::store::{self, JobRecord, NewJob};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::params::QueryParams;
-use crate::state::AppState;
+use crate::params::{FromQuery, Params, QueryParams};
+use crate::routes::Routes;
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/data/run_imputation", post(run_imputation))
-        .route("/data/imputation_jobs/{id}", get(job))
+        .get("/data/imputation_jobs/{id}", job)
 }
 
 /// Query parameters of `POST /data/run_imputation`.
+/// Exactly one of `user_id` and `participant_id` is given.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // Documents the parameters; they are read through QueryParams.
 pub struct RunParams {
     /// Participant id, as the original system spelled the parameter.
-    #[param(example = "P001")]
-    user_id: Option<String>,
+    #[param(value_type = Option<String>, example = "P001")]
+    pub user_id: Option<ParticipantId>,
     /// Alias of `user_id`.
-    participant_id: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub participant_id: Option<ParticipantId>,
     /// Metric name from `/metrics-catalog`; its catalogue strategy is applied (ARIMA for
     /// heart rate, forward/back fill for steps, …).
-    #[param(example = "heart_rate")]
-    metric: String,
+    #[param(value_type = String, example = "heart_rate")]
+    pub metric: Metric,
     /// Start, included: ISO 8601 date or date-time. Without start and end: the participant's
     /// last 7 days of data of the metric.
-    #[param(example = "2025-06-01")]
-    start_date: Option<String>,
+    #[param(value_type = Option<String>, example = "2025-06-01")]
+    pub start_date: Option<DateTime<Utc>>,
     /// End, excluded: ISO 8601 date or date-time. Give both or neither.
-    #[param(example = "2025-06-08")]
-    end_date: Option<String>,
+    #[param(value_type = Option<String>, example = "2025-06-08")]
+    pub end_date: Option<DateTime<Utc>>,
+}
+
+impl RunParams {
+    /// The participant, under whichever name it was given.
+    pub fn participant(&self) -> &ParticipantId {
+        self.user_id
+            .as_ref()
+            .or(self.participant_id.as_ref())
+            .expect("from_query requires one of them")
+    }
+}
+
+impl FromQuery for RunParams {
+    fn from_query(params: &QueryParams) -> Result<Self, ApiError> {
+        let (name, raw) = match (params.one("user_id")?, params.one("participant_id")?) {
+            (Some(u), None) => ("user_id", u),
+            (None, Some(p)) => ("participant_id", p),
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid(
+                    "participant_id",
+                    "give user_id or participant_id, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(ApiError::invalid(
+                    "user_id",
+                    "is required (user_id or participant_id)",
+                ));
+            }
+        };
+        let participant = ParticipantId::parse(raw).map_err(|e| match e {
+            wearhouse_core::Error::Invalid { message, .. } => ApiError::invalid(name, message),
+            other => other.into(),
+        })?;
+        let (user_id, participant_id) = if name == "user_id" {
+            (Some(participant), None)
+        } else {
+            (None, Some(participant))
+        };
+        let metric = Metric::parse(params.required("metric")?)?;
+        let start_date = params
+            .one("start_date")?
+            .map(|s| parse_instant("start_date", s))
+            .transpose()?;
+        let end_date = params
+            .one("end_date")?
+            .map(|s| parse_instant("end_date", s))
+            .transpose()?;
+        Ok(RunParams {
+            user_id,
+            participant_id,
+            metric,
+            start_date,
+            end_date,
+        })
+    }
 }
 
 /// The answer to a queued job.
@@ -130,39 +188,12 @@ impl From<JobRecord> for JobView {
     )
 )]
 pub async fn run_imputation(
-    State(state): State<AppState>,
-    params: QueryParams,
+    State(pool): State<PgPool>,
+    Params(params): Params<RunParams>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
-    let (name, raw) = match (params.one("user_id")?, params.one("participant_id")?) {
-        (Some(u), None) => ("user_id", u),
-        (None, Some(p)) => ("participant_id", p),
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                "participant_id",
-                "give user_id or participant_id, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(ApiError::invalid(
-                "user_id",
-                "is required (user_id or participant_id)",
-            ));
-        }
-    };
-    let participant = ParticipantId::parse(raw).map_err(|e| match e {
-        wearhouse_core::Error::Invalid { message, .. } => ApiError::invalid(name, message),
-        other => other.into(),
-    })?;
-    let metric = Metric::parse(params.required("metric")?)?;
-    let start = params
-        .one("start_date")?
-        .map(|s| parse_instant("start_date", s))
-        .transpose()?;
-    let end = params
-        .one("end_date")?
-        .map(|s| parse_instant("end_date", s))
-        .transpose()?;
-    let mut conn = state.pool.acquire().await?;
+    let participant = params.participant().clone();
+    let (metric, start, end) = (params.metric, params.start_date, params.end_date);
+    let mut conn = pool.acquire().await?;
     let range = match (start, end) {
         (Some(s), Some(e)) => TimeRange::new(s, e)?,
         (Some(_), None) => return Err(ApiError::invalid("end_date", "give it with start_date")),
@@ -221,12 +252,12 @@ pub async fn run_imputation(
     )
 )]
 pub async fn job(
-    State(state): State<AppState>,
+    State(pool): State<PgPool>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = Uuid::parse_str(id.trim())
         .map_err(|_| ApiError::invalid("id", format!("{id:?} is not a job id (a UUID)")))?;
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = pool.acquire().await?;
     let job = store::get(&mut conn, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no imputation job {id}")))?;

@@ -1,30 +1,32 @@
 //! Operations: `/health` (the process answers), `/ready` (the database is reachable and
 //! migrated) and Prometheus `/metrics`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
+use sqlx::PgPool;
 use utoipa::ToSchema;
 use wearhouse_core::store;
 use wearhouse_core::telemetry::METRICS_CONTENT_TYPE;
 
 use crate::error::error_chain;
-use crate::state::AppState;
+use crate::metrics::ApiMetrics;
+use crate::routes::Routes;
 
 /// Longest `/ready` waits for the database; orchestrators probe with short timeouts.
 const READY_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/health", health)
+        .get("/ready", ready)
+        .get("/metrics", metrics)
 }
 
 /// Liveness.
@@ -60,8 +62,8 @@ pub struct Readiness {
     responses(
         (status = 200, description = "Ready to serve", body = Readiness),
         (status = 503, description = "Not ready: the body says why", body = Readiness)))]
-pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    let checked = tokio::time::timeout(READY_TIMEOUT, store::is_migrated(&state.pool)).await;
+pub async fn ready(State(pool): State<PgPool>) -> impl IntoResponse {
+    let checked = tokio::time::timeout(READY_TIMEOUT, store::is_migrated(&pool)).await;
     let (code, database, migrations) = match checked {
         Ok(Ok(true)) => (StatusCode::OK, "ok", "current"),
         Ok(Ok(false)) => (StatusCode::SERVICE_UNAVAILABLE, "ok", "pending"),
@@ -93,8 +95,11 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "OpenMetrics text", body = String,
                content_type = "application/openmetrics-text")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let text = state.metrics.render(&state.pool).await;
+pub async fn metrics(
+    State(metrics): State<Arc<ApiMetrics>>,
+    State(pool): State<PgPool>,
+) -> impl IntoResponse {
+    let text = metrics.render(&pool).await;
     (
         [(axum::http::header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
         text,

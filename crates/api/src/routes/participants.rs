@@ -3,18 +3,18 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use wearhouse_core::ParticipantId;
 use wearhouse_core::store::{ingest_state, participants};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::params::QueryParams;
-use crate::state::AppState;
+use crate::params::{FromQuery, Params, QueryParams};
+use crate::routes::Routes;
 
 /// Page size when the caller gives none.
 const DEFAULT_LIMIT: u32 = 100;
@@ -22,10 +22,10 @@ const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1_000;
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/participants", get(list))
-        .route("/participants/{id}", get(detail))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/participants", list)
+        .get("/participants/{id}", detail)
 }
 
 /// A participant as the API shows it.
@@ -81,12 +81,30 @@ pub struct ParticipantList {
 /// Query parameters of `GET /participants`.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // Documents the parameters; they are read through QueryParams.
 pub struct ListParams {
     /// Participants per page, 1 to 1000 (default 100).
-    limit: Option<u32>,
+    #[param(value_type = Option<u32>)]
+    pub limit: u32,
     /// Participants to skip (default 0).
-    offset: Option<u64>,
+    #[param(value_type = Option<u64>)]
+    pub offset: u64,
+}
+
+impl FromQuery for ListParams {
+    fn from_query(params: &QueryParams) -> Result<Self, ApiError> {
+        let limit = params.number::<u32>("limit", 1)?.unwrap_or(DEFAULT_LIMIT);
+        if limit > MAX_LIMIT {
+            return Err(ApiError::invalid(
+                "limit",
+                format!("{limit} is too large; use at most {MAX_LIMIT}"),
+            ));
+        }
+        let offset = params.number::<u64>("offset", 0)?.unwrap_or(0);
+        if offset > i64::MAX as u64 {
+            return Err(ApiError::invalid("offset", "is too large"));
+        }
+        Ok(ListParams { limit, offset })
+    }
 }
 
 /// Participants ordered by id, one page at a time.
@@ -96,21 +114,10 @@ pub struct ListParams {
         (status = 400, description = "A parameter is invalid", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody)))]
 pub async fn list(
-    State(state): State<AppState>,
-    params: QueryParams,
+    State(pool): State<PgPool>,
+    Params(ListParams { limit, offset }): Params<ListParams>,
 ) -> Result<Json<ParticipantList>, ApiError> {
-    let limit = params.number::<u32>("limit", 1)?.unwrap_or(DEFAULT_LIMIT);
-    if limit > MAX_LIMIT {
-        return Err(ApiError::invalid(
-            "limit",
-            format!("{limit} is too large; use at most {MAX_LIMIT}"),
-        ));
-    }
-    let offset = params.number::<u64>("offset", 0)?.unwrap_or(0);
-    if offset > i64::MAX as u64 {
-        return Err(ApiError::invalid("offset", "is too large"));
-    }
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = pool.acquire().await?;
     let (rows, total_count) = participants::list(&mut conn, limit, offset).await?;
     let ids: Vec<&str> = rows.iter().map(|p| p.participant_id.as_str()).collect();
     let mut last = participants::last_samples_of(&mut conn, &ids).await?;
@@ -160,14 +167,14 @@ pub struct WatermarkView {
         (status = 404, description = "No such participant", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody)))]
 pub async fn detail(
-    State(state): State<AppState>,
+    State(pool): State<PgPool>,
     Path(id): Path<String>,
 ) -> Result<Json<ParticipantDetail>, ApiError> {
     let id = ParticipantId::parse(&id).map_err(|e| match e {
         wearhouse_core::Error::Invalid { message, .. } => ApiError::invalid("id", message),
         other => other.into(),
     })?;
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = pool.acquire().await?;
     let p = participants::get(&mut conn, &id).await?;
     let last = participants::last_samples(&mut conn, id.as_str()).await?;
     let watermarks = ingest_state::list(&mut conn, &id)
