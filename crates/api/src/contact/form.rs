@@ -1,5 +1,7 @@
-//! The contact form: its fields, their validation with messages for people, and the HTML.
+//! The contact form: its fields, their validation with messages for people, and the HTML
+//! (maud templates, which escape every value they insert).
 
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 
 /// Longest accepted value per field, in characters.
@@ -120,114 +122,97 @@ pub fn validate(form: &ContactForm) -> Result<ValidRequest, Vec<FieldError>> {
     }
 }
 
-/// `s` safe inside HTML text and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+/// The page style: inline, as the Content-Security-Policy allows no style sheet.
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;\
+                     padding:0 1rem}label{display:block;margin-top:1rem;font-weight:600}\
+                     input,textarea{width:100%;padding:.4rem;box-sizing:border-box}\
+                     .error{color:#b00020}.notice{background:#fff4e5;padding:.5rem}";
+
+fn page(title: &str, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body { (body) }
         }
     }
-    out
+    .into_string()
 }
 
-fn page(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title}</title><style>body{{font-family:system-ui,sans-serif;max-width:40rem;\
-         margin:2rem auto;padding:0 1rem}}label{{display:block;margin-top:1rem;font-weight:600}}\
-         input,textarea{{width:100%;padding:.4rem;box-sizing:border-box}}\
-         .error{{color:#b00020}}.notice{{background:#fff4e5;padding:.5rem}}</style></head>\
-         <body>{body}</body></html>\n",
-        title = escape(title)
-    )
+/// The messages about `field`.
+fn field_errors(errors: &[FieldError], field: &str) -> Markup {
+    html! {
+        @for (_, message) in errors.iter().filter(|(f, _)| *f == field) {
+            p.error id=(format!("{field}-error")) { (message) }
+        }
+    }
+}
+
+/// A labelled one-line input with its messages.
+fn input(
+    errors: &[FieldError],
+    (field, label, kind): (&str, &str, &str),
+    value: &str,
+    max: usize,
+) -> Markup {
+    html! {
+        label for=(field) { (label) }
+        input id=(field) name=(field) type=(kind) maxlength=(max) required value=(value);
+        (field_errors(errors, field))
+    }
 }
 
 /// The form, with the values typed so far, a message per invalid field and a fresh token.
 pub fn render(form: &ContactForm, errors: &[FieldError], token: &str) -> String {
-    let error_of = |field: &str| -> String {
-        errors
-            .iter()
-            .filter(|(f, _)| *f == field)
-            .map(|(_, m)| format!("<p class=\"error\" id=\"{field}-error\">{}</p>", escape(m)))
-            .collect()
+    let body = html! {
+        h1 { "Contact a participant" }
+        p { "Your request goes to the study coordinator, who contacts the participant." }
+        @if !errors.is_empty() {
+            p.notice role="alert" { "Please correct the fields marked below." }
+        }
+        (field_errors(errors, "form"))
+        form method="post" action="contact" {
+            input type="hidden" name="csrf_token" value=(token);
+            (input(errors, ("participant_id", "Participant", "text"), &form.participant_id, 64))
+            (input(errors, ("requester_name", "Your name", "text"), &form.requester_name, MAX_NAME))
+            (input(
+                errors,
+                ("requester_email", "Your e-mail address", "email"),
+                &form.requester_email,
+                MAX_EMAIL,
+            ))
+            (input(errors, ("subject", "Subject", "text"), &form.subject, MAX_SUBJECT))
+            label for="message" { "Message" }
+            textarea id="message" name="message" rows="8" maxlength=(MAX_MESSAGE) required {
+                (form.message)
+            }
+            (field_errors(errors, "message"))
+            p { button type="submit" { "Send request" } }
+        }
     };
-    let general = error_of("form");
-    let summary = if errors.is_empty() {
-        String::new()
-    } else {
-        "<p class=\"notice\" role=\"alert\">Please correct the fields marked below.</p>".to_owned()
-    };
-    let input = |field: &str, label: &str, kind: &str, value: &str, max: usize| {
-        format!(
-            "<label for=\"{field}\">{label}</label><input id=\"{field}\" name=\"{field}\" \
-             type=\"{kind}\" maxlength=\"{max}\" required value=\"{}\">{}",
-            escape(value),
-            error_of(field)
-        )
-    };
-    let body = format!(
-        "<h1>Contact a participant</h1>\
-         <p>Your request goes to the study coordinator, who contacts the participant.</p>\
-         {summary}{general}<form method=\"post\" action=\"contact\">\
-         <input type=\"hidden\" name=\"csrf_token\" value=\"{token}\">\
-         {participant}{name}{email}{subject}\
-         <label for=\"message\">Message</label><textarea id=\"message\" name=\"message\" \
-         rows=\"8\" maxlength=\"{MAX_MESSAGE}\" required>{message}</textarea>{message_error}\
-         <p><button type=\"submit\">Send request</button></p></form>",
-        token = escape(token),
-        participant = input(
-            "participant_id",
-            "Participant",
-            "text",
-            &form.participant_id,
-            64
-        ),
-        name = input(
-            "requester_name",
-            "Your name",
-            "text",
-            &form.requester_name,
-            MAX_NAME
-        ),
-        email = input(
-            "requester_email",
-            "Your e-mail address",
-            "email",
-            &form.requester_email,
-            MAX_EMAIL
-        ),
-        subject = input("subject", "Subject", "text", &form.subject, MAX_SUBJECT),
-        message = escape(&form.message),
-        message_error = error_of("message"),
-    );
-    page("Contact a participant", &body)
+    page("Contact a participant", body)
 }
 
 /// The confirmation after a stored request.
 pub fn render_sent(id: i64, participant_id: &str) -> String {
-    page(
-        "Request recorded",
-        &format!(
-            "<h1>Request recorded</h1><p>Your request #{id} about participant {} was recorded \
-             and is being e-mailed to the study coordinator.</p>",
-            escape(participant_id)
-        ),
-    )
+    let body = html! {
+        h1 { "Request recorded" }
+        p {
+            "Your request #" (id) " about participant " (participant_id)
+            " was recorded and is being e-mailed to the study coordinator."
+        }
+    };
+    page("Request recorded", body)
 }
 
 /// A page with one message (rate limit, outage).
 pub fn render_message(title: &str, message: &str) -> String {
-    page(
-        title,
-        &format!("<h1>{}</h1><p>{}</p>", escape(title), escape(message)),
-    )
+    page(title, html! { h1 { (title) } p { (message) } })
 }
 
 #[cfg(test)]

@@ -1,51 +1,40 @@
-//! A token bucket per client address: a burst of submissions, then one per refill period.
-//! In memory and per replica, which is enough to stop a script hammering the form.
+//! A rate limit per client address (governor's GCRA, which behaves as a token bucket): a
+//! burst of submissions, then one per refill period. In memory and per replica, which is
+//! enough to stop a script hammering the form.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::time::Duration;
 
-/// Buckets beyond this many are pruned (full ones first), so memory stays bounded.
+use governor::{DefaultKeyedRateLimiter, Quota};
+
+/// Beyond this many tracked addresses, those whose bucket is full again are forgotten, so
+/// memory stays bounded.
 const MAX_CLIENTS: usize = 10_000;
 
-/// Per-address token buckets.
+/// Per-address rate limits.
 pub struct RateLimiter {
-    burst: f64,
-    refill: Duration,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 impl RateLimiter {
     /// `burst` submissions at once, one more every `refill`.
     pub fn new(burst: u32, refill: Duration) -> Self {
+        let burst = NonZeroU32::new(burst.max(1)).expect("at least one");
+        let quota = Quota::with_period(refill.max(Duration::from_millis(1)))
+            .expect("a period of at least 1 ms")
+            .allow_burst(burst);
         RateLimiter {
-            burst: f64::from(burst.max(1)),
-            refill: refill.max(Duration::from_millis(1)),
-            buckets: Mutex::new(HashMap::new()),
+            limiter: governor::RateLimiter::keyed(quota),
         }
     }
 
     /// Takes a token for `client`; false when it has none left.
     pub fn allow(&self, client: IpAddr) -> bool {
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= MAX_CLIENTS {
-            let (burst, refill) = (self.burst, self.refill);
-            buckets.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() / refill.as_secs_f64() < burst
-            });
+        if self.limiter.len() >= MAX_CLIENTS {
+            self.limiter.retain_recent();
         }
-        let (tokens, at) = buckets.entry(client).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() / self.refill.as_secs_f64())
-            .min(self.burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.limiter.check_key(&client).is_ok()
     }
 }
 

@@ -1,4 +1,5 @@
-//! Sends a contact request to the study coordinator over SMTP (lettre on tokio).
+//! Sends e-mails to the study coordinator over SMTP (lettre on tokio). The mailer knows
+//! letters, not contact requests: the outbox says what a request's e-mail reads.
 
 use std::time::Duration;
 
@@ -7,7 +8,6 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::outbox::StoredRequest;
 use super::settings::{ContactArgs, SmtpTls};
 
 /// Why the mailer could not be set up or a message not sent.
@@ -34,6 +34,16 @@ pub enum MailError {
     Message(#[from] lettre::error::Error),
     #[error("smtp: {0}")]
     Smtp(#[from] lettre::transport::smtp::Error),
+}
+
+/// One e-mail to the study coordinator.
+#[derive(Debug, Clone)]
+pub struct Letter {
+    pub subject: String,
+    /// The name and address replies go to; left out when the address does not parse.
+    pub reply_to: Option<(String, String)>,
+    /// Plain text.
+    pub body: String,
 }
 
 /// An SMTP transport and the addresses it sends from and to.
@@ -90,33 +100,25 @@ impl Mailer {
         })
     }
 
-    /// E-mails one stored request to the coordinator, with the requester as Reply-To.
-    pub async fn send(&self, r: &StoredRequest) -> Result<(), MailError> {
+    /// E-mails one letter to the coordinator.
+    pub async fn send(&self, letter: impl Into<Letter>) -> Result<(), MailError> {
+        let letter = letter.into();
         let transport = self.transport.as_ref().ok_or(MailError::NotConfigured)?;
         if self.to.is_empty() {
             return Err(MailError::NoRecipient);
         }
-        let mut builder = Message::builder().from(self.from.clone()).subject(format!(
-            "[wearhouse] Contact request for participant {}: {}",
-            r.participant_id, r.subject
-        ));
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(letter.subject);
         for to in &self.to {
             builder = builder.to(to.clone());
         }
-        if let Ok(reply) = mailbox("requester_email", &r.requester_email) {
-            builder = builder.reply_to(Mailbox::new(Some(r.requester_name.clone()), reply.email));
+        if let Some((name, address)) = letter.reply_to
+            && let Ok(reply) = mailbox("reply_to", &address)
+        {
+            builder = builder.reply_to(Mailbox::new(Some(name), reply.email));
         }
-        let body = format!(
-            "A researcher asked to contact participant {participant}.\n\n\
-             Request: #{id}\nFrom: {name} <{email}>\nSubject: {subject}\n\n{message}\n",
-            participant = r.participant_id,
-            id = r.id,
-            name = r.requester_name,
-            email = r.requester_email,
-            subject = r.subject,
-            message = r.message,
-        );
-        let message = builder.header(ContentType::TEXT_PLAIN).body(body)?;
+        let message = builder.header(ContentType::TEXT_PLAIN).body(letter.body)?;
         transport.send(message).await?;
         Ok(())
     }

@@ -156,3 +156,26 @@ impl Outbox {
         }
     }
 }
+
+/// The e-mail of a contact request: to the coordinator, with the requester as Reply-To.
+impl From<&StoredRequest> for super::mailer::Letter {
+    fn from(r: &StoredRequest) -> Self {
+        super::mailer::Letter {
+            subject: format!(
+                "[wearhouse] Contact request for participant {}: {}",
+                r.participant_id, r.subject
+            ),
+            reply_to: Some((r.requester_name.clone(), r.requester_email.clone())),
+            body: format!(
+                "A researcher asked to contact participant {participant}.\n\n\
+                 Request: #{id}\nFrom: {name} <{email}>\nSubject: {subject}\n\n{message}\n",
+                participant = r.participant_id,
+                id = r.id,
+                name = r.requester_name,
+                email = r.requester_email,
+                subject = r.subject,
+                message = r.message,
+            ),
+        }
+    }
+}
