@@ -1,11 +1,21 @@
-//! Test support (feature `testing`, never in the release binary): local fake servers for the
-//! providers we cannot reach from tests.
+//! wearhouse-fakes: local fake servers of the providers the tests cannot reach (the Fitbit Web
+//! API and Google Health with their OAuth endpoints), faults included. A dev-dependency only,
+//! never in a release binary. The fakes speak HTTP and JSON as the real services do and share
+//! no code with the clients they test, so a misreading of a provider is not repeated on both
+//! sides.
 
-pub mod fake_fitbit;
-pub mod fake_google;
+pub mod fitbit;
+pub mod google;
+mod grants;
+mod localtime;
+mod rng;
+mod state;
+mod token;
 
-pub use fake_fitbit::{FakeFitbit, FakeFitbitConfig, FakeTokens, FakeUser, Fault, RequestRecord};
-pub use fake_google::{
+pub use fitbit::{
+    AzmShape, FakeFitbit, FakeFitbitConfig, FakeTokens, FakeUser, Fault, RequestRecord,
+};
+pub use google::{
     FakeGoogleConfig, FakeGoogleHealth, FakeGoogleTokens, FakeGoogleUser, GoogleFault,
     GoogleRequest,
 };

@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! # async fn demo() {
-//! use wearhouse_ingest::testing::{FakeFitbit, FakeFitbitConfig, FakeUser};
+//! use wearhouse_fakes::{FakeFitbit, FakeFitbitConfig, FakeUser};
 //! let fake = FakeFitbit::start(FakeFitbitConfig::server_app("client-1", "secret-1")).await;
 //! fake.add_user(FakeUser::new("7QX2LB", chrono_tz::America::New_York)
 //!     .last_sync("2025-06-10T08:00:00"));
@@ -18,8 +18,8 @@
 mod data;
 mod oauth;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -27,7 +27,8 @@ use axum::routing::{get, post};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 
-use super::LocalServer;
+use crate::LocalServer;
+use crate::grants::Grants;
 
 /// The fake's client registration and behaviour.
 #[derive(Debug, Clone)]
@@ -136,7 +137,7 @@ impl FakeUser {
 
     fn last_sync_instant(&self) -> Option<DateTime<Utc>> {
         self.last_sync
-            .map(|t| crate::sources::fitbit::localtime::to_utc(self.timezone, t, None))
+            .map(|t| crate::localtime::to_utc(self.timezone, t))
     }
 }
 
@@ -168,67 +169,18 @@ pub struct RequestRecord {
     pub status: u16,
 }
 
-#[derive(Debug, Clone)]
-struct CodeGrant {
-    user_id: String,
-    challenge: Option<(String, String)>,
-    redirect_uri: Option<String>,
-    scopes: Vec<String>,
-    issued: DateTime<Utc>,
-    used: bool,
-}
-
-#[derive(Debug, Clone)]
-struct AccessGrant {
-    user_id: String,
-    scopes: Vec<String>,
-    issued: DateTime<Utc>,
-    grant: u64,
-}
-
-#[derive(Debug, Clone)]
-struct RefreshGrant {
-    user_id: String,
-    scopes: Vec<String>,
-    grant: u64,
-    spent: bool,
-}
-
 #[derive(Default)]
 struct Inner {
     users: BTreeMap<String, FakeUser>,
-    clock_offset: chrono::Duration,
     next_login: Option<String>,
-    codes: HashMap<String, CodeGrant>,
-    access: HashMap<String, AccessGrant>,
-    refresh: HashMap<String, RefreshGrant>,
-    revoked_grants: HashSet<u64>,
-    next_grant: u64,
-    refreshes: HashMap<String, u32>,
+    grants: Grants,
     hour_counts: HashMap<(String, i64), u32>,
     faults: VecDeque<Fault>,
     log: Vec<RequestRecord>,
     token_latency: Duration,
 }
 
-struct Shared {
-    config: Mutex<FakeFitbitConfig>,
-    inner: Mutex<Inner>,
-}
-
-impl Shared {
-    fn inner(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().expect("fake fitbit state")
-    }
-
-    fn config(&self) -> FakeFitbitConfig {
-        self.config.lock().expect("fake fitbit config").clone()
-    }
-
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now() + self.inner().clock_offset
-    }
-}
+type Shared = crate::state::Shared<FakeFitbitConfig, Inner>;
 
 /// A running fake Fitbit server; it stops when dropped.
 pub struct FakeFitbit {
@@ -239,10 +191,7 @@ pub struct FakeFitbit {
 impl FakeFitbit {
     /// Starts the fake on a free port of 127.0.0.1.
     pub async fn start(config: FakeFitbitConfig) -> FakeFitbit {
-        let shared = Arc::new(Shared {
-            config: Mutex::new(config),
-            inner: Mutex::new(Inner::default()),
-        });
+        let shared = Shared::new(config);
         let app = Router::new()
             .route("/oauth2/authorize", get(oauth::authorize))
             .route("/oauth2/token", post(oauth::token))
@@ -283,12 +232,13 @@ impl FakeFitbit {
     /// approves, and returns the redirect Fitbit sends the browser to (`redirect_uri?code&state`).
     /// An `Err` carries the consent page's error text.
     pub async fn consent(&self, consent_url: &str) -> Result<url::Url, String> {
-        super::follow_consent(consent_url).await
+        crate::follow_consent(consent_url).await
     }
 
     /// Issues tokens for `user_id` with every scope they did not deny, as a completed consent
     /// would (for tests that do not exercise enrolment).
     pub fn issue_tokens(&self, user_id: &str) -> FakeTokens {
+        let now = self.now();
         let mut inner = self.shared.inner();
         let user = inner.users.get(user_id).expect("unknown fake user").clone();
         let scopes = oauth::ALL_SCOPES
@@ -296,7 +246,6 @@ impl FakeFitbit {
             .map(|s| s.to_string())
             .filter(|s| !user.denied_scopes.contains(s))
             .collect();
-        let now = Utc::now() + inner.clock_offset;
         let ttl = self.shared.config().token_ttl_secs;
         oauth::new_grant(&mut inner, user_id, scopes, now, ttl)
     }
@@ -308,17 +257,12 @@ impl FakeFitbit {
 
     /// Moves the fake's clock forward (token expiry, code expiry, quota hours).
     pub fn advance(&self, by: chrono::Duration) {
-        self.shared.inner().clock_offset += by;
+        self.shared.advance(by);
     }
 
     /// How many refresh grants the user's tokens went through.
     pub fn refresh_count(&self, user_id: &str) -> u32 {
-        self.shared
-            .inner()
-            .refreshes
-            .get(user_id)
-            .copied()
-            .unwrap_or(0)
+        self.shared.inner().grants.refresh_count(user_id)
     }
 
     /// Every data request so far, in order.
@@ -350,8 +294,7 @@ impl FakeFitbit {
 
     /// The user revokes the app in their Fitbit settings: every token stops working.
     pub fn revoke_user(&self, user_id: &str) {
-        let mut inner = self.shared.inner();
-        oauth::revoke_user(&mut inner, user_id);
+        self.shared.inner().grants.revoke_user(user_id);
     }
 
     /// Delays token endpoint answers (widens the window in which two refreshes could race).
@@ -361,7 +304,7 @@ impl FakeFitbit {
 
     /// Changes the configuration (TTL, quota, intraday access) of the running fake.
     pub fn configure(&self, f: impl FnOnce(&mut FakeFitbitConfig)) {
-        f(&mut self.shared.config.lock().expect("fake fitbit config"));
+        self.shared.configure(f);
     }
 }
 

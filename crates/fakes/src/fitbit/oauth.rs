@@ -8,12 +8,11 @@ use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 
-use super::{AccessGrant, CodeGrant, FakeTokens, Inner, RefreshGrant, Shared, VISIT, error_body};
-use crate::oauth::pkce::{random_token, s256_challenge};
+use super::{FakeTokens, Inner, Shared, VISIT, error_body};
+use crate::grants::{Code, CodeRefusal};
+use crate::token;
 
 /// Every scope the fake knows.
 pub(super) const ALL_SCOPES: [&str; 8] = [
@@ -27,9 +26,6 @@ pub(super) const ALL_SCOPES: [&str; 8] = [
     "profile",
 ];
 
-/// Authorization codes live 10 minutes.
-const CODE_TTL_SECS: i64 = 600;
-
 pub(super) fn new_grant(
     inner: &mut Inner,
     user_id: &str,
@@ -37,11 +33,11 @@ pub(super) fn new_grant(
     now: DateTime<Utc>,
     ttl: i64,
 ) -> FakeTokens {
-    inner.next_grant += 1;
-    let grant = inner.next_grant;
+    let grant = inner.grants.open();
     issue(inner, user_id, scopes, grant, now, ttl)
 }
 
+/// A new access token and a new single-use refresh token of `grant`.
 fn issue(
     inner: &mut Inner,
     user_id: &str,
@@ -50,26 +46,11 @@ fn issue(
     now: DateTime<Utc>,
     ttl: i64,
 ) -> FakeTokens {
-    let access_token = format!("fake-at-{}", random_token(24));
-    let refresh_token = format!("fake-rt-{}", random_token(24));
-    inner.access.insert(
-        access_token.clone(),
-        AccessGrant {
-            user_id: user_id.into(),
-            scopes: scopes.clone(),
-            issued: now,
-            grant,
-        },
-    );
-    inner.refresh.insert(
-        refresh_token.clone(),
-        RefreshGrant {
-            user_id: user_id.into(),
-            scopes: scopes.clone(),
-            grant,
-            spent: false,
-        },
-    );
+    let access_token = format!("fake-at-{}", token::random(24));
+    let refresh_token = format!("fake-rt-{}", token::random(24));
+    let grants = &mut inner.grants;
+    grants.add_access(&access_token, user_id, &scopes, grant, now);
+    grants.add_refresh(&refresh_token, user_id, &scopes, grant);
     FakeTokens {
         access_token,
         refresh_token,
@@ -77,23 +58,6 @@ fn issue(
         scope: scopes.join(" "),
         expires_in: ttl,
     }
-}
-
-pub(super) fn revoke_user(inner: &mut Inner, user_id: &str) {
-    let grants: Vec<u64> = inner
-        .access
-        .values()
-        .filter(|a| a.user_id == user_id)
-        .map(|a| a.grant)
-        .chain(
-            inner
-                .refresh
-                .values()
-                .filter(|r| r.user_id == user_id)
-                .map(|r| r.grant),
-        )
-        .collect();
-    inner.revoked_grants.extend(grants);
 }
 
 fn oauth_error(status: StatusCode, error_type: &str, message: &str) -> Response {
@@ -150,14 +114,15 @@ pub(super) async fn authorize(
         .into_iter()
         .filter(|sc| ALL_SCOPES.contains(&sc.as_str()) && !user.denied_scopes.contains(sc))
         .collect();
-    let code = random_token(20);
-    inner.codes.insert(
+    let code = token::random(20);
+    inner.grants.codes.insert(
         code.clone(),
-        CodeGrant {
-            user_id: user.user_id.clone(),
+        Code {
+            user: user.user_id.clone(),
             challenge,
-            redirect_uri: Some(redirect.clone()),
+            redirect_uri: redirect.clone(),
             scopes,
+            offline: true,
             issued: now,
             used: false,
         },
@@ -183,10 +148,7 @@ fn client_auth(
     let invalid = |msg: &str| Some(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", msg));
     match &config.client_secret {
         Some(secret) => {
-            let expected = format!(
-                "Basic {}",
-                STANDARD.encode(format!("{}:{secret}", config.client_id))
-            );
+            let expected = token::basic_auth(&config.client_id, secret);
             match headers.get("authorization").and_then(|v| v.to_str().ok()) {
                 Some(h) if h == expected => None,
                 Some(_) => {
@@ -225,35 +187,31 @@ pub(super) async fn token(
                     "Missing parameters: code",
                 );
             };
-            let Some(grant) = inner.codes.get_mut(&code) else {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    &format!("Authorization code invalid: {code} {VISIT}"),
-                );
+            let grant = match inner.grants.usable(&code, now) {
+                Ok(grant) => grant,
+                Err(CodeRefusal::Expired) => {
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        &format!("Authorization code expired: {code} {VISIT}"),
+                    );
+                }
+                Err(CodeRefusal::Unknown | CodeRefusal::Used) => {
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        &format!("Authorization code invalid: {code} {VISIT}"),
+                    );
+                }
             };
-            if grant.used {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    &format!("Authorization code invalid: {code} {VISIT}"),
-                );
-            }
-            if (now - grant.issued).num_seconds() > CODE_TTL_SECS {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    &format!("Authorization code expired: {code} {VISIT}"),
-                );
-            }
-            if grant.redirect_uri != field("redirect_uri") {
+            if Some(&grant.redirect_uri) != field("redirect_uri").as_ref() {
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_grant",
                     "Invalid redirect_uri parameter value",
                 );
             }
-            if let Some((challenge, method)) = &grant.challenge {
+            if grant.challenge.is_some() {
                 let Some(verifier) = field("code_verifier") else {
                     return oauth_error(
                         StatusCode::BAD_REQUEST,
@@ -261,12 +219,7 @@ pub(super) async fn token(
                         "Missing parameters: code_verifier",
                     );
                 };
-                let computed = if method == "S256" {
-                    s256_challenge(&verifier)
-                } else {
-                    verifier.clone()
-                };
-                if !(43..=128).contains(&verifier.len()) || &computed != challenge {
+                if !(43..=128).contains(&verifier.len()) || !grant.verifies(&verifier) {
                     return oauth_error(
                         StatusCode::BAD_REQUEST,
                         "invalid_grant",
@@ -274,9 +227,8 @@ pub(super) async fn token(
                     );
                 }
             }
-            grant.used = true;
-            let (user, scopes) = (grant.user_id.clone(), grant.scopes.clone());
-            new_grant(&mut inner, &user, scopes, now, ttl)
+            inner.grants.spend(&code);
+            new_grant(&mut inner, &grant.user, grant.scopes, now, ttl)
         }
         Some("refresh_token") => {
             let Some(rt) = field("refresh_token") else {
@@ -286,11 +238,11 @@ pub(super) async fn token(
                     "Missing parameters: refresh_token",
                 );
             };
-            let revoked = inner.revoked_grants.clone();
-            let usable = inner
+            let grants = &mut inner.grants;
+            let usable = grants
                 .refresh
                 .get(&rt)
-                .filter(|g| !g.spent && !revoked.contains(&g.grant))
+                .filter(|g| !g.spent && !grants.revoked.contains(&g.grant))
                 .cloned();
             let Some(grant) = usable else {
                 return oauth_error(
@@ -299,16 +251,9 @@ pub(super) async fn token(
                     &format!("Refresh token invalid: {rt}. {VISIT}"),
                 );
             };
-            inner.refresh.get_mut(&rt).expect("present").spent = true;
-            *inner.refreshes.entry(grant.user_id.clone()).or_default() += 1;
-            issue(
-                &mut inner,
-                &grant.user_id,
-                grant.scopes,
-                grant.grant,
-                now,
-                ttl,
-            )
+            grants.refresh.get_mut(&rt).expect("present").spent = true;
+            grants.count_refresh(&grant.user);
+            issue(&mut inner, &grant.user, grant.scopes, grant.grant, now, ttl)
         }
         _ => {
             return oauth_error(
@@ -345,14 +290,11 @@ pub(super) async fn revoke(
         );
     };
     let mut inner = s.inner();
-    let user = inner
-        .access
-        .get(token)
-        .map(|a| a.user_id.clone())
-        .or_else(|| inner.refresh.get(token).map(|r| r.user_id.clone()));
+    let grants = &mut inner.grants;
     // RFC 7009: an unknown token is not an error.
-    if let Some(user) = user {
-        revoke_user(&mut inner, &user);
+    if let Some((_, user)) = grants.grant_of(token) {
+        let user = user.to_owned();
+        grants.revoke_user(&user);
     }
     axum::Json(serde_json::json!({})).into_response()
 }

@@ -23,14 +23,15 @@ mod oauth;
 mod points;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::LocalServer;
+use crate::LocalServer;
+use crate::grants::Grants;
 
 /// The fake's client registration and behaviour.
 #[derive(Debug, Clone)]
@@ -154,65 +155,17 @@ impl GoogleRequest {
     }
 }
 
-#[derive(Debug, Clone)]
-struct CodeGrant {
-    user: String,
-    challenge: String,
-    redirect_uri: String,
-    scope: String,
-    offline: bool,
-    issued: DateTime<Utc>,
-    used: bool,
-}
-
-#[derive(Debug, Clone)]
-struct AccessGrant {
-    user: String,
-    issued: DateTime<Utc>,
-    grant: u64,
-}
-
-#[derive(Debug, Clone)]
-struct RefreshGrant {
-    user: String,
-    scope: String,
-    grant: u64,
-}
-
 #[derive(Default)]
 struct Inner {
     users: HashMap<String, FakeGoogleUser>,
     next_login: Option<String>,
-    clock_offset: chrono::Duration,
-    codes: HashMap<String, CodeGrant>,
-    access: HashMap<String, AccessGrant>,
-    refresh: HashMap<String, RefreshGrant>,
-    revoked: std::collections::HashSet<u64>,
-    next_grant: u64,
-    refreshes: HashMap<String, u32>,
+    grants: Grants,
     minute_counts: HashMap<(String, i64), u32>,
     faults: VecDeque<GoogleFault>,
     log: Vec<GoogleRequest>,
 }
 
-struct Shared {
-    config: Mutex<FakeGoogleConfig>,
-    inner: Mutex<Inner>,
-}
-
-impl Shared {
-    fn inner(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().expect("fake google state")
-    }
-
-    fn config(&self) -> FakeGoogleConfig {
-        self.config.lock().expect("fake google config").clone()
-    }
-
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now() + self.inner().clock_offset
-    }
-}
+type Shared = crate::state::Shared<FakeGoogleConfig, Inner>;
 
 /// A running fake Google Health server; it stops when dropped.
 pub struct FakeGoogleHealth {
@@ -223,10 +176,7 @@ pub struct FakeGoogleHealth {
 impl FakeGoogleHealth {
     /// Starts the fake on a free port of 127.0.0.1.
     pub async fn start(config: FakeGoogleConfig) -> FakeGoogleHealth {
-        let shared = Arc::new(Shared {
-            config: Mutex::new(config),
-            inner: Mutex::new(Inner::default()),
-        });
+        let shared = Shared::new(config);
         let app = Router::new()
             .route("/o/oauth2/v2/auth", get(oauth::authorize))
             .route("/token", post(oauth::token))
@@ -271,7 +221,7 @@ impl FakeGoogleHealth {
     /// Plays the participant's browser: opens `consent_url`, approves, and returns the
     /// redirect Google sends the browser to. An `Err` carries the consent page's error text.
     pub async fn consent(&self, consent_url: &str) -> Result<url::Url, String> {
-        super::follow_consent(consent_url).await
+        crate::follow_consent(consent_url).await
     }
 
     /// Issues tokens for a user as a completed offline consent would.
@@ -299,13 +249,12 @@ impl FakeGoogleHealth {
 
     /// Moves the fake's clock forward (token expiry, quota minutes).
     pub fn advance(&self, by: chrono::Duration) {
-        self.shared.inner().clock_offset += by;
+        self.shared.advance(by);
     }
 
     /// How many refreshes the user's tokens went through.
     pub fn refresh_count(&self, health_user_id: &str) -> u32 {
-        let inner = self.shared.inner();
-        inner.refreshes.get(health_user_id).copied().unwrap_or(0)
+        self.shared.inner().grants.refresh_count(health_user_id)
     }
 
     /// Every API request so far, in order.
@@ -325,22 +274,22 @@ impl FakeGoogleHealth {
 
     /// The user removes the app at myaccount.google.com: every token stops working.
     pub fn revoke_user(&self, health_user_id: &str) {
-        oauth::revoke_user(&mut self.shared.inner(), health_user_id);
+        self.shared.inner().grants.revoke_user(health_user_id);
     }
 
     /// Whether every grant the user holds has been revoked (through `/revoke` or the account).
     pub fn is_revoked(&self, health_user_id: &str) -> bool {
-        let inner = self.shared.inner();
-        inner
+        let grants = &self.shared.inner().grants;
+        grants
             .refresh
             .values()
             .filter(|r| r.user == health_user_id)
-            .all(|r| inner.revoked.contains(&r.grant))
+            .all(|r| grants.revoked.contains(&r.grant))
     }
 
     /// Changes the configuration of the running fake.
     pub fn configure(&self, f: impl FnOnce(&mut FakeGoogleConfig)) {
-        f(&mut self.shared.config.lock().expect("fake google config"));
+        self.shared.configure(f);
     }
 }
 

@@ -9,13 +9,12 @@ use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{AccessGrant, CodeGrant, FakeGoogleTokens, Inner, RefreshGrant, Shared};
-use crate::oauth::pkce::{random_token, s256_challenge};
+use super::{FakeGoogleTokens, Inner, Shared};
+use crate::grants::Code;
+use crate::token;
 
 /// The read scopes the fake grants.
 pub(super) const ALL_SCOPES: [&str; 5] = [
@@ -26,9 +25,6 @@ pub(super) const ALL_SCOPES: [&str; 5] = [
     "https://www.googleapis.com/auth/googlehealth.settings.readonly",
 ];
 
-/// Authorization codes live 10 minutes.
-const CODE_TTL_SECS: i64 = 600;
-
 pub(super) fn new_grant(
     inner: &mut Inner,
     user: &str,
@@ -37,19 +33,13 @@ pub(super) fn new_grant(
     now: DateTime<Utc>,
     ttl: i64,
 ) -> FakeGoogleTokens {
-    inner.next_grant += 1;
-    let grant = inner.next_grant;
-    let access_token = access(inner, user, grant, now);
-    let refresh_token = format!("1//fake-rt-{}", random_token(24));
+    let grant = inner.grants.open();
+    let access_token = access(inner, user, scope, grant, now);
+    let refresh_token = format!("1//fake-rt-{}", token::random(24));
     if offline {
-        inner.refresh.insert(
-            refresh_token.clone(),
-            RefreshGrant {
-                user: user.into(),
-                scope: scope.into(),
-                grant,
-            },
-        );
+        inner
+            .grants
+            .add_refresh(&refresh_token, user, &scopes(scope), grant);
     }
     FakeGoogleTokens {
         access_token,
@@ -59,35 +49,18 @@ pub(super) fn new_grant(
     }
 }
 
-fn access(inner: &mut Inner, user: &str, grant: u64, now: DateTime<Utc>) -> String {
-    // Google's access tokens are up to 2,048 bytes; ours are shorter but just as opaque.
-    let token = format!("ya29.fake-{}", random_token(48));
-    inner.access.insert(
-        token.clone(),
-        AccessGrant {
-            user: user.into(),
-            issued: now,
-            grant,
-        },
-    );
-    token
+/// The scopes of a space-separated `scope`.
+fn scopes(scope: &str) -> Vec<String> {
+    scope.split_whitespace().map(str::to_owned).collect()
 }
 
-pub(super) fn revoke_user(inner: &mut Inner, user: &str) {
-    let grants: Vec<u64> = inner
-        .refresh
-        .values()
-        .filter(|r| r.user == user)
-        .map(|r| r.grant)
-        .chain(
-            inner
-                .access
-                .values()
-                .filter(|a| a.user == user)
-                .map(|a| a.grant),
-        )
-        .collect();
-    inner.revoked.extend(grants);
+fn access(inner: &mut Inner, user: &str, scope: &str, grant: u64, now: DateTime<Utc>) -> String {
+    // Google's access tokens are up to 2,048 bytes; ours are shorter but just as opaque.
+    let token = format!("ya29.fake-{}", token::random(48));
+    inner
+        .grants
+        .add_access(&token, user, &scopes(scope), grant, now);
+    token
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
@@ -132,14 +105,14 @@ pub(super) async fn authorize(
         .split_whitespace()
         .filter(|sc| ALL_SCOPES.contains(sc))
         .collect();
-    let code = format!("4/fake-{}", random_token(20));
-    inner.codes.insert(
+    let code = format!("4/fake-{}", token::random(20));
+    inner.grants.codes.insert(
         code.clone(),
-        CodeGrant {
+        Code {
             user,
-            challenge: challenge.clone(),
+            challenge: Some((challenge.clone(), "S256".into())),
             redirect_uri: redirect.clone(),
-            scope: granted.join(" "),
+            scopes: granted.iter().map(|s| s.to_string()).collect(),
             // Without access_type=offline Google issues no refresh token.
             offline: q.get("access_type").map(String::as_str) == Some("offline"),
             issued: now,
@@ -162,10 +135,7 @@ pub(super) async fn authorize(
 /// Google accepts the client credentials in the body or as HTTP Basic.
 fn client_ok(s: &Shared, headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
     let config = s.config();
-    let basic = format!(
-        "Basic {}",
-        STANDARD.encode(format!("{}:{}", config.client_id, config.client_secret))
-    );
+    let basic = token::basic_auth(&config.client_id, &config.client_secret);
     let by_header = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -197,12 +167,9 @@ pub(super) async fn token(
                     "Missing required parameter: code",
                 );
             };
-            let Some(grant) = inner.codes.get_mut(&code) else {
+            let Ok(grant) = inner.grants.usable(&code, now) else {
                 return invalid_grant();
             };
-            if grant.used || (now - grant.issued).num_seconds() > CODE_TTL_SECS {
-                return invalid_grant();
-            }
             if field("redirect_uri").as_ref() != Some(&grant.redirect_uri) {
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
@@ -217,19 +184,18 @@ pub(super) async fn token(
                     "Missing code verifier.",
                 );
             };
-            if s256_challenge(&verifier) != grant.challenge {
+            if !grant.verifies(&verifier) {
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_grant",
                     "Invalid code verifier.",
                 );
             }
-            grant.used = true;
-            let grant = grant.clone();
+            inner.grants.spend(&code);
             let t = new_grant(
                 &mut inner,
                 &grant.user,
-                &grant.scope,
+                &grant.scopes.join(" "),
                 grant.offline,
                 now,
                 ttl,
@@ -253,19 +219,20 @@ pub(super) async fn token(
                     "Missing required parameter: refresh_token",
                 );
             };
-            let Some(grant) = inner.refresh.get(&rt).cloned() else {
+            let Some(grant) = inner.grants.refresh.get(&rt).cloned() else {
                 return invalid_grant();
             };
-            if inner.revoked.contains(&grant.grant) {
+            if inner.grants.revoked.contains(&grant.grant) {
                 return invalid_grant();
             }
-            *inner.refreshes.entry(grant.user.clone()).or_default() += 1;
+            inner.grants.count_refresh(&grant.user);
             // Reusable refresh token: a new access token and no new refresh token.
-            let token = access(&mut inner, &grant.user, grant.grant, now);
+            let scope = grant.scopes.join(" ");
+            let token = access(&mut inner, &grant.user, &scope, grant.grant, now);
             axum::Json(json!({
                 "access_token": token,
                 "expires_in": ttl,
-                "scope": grant.scope,
+                "scope": scope,
                 "token_type": "Bearer",
             }))
             .into_response()
@@ -284,14 +251,10 @@ pub(super) async fn revoke(
 ) -> Response {
     let mut inner = s.inner();
     let token = form.get("token").cloned().unwrap_or_default();
-    let grant = inner
-        .refresh
-        .get(&token)
-        .map(|g| g.grant)
-        .or_else(|| inner.access.get(&token).map(|a| a.grant));
-    match grant {
-        Some(g) if !inner.revoked.contains(&g) => {
-            inner.revoked.insert(g);
+    let grants = &mut inner.grants;
+    match grants.grant_of(&token).map(|(g, _)| g) {
+        Some(g) if !grants.revoked.contains(&g) => {
+            grants.revoked.insert(g);
             axum::Json(json!({})).into_response()
         }
         _ => oauth_error(

@@ -11,30 +11,8 @@ use serde_json::{Map, Value, json};
 
 use super::FakeGoogleUser;
 use super::filter::{DataType, Field, FieldValue, Kind};
-use crate::sources::fitbit::localtime::day_start;
-
-/// splitmix64 seeded from an FNV-1a hash of (user, tag, key).
-pub(super) struct Rng(u64);
-
-impl Rng {
-    pub fn new(user: &str, tag: &str, key: i64) -> Self {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in user.bytes().chain(tag.bytes()).chain(key.to_le_bytes()) {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        Rng(h)
-    }
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    pub fn below(&mut self, n: u64) -> i64 {
-        (self.next() % n) as i64
-    }
-}
+use crate::localtime::day_start;
+use crate::rng::Rng;
 
 /// One generated data point and the times its filter members refer to.
 pub(super) struct Point {

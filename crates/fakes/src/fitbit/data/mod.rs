@@ -7,34 +7,15 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Datelike, Days, Duration, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use serde_json::{Value, json};
 
-use super::{AzmShape, FakeUser, Fault, RequestRecord, Shared, VISIT, error_body};
-use crate::sources::fitbit::localtime::day_start;
+mod intraday;
+mod nightly;
 
-/// splitmix64 seeded from an FNV-1a hash of (user, tag, key).
-struct Rng(u64);
-
-impl Rng {
-    fn new(user: &str, tag: &str, key: i64) -> Self {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in user.bytes().chain(tag.bytes()).chain(key.to_le_bytes()) {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        Rng(h)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> i64 {
-        (self.next() % n) as i64
-    }
-}
+use super::{FakeUser, Fault, RequestRecord, Shared, VISIT, error_body};
+use intraday::{heart_summary, intraday};
+use nightly::{br_day, hrv_day, nightly_range, sleep, spo2_day, temp_day};
 
 type Outcome = Result<Value, (StatusCode, Value)>;
 
@@ -51,20 +32,15 @@ pub(super) async fn handle(State(s): State<Arc<Shared>>, uri: Uri, headers: Head
     let now = s.now();
     let path = uri.path().to_owned();
     let query = uri.query().map(str::to_owned);
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("")
-        .to_owned();
+    let token = crate::token::bearer(&headers);
     let mut inner = s.inner();
-    let grant = inner.access.get(&token).cloned();
+    let grant = inner.grants.access.get(&token).cloned();
     let auth_error = match &grant {
         None => Some((
             "invalid_token",
             format!("Access token invalid: {token}. {VISIT}"),
         )),
-        Some(g) if inner.revoked_grants.contains(&g.grant) => Some((
+        Some(g) if inner.grants.revoked.contains(&g.grant) => Some((
             "invalid_token",
             format!("Access token invalid: {token}. {VISIT}"),
         )),
@@ -76,7 +52,7 @@ pub(super) async fn handle(State(s): State<Arc<Shared>>, uri: Uri, headers: Head
     };
     if let Some((error_type, message)) = auth_error {
         inner.log.push(RequestRecord {
-            user_id: grant.map(|g| g.user_id),
+            user_id: grant.map(|g| g.user),
             path,
             query,
             status: 401,
@@ -88,11 +64,7 @@ pub(super) async fn handle(State(s): State<Arc<Shared>>, uri: Uri, headers: Head
             .into_response();
     }
     let grant = grant.expect("authorised");
-    let user = inner
-        .users
-        .get(&grant.user_id)
-        .cloned()
-        .expect("known user");
+    let user = inner.users.get(&grant.user).cloned().expect("known user");
 
     // The hourly quota: counted per user per clock hour, reported on every response.
     let hour = now.timestamp().div_euclid(3600);
@@ -363,394 +335,4 @@ fn devices(c: &Ctx<'_>) -> Value {
         );
     }
     Value::Array(list)
-}
-
-// ---- intraday ------------------------------------------------------------------------
-
-fn local_hour(c: &Ctx<'_>, t: i64) -> u32 {
-    Utc.timestamp_opt(t, 0)
-        .unwrap()
-        .with_timezone(&c.user.timezone)
-        .hour()
-}
-
-fn steps_at(c: &Ctx<'_>, minute: i64) -> i64 {
-    let mut r = Rng::new(&c.user.user_id, "steps", minute);
-    let h = local_hour(c, minute * 60);
-    if (7..22).contains(&h) && r.below(10) < 3 {
-        60 + r.below(60)
-    } else {
-        0
-    }
-}
-
-/// Sparse heart-rate readings in `[from, to)`: every 5–15 s, except whole hours off the wrist.
-fn heart_seconds(c: &Ctx<'_>, from: i64, to: i64) -> Vec<(i64, i64)> {
-    let cutoff = c.cutoff().timestamp();
-    let mut out = Vec::new();
-    for hour in from.div_euclid(3600)..=(to - 1).div_euclid(3600) {
-        let mut r = Rng::new(&c.user.user_id, "hr", hour);
-        if r.below(24) == 0 {
-            continue;
-        }
-        let h = f64::from(local_hour(c, hour * 3600));
-        let base = 64.0 + 8.0 * ((h - 16.0) / 24.0 * std::f64::consts::TAU).cos();
-        let mut t = hour * 3600 + r.below(5);
-        while t < (hour + 1) * 3600 {
-            if t >= from && t < to && t < cutoff {
-                let active = if steps_at(c, t.div_euclid(60)) > 0 {
-                    30.0
-                } else {
-                    0.0
-                };
-                out.push((t, (base + active) as i64 + r.below(7)));
-            }
-            t += 5 + r.below(11);
-        }
-    }
-    out
-}
-
-fn heart_summary(c: &Ctx<'_>, d: NaiveDate) -> Option<Value> {
-    if day_start(c.user.timezone, d) >= c.cutoff() {
-        return None;
-    }
-    let mut r = Rng::new(&c.user.user_id, "rhr", i64::from(d.num_days_from_ce()));
-    let mut value = json!({"customHeartRateZones": [], "heartRateZones": [
-        {"name": "Out of Range", "min": 30, "max": 98, "minutes": 1180, "caloriesOut": 1510.4},
-        {"name": "Fat Burn", "min": 98, "max": 125, "minutes": 210, "caloriesOut": 780.1},
-        {"name": "Cardio", "min": 125, "max": 152, "minutes": 12, "caloriesOut": 95.3},
-        {"name": "Peak", "min": 152, "max": 220, "minutes": 0, "caloriesOut": 0}]});
-    // Some days have too little data for a resting heart rate; Fitbit then omits the field.
-    if r.below(5) != 0 {
-        value["restingHeartRate"] = json!(52 + r.below(12));
-    }
-    Some(json!({"dateTime": d.to_string(), "value": value}))
-}
-
-fn intraday(c: &Ctx<'_>, res: &str, d: &str, level: &str) -> Outcome {
-    let (scope, what) = if res == "heart" {
-        ("heartrate", "heart rate")
-    } else {
-        ("activity", "activity")
-    };
-    c.need(scope, what)?;
-    c.need_intraday()?;
-    let d = c.date(d)?;
-    let tz = c.user.timezone;
-    let (from, to) = if c.utc {
-        (
-            d.and_hms_opt(0, 0, 0).unwrap().and_utc(),
-            (d + Days::new(1)).and_hms_opt(0, 0, 0).unwrap().and_utc(),
-        )
-    } else {
-        (day_start(tz, d), day_start(tz, d + Days::new(1)))
-    };
-    let label = |t: i64| {
-        let t = Utc.timestamp_opt(t, 0).unwrap();
-        if c.utc {
-            t.format("%H:%M:%S").to_string()
-        } else {
-            t.with_timezone(&tz).format("%H:%M:%S").to_string()
-        }
-    };
-    let (from, to) = (from.timestamp(), to.timestamp());
-    let cutoff = c.cutoff().timestamp();
-    let minutes = (from / 60..to / 60).filter(|m| m * 60 < cutoff);
-    let date = d.to_string();
-    match (res, level) {
-        ("heart", "1sec" | "1min") => {
-            let secs = heart_seconds(c, from, to);
-            let dataset: Vec<Value> = if level == "1sec" {
-                secs.iter()
-                    .map(|(t, v)| json!({"time": label(*t), "value": v}))
-                    .collect()
-            } else {
-                let mut per_minute: std::collections::BTreeMap<i64, (i64, i64)> =
-                    Default::default();
-                for (t, v) in &secs {
-                    let e = per_minute.entry(t.div_euclid(60)).or_default();
-                    e.0 += v;
-                    e.1 += 1;
-                }
-                per_minute
-                    .into_iter()
-                    .map(|(m, (sum, n))| json!({"time": label(m * 60), "value": sum / n}))
-                    .collect()
-            };
-            let (interval_type, summary) = (
-                if level == "1sec" { "second" } else { "minute" },
-                heart_summary(c, d),
-            );
-            Ok(
-                json!({"activities-heart": summary.into_iter().collect::<Vec<_>>(),
-                      "activities-heart-intraday": {"dataset": dataset, "datasetInterval": 1, "datasetType": interval_type}}),
-            )
-        }
-        ("steps" | "calories" | "distance" | "floors", "1min") => {
-            let mut total = 0.0;
-            let dataset: Vec<Value> = minutes
-                .map(|m| {
-                    let steps = steps_at(c, m);
-                    let (value, extra) = match res {
-                        "steps" => (json!(steps), None),
-                        "calories" => {
-                            let kcal = 1.2 + steps as f64 * 0.05;
-                            let level = if steps > 100 {
-                                3
-                            } else if steps > 0 {
-                                1
-                            } else {
-                                0
-                            };
-                            (json!(kcal), Some((level, if steps > 0 { 35 } else { 12 })))
-                        }
-                        "distance" => {
-                            let km = steps as f64 * 0.000_75;
-                            (json!(if c.imperial { km / 1.609_344 } else { km }), None)
-                        }
-                        _ => (json!(i64::from(steps > 100 && m % 3 == 0)), None),
-                    };
-                    total += value.as_f64().unwrap_or(0.0);
-                    let mut item = json!({"time": label(m * 60), "value": value});
-                    if let Some((level, mets)) = extra {
-                        item["level"] = json!(level);
-                        item["mets"] = json!(mets);
-                    }
-                    item
-                })
-                .collect();
-            Ok(json!({
-                format!("activities-{res}"): [{"dateTime": date, "value": format!("{total}")}],
-                format!("activities-{res}-intraday"): {"dataset": dataset, "datasetInterval": 1, "datasetType": "minute"},
-            }))
-        }
-        ("active-zone-minutes", "1min") => {
-            let active: Vec<(i64, i64)> = minutes
-                .filter_map(|m| {
-                    let steps = steps_at(c, m);
-                    (steps > 80).then_some((m, if steps > 100 { 2 } else { 1 }))
-                })
-                .collect();
-            let body = match c.user.azm_shape {
-                AzmShape::Minutes => {
-                    let minutes: Vec<Value> = active
-                        .iter()
-                        .map(|(m, v)| {
-                            let t = Utc.timestamp_opt(m * 60, 0).unwrap();
-                            let t = if c.utc {
-                                t.naive_utc()
-                            } else {
-                                t.with_timezone(&tz).naive_local()
-                            };
-                            let zone = if *v == 2 {
-                                "cardioActiveZoneMinutes"
-                            } else {
-                                "fatBurnActiveZoneMinutes"
-                            };
-                            json!({"minute": t.format("%Y-%m-%dT%H:%M:%S").to_string(),
-                               "value": {"activeZoneMinutes": v, zone: v}})
-                        })
-                        .collect();
-                    json!([{"dateTime": date, "minutes": minutes}])
-                }
-                AzmShape::Dataset => {
-                    let dataset: Vec<Value> = active
-                        .iter()
-                        .map(|(m, v)| json!({"time": label(m * 60), "value": v}))
-                        .collect();
-                    json!({"dataset": dataset, "datasetInterval": 1, "datasetType": "minute"})
-                }
-            };
-            Ok(json!({"activities-active-zone-minutes-intraday": body}))
-        }
-        _ => Err(bad(
-            "validation",
-            "detail-level",
-            &format!("Invalid detail level {level} for {res}"),
-        )),
-    }
-}
-
-// ---- sleep and nightly data -------------------------------------------------------------
-
-struct Night {
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    classic: bool,
-    segments: Vec<(DateTime<Utc>, &'static str, i64)>,
-    short: Vec<(DateTime<Utc>, &'static str, i64)>,
-}
-
-/// The main sleep that ends on local date `d`, if the tracker has synced it.
-fn night(c: &Ctx<'_>, d: NaiveDate) -> Option<Night> {
-    let mut r = Rng::new(&c.user.user_id, "sleep", i64::from(d.num_days_from_ce()));
-    let tz = c.user.timezone;
-    let local = (d - Days::new(1)).and_hms_opt(22, 30, 0)?
-        + Duration::seconds(60 * r.below(90) + 30 * r.below(2));
-    let start = crate::sources::fitbit::localtime::to_utc(tz, local, None);
-    let classic = r.below(4) == 0;
-    let mut segments = Vec::new();
-    let mut short = Vec::new();
-    let mut t = start;
-    let push = |segments: &mut Vec<_>, t: &mut DateTime<Utc>, level: &'static str, secs: i64| {
-        segments.push((*t, level, secs));
-        *t += Duration::seconds(secs);
-    };
-    push(
-        &mut segments,
-        &mut t,
-        if classic { "awake" } else { "wake" },
-        30 * (4 + r.below(8)),
-    );
-    let cycle: [&str; 4] = if classic {
-        ["asleep", "restless", "asleep", "asleep"]
-    } else {
-        ["light", "deep", "light", "rem"]
-    };
-    let mut i = 0;
-    while t - start < Duration::hours(7) {
-        let level = cycle[i % 4];
-        let secs = 30 * (20 + r.below(60));
-        if level == "light" && !classic && short.len() < 3 {
-            short.push((t + Duration::seconds(300), "wake", 30 * (1 + r.below(6))));
-        }
-        push(&mut segments, &mut t, level, secs);
-        i += 1;
-    }
-    push(
-        &mut segments,
-        &mut t,
-        if classic { "awake" } else { "wake" },
-        180,
-    );
-    (t <= c.cutoff()).then_some(Night {
-        start,
-        end: t,
-        classic,
-        segments,
-        short,
-    })
-}
-
-fn local_fmt(c: &Ctx<'_>, t: DateTime<Utc>, fmt: &str) -> String {
-    t.with_timezone(&c.user.timezone).format(fmt).to_string()
-}
-
-fn sleep(c: &Ctx<'_>, a: &str, b: &str, by_date: bool) -> Outcome {
-    c.need("sleep", "sleep")?;
-    let (a, b) = c.range(a, b, 100)?;
-    let mut logs = Vec::new();
-    let mut pending = false;
-    for d in a.iter_days().take_while(|d| *d <= b) {
-        if c.user.pending_sleep.contains(&d) {
-            pending = true;
-            continue;
-        }
-        let Some(n) = night(c, d) else { continue };
-        let f = "%Y-%m-%dT%H:%M:%S%.3f";
-        let level = |(t, l, s): &(DateTime<Utc>, &str, i64)| json!({"dateTime": local_fmt(c, *t, f), "level": l, "seconds": s});
-        let mut minutes: std::collections::BTreeMap<&str, (i64, i64)> = Default::default();
-        for (_, l, s) in &n.segments {
-            let e = minutes.entry(l).or_default();
-            e.0 += 1;
-            e.1 += s / 60;
-        }
-        let awake = if n.classic { "awake" } else { "wake" };
-        let summary: serde_json::Map<String, Value> = minutes
-            .iter()
-            .map(|(l, (count, mins))| {
-                let mut v = json!({"count": count, "minutes": mins});
-                if !n.classic {
-                    v["thirtyDayAvgMinutes"] = json!(mins);
-                }
-                (l.to_string(), v)
-            })
-            .collect();
-        let in_bed = (n.end - n.start).num_minutes();
-        let awake_min = minutes.get(awake).map_or(0, |m| m.1);
-        let mut levels =
-            json!({"data": n.segments.iter().map(level).collect::<Vec<_>>(), "summary": summary});
-        if !n.classic {
-            levels["shortData"] = n.short.iter().map(level).collect();
-        }
-        logs.push(json!({"logId": 40_000_000_000i64 + i64::from(d.num_days_from_ce()), "dateOfSleep": d.to_string(),
-            "startTime": local_fmt(c, n.start, f), "endTime": local_fmt(c, n.end, f),
-            "duration": (n.end - n.start).num_milliseconds(), "efficiency": 92, "infoCode": 0, "isMainSleep": true,
-            "logType": "auto_detected", "type": if n.classic { "classic" } else { "stages" },
-            "minutesAsleep": in_bed - awake_min, "minutesAwake": awake_min, "minutesToFallAsleep": 0,
-            "minutesAfterWakeup": 0, "timeInBed": in_bed, "levels": levels}));
-    }
-    let mut body = json!({"sleep": logs});
-    if by_date {
-        body["summary"] =
-            json!({"totalSleepRecords": body["sleep"].as_array().map_or(0, Vec::len)});
-    }
-    if pending {
-        body["meta"] = json!({"state": "pending", "retryDuration": 30000});
-    }
-    Ok(body)
-}
-
-fn spo2_day(c: &Ctx<'_>, d: NaiveDate) -> Option<Value> {
-    let n = night(c, d)?;
-    let mut r = Rng::new(&c.user.user_id, "spo2", i64::from(d.num_days_from_ce()));
-    let mut t = n.start + Duration::minutes(30);
-    let mut minutes = Vec::new();
-    while t < n.end - Duration::minutes(30) {
-        minutes.push(json!({"value": 94.0 + r.below(50) as f64 / 10.0, "minute": local_fmt(c, t, "%Y-%m-%dT%H:%M:%S")}));
-        t += Duration::minutes(1);
-    }
-    Some(json!({"dateTime": d.to_string(), "minutes": minutes}))
-}
-
-fn hrv_day(c: &Ctx<'_>, d: NaiveDate) -> Option<Value> {
-    let n = night(c, d)?;
-    let mut r = Rng::new(&c.user.user_id, "hrv", i64::from(d.num_days_from_ce()));
-    let mut t = n.start + Duration::minutes(15);
-    let mut minutes = Vec::new();
-    while t < n.end {
-        minutes.push(json!({"minute": local_fmt(c, t, "%Y-%m-%dT%H:%M:%S%.3f"),
-            "value": {"rmssd": 20.0 + r.below(400) as f64 / 10.0, "coverage": 0.9, "hf": 150.0, "lf": 400.0}}));
-        t += Duration::minutes(5);
-    }
-    Some(json!({"dateTime": d.to_string(), "minutes": minutes}))
-}
-
-fn br_day(c: &Ctx<'_>, d: NaiveDate) -> Option<Value> {
-    night(c, d)?;
-    let mut r = Rng::new(&c.user.user_id, "br", i64::from(d.num_days_from_ce()));
-    let full = 12.0 + r.below(50) as f64 / 10.0;
-    Some(json!({"dateTime": d.to_string(), "value": {
-        "deepSleepSummary": {"breathingRate": full - 0.8}, "remSleepSummary": {"breathingRate": full + 0.6},
-        "lightSleepSummary": {"breathingRate": full}, "fullSleepSummary": {"breathingRate": full}}}))
-}
-
-fn temp_day(c: &Ctx<'_>, d: NaiveDate) -> Option<Value> {
-    night(c, d)?;
-    let mut r = Rng::new(&c.user.user_id, "temp", i64::from(d.num_days_from_ce()));
-    Some(
-        json!({"dateTime": d.to_string(), "value": {"nightlyRelative": (r.below(21) - 10) as f64 / 10.0},
-                "logType": "dedicated_temp_sensor"}),
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn nightly_range(
-    c: &Ctx<'_>,
-    a: &str,
-    b: &str,
-    scope: &str,
-    what: &str,
-    key: &str,
-    day: fn(&Ctx<'_>, NaiveDate) -> Option<Value>,
-) -> Outcome {
-    c.need(scope, what)?;
-    let (a, b) = c.range(a, b, 30)?;
-    let days: Vec<Value> = a
-        .iter_days()
-        .take_while(|d| *d <= b)
-        .filter_map(|d| day(c, d))
-        .collect();
-    Ok(json!({key: days}))
 }
