@@ -4,54 +4,20 @@
 //! this test supplies the real daemon and the fault. Needs Debian's prometheus and
 //! prometheus-alertmanager packages (monitoring/install-deps.sh).
 
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use wearhouse_core::testing::{TestBackend, TestDb};
 
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::process::{daemon, free_port};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_ingest_run_reaches_operations_by_email() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let db = TestDb::new(TestBackend::Postgres).await;
     let port = free_port();
-    let daemon = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_wearhouse-ingest"))
-            .args(["daemon", "--schedule", "*/2 * * * * *", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .env("DATABASE_URL", &db.url)
-            .env("WEARHOUSE_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start the ingest daemon"),
-    );
-    let health = format!("http://127.0.0.1:{port}/health");
-    let started = Instant::now();
-    while reqwest::get(&health).await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "daemon did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (daemon, mut logs) = daemon(&db.url, port, &["--schedule", "*/2 * * * * *"]);
+    logs.until("serving /health and /metrics").await;
     // The fault an operator would meet: the database no longer has what a run needs.
     let trigger = format!(
         "psql '{}' -v ON_ERROR_STOP=1 -qc 'alter table participants rename to participants_gone'",

@@ -1,29 +1,11 @@
 //! The daemon binary: serves /health and the metrics contract of monitoring/, restores the
 //! last success from the database, runs on start when asked, and exits cleanly on SIGTERM.
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use wearhouse_core::testing::{TestBackend, TestDb};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn daemon(url: &str, port: u16, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_wearhouse-ingest"))
-        .args(["daemon", "--database-url", url])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the daemon")
-}
+use crate::support::process::{daemon, free_port, terminate};
 
 async fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let r = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
@@ -33,34 +15,20 @@ async fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, r.text().await.ok()?))
 }
 
-/// Polls until `check` accepts the metrics page (the daemon is starting or running).
-async fn metrics_until(port: u16, check: impl Fn(&str) -> bool) -> String {
-    for _ in 0..300 {
-        if let Some((200, body)) = get(port, "/metrics").await
-            && check(&body)
-        {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+async fn metrics(port: u16) -> String {
+    match get(port, "/metrics").await {
+        Some((200, body)) => body,
+        other => panic!("/metrics answered {other:?}"),
     }
-    panic!("the daemon never served the expected metrics");
-}
-
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    child.wait().unwrap()
 }
 
 #[tokio::test]
 async fn the_daemon_serves_health_and_the_metrics_contract_and_stops_on_sigterm() {
     let db = TestDb::new(TestBackend::Postgres).await;
     let port = free_port();
-    let mut child = daemon(&db.url, port, &[]);
-    let body = metrics_until(port, |_| true).await;
+    let (mut child, mut logs) = daemon(&db.url, port, &[]);
+    logs.until("serving /health and /metrics").await;
+    let body = metrics(port).await;
     assert_eq!(get(port, "/health").await.map(|r| r.0), Some(200));
     for series in [
         "wearhouse_ingest_runs_total{outcome=\"success\"} 0",
@@ -72,7 +40,7 @@ async fn the_daemon_serves_health_and_the_metrics_contract_and_stops_on_sigterm(
     ] {
         assert!(body.contains(series), "{series} missing from:\n{body}");
     }
-    let status = terminate(&mut child);
+    let status = terminate(&mut child).await;
     assert!(status.success(), "exit status {status:?}");
 }
 
@@ -103,25 +71,23 @@ async fn a_run_on_start_loads_synthetic_participants_and_a_restart_remembers_the
     );
 
     let port = free_port();
-    let mut child = daemon(&db.url, port, &["--run-on-start"]);
-    let body = metrics_until(port, |b| {
-        b.contains("wearhouse_ingest_runs_total{outcome=\"success\"} 1")
-    })
-    .await;
+    let (mut child, mut logs) = daemon(&db.url, port, &["--run-on-start"]);
+    logs.until("run finished").await;
+    let body = metrics(port).await;
+    assert!(body.contains("wearhouse_ingest_runs_total{outcome=\"success\"} 1"));
     assert!(
         body.contains("wearhouse_ingest_samples_total{source=\"synthetic\""),
         "{body}"
     );
     assert!(!body.contains("wearhouse_ingest_last_success_timestamp_seconds 0\n"));
-    assert!(terminate(&mut child).success());
+    assert!(terminate(&mut child).await.success());
 
-    let mut child = daemon(&db.url, port, &[]);
-    let body = metrics_until(port, |b| {
-        !b.contains("wearhouse_ingest_last_success_timestamp_seconds 0\n")
-    })
-    .await;
+    let (mut child, mut logs) = daemon(&db.url, port, &[]);
+    logs.until("schedule set").await;
+    let body = metrics(port).await;
+    assert!(!body.contains("wearhouse_ingest_last_success_timestamp_seconds 0\n"));
     assert!(body.contains("wearhouse_ingest_runs_total{outcome=\"success\"} 0"));
-    assert!(terminate(&mut child).success());
+    assert!(terminate(&mut child).await.success());
 }
 
 #[tokio::test]

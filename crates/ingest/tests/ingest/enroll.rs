@@ -9,17 +9,11 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 use wearhouse_core::testing::{TestBackend, TestDb};
-use wearhouse_ingest::testing::{
+use wearhouse_fakes::{
     FakeFitbit, FakeFitbitConfig, FakeGoogleConfig, FakeGoogleHealth, FakeGoogleUser, FakeUser,
 };
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::process::free_port;
 
 /// Starts `wearhouse-ingest enroll` with `args`; its stdout lines arrive on the receiver.
 fn enroll(args: &[String]) -> (Child, mpsc::Receiver<String>) {

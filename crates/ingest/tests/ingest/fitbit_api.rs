@@ -1,14 +1,12 @@
 //! How the Fitbit client treats the API's limits and failures: quota headers and 429, server
 //! errors, malformed JSON, refused scopes, and range limits, against the fake server.
 
-mod fitbit_support;
-
+use crate::support::fitbit::*;
 use chrono_tz::America::New_York;
-use fitbit_support::*;
 use wearhouse_core::Metric;
+use wearhouse_fakes::{FakeUser, Fault};
 use wearhouse_ingest::sources::fitbit::FitbitSource;
 use wearhouse_ingest::sources::{Source, SourceError};
-use wearhouse_ingest::testing::{FakeUser, Fault};
 
 fn day(s: &str) -> chrono::NaiveDate {
     s.parse().unwrap()

@@ -2,17 +2,14 @@
 //! days, sleep stages with short wakes, pending sleep, devices that have not synced, and every
 //! catalogue metric, checked against the fake server's own responses.
 
-mod fitbit_support;
-
 use std::collections::BTreeMap;
 
+use crate::support::fitbit::*;
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use chrono_tz::America::New_York;
-use fitbit_support::*;
 use wearhouse_core::{Metric, Sample};
+use wearhouse_fakes::{AzmShape, FakeUser};
 use wearhouse_ingest::sources::Source;
-use wearhouse_ingest::testing::FakeUser;
-use wearhouse_ingest::testing::fake_fitbit::AzmShape;
 
 fn day(s: &str) -> NaiveDate {
     s.parse().unwrap()

@@ -1,20 +1,18 @@
 //! Fitbit OAuth against the fake server and a real database: consent with PKCE, rotation of
 //! single-use refresh tokens, expiry, concurrent refreshes, revoked grants.
 
-mod fitbit_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::fitbit::*;
 use chrono::Utc;
 use chrono_tz::America::New_York;
-use fitbit_support::*;
 use wearhouse_core::ParticipantId;
 use wearhouse_core::store::participants;
+use wearhouse_fakes::{FakeFitbit, FakeFitbitConfig, FakeUser};
 use wearhouse_ingest::oauth::{OAuthClient, OAuthError, store};
 use wearhouse_ingest::sources::fitbit::{FitbitSource, NoopObserver};
 use wearhouse_ingest::sources::{Source, SourceError};
-use wearhouse_ingest::testing::{FakeFitbit, FakeFitbitConfig, FakeUser};
 
 fn query(url: &url::Url, key: &str) -> String {
     url.query_pairs()

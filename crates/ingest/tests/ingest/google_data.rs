@@ -2,17 +2,15 @@
 //! tokens followed through an empty page and a `{}` last page, and only filters the API
 //! accepts (the fake refuses the others with Google's exact body).
 
-mod google_support;
-
 use std::collections::BTreeSet;
 
+use crate::support::google::*;
 use chrono::{Duration, NaiveTime};
 use chrono_tz::Europe::Berlin;
-use google_support::*;
 use wearhouse_core::Metric;
+use wearhouse_fakes::FakeGoogleUser;
 use wearhouse_ingest::sources::Source;
 use wearhouse_ingest::sources::fitbit::localtime::day_start;
-use wearhouse_ingest::testing::FakeGoogleUser;
 
 const USER: &str = "1173016576421350648";
 const SYNC: &str = "2026-10-08T06:00:00Z";

@@ -2,16 +2,14 @@
 //! with PKCE and offline access, reusable refresh tokens, 401 → refresh → retry, a revoked
 //! grant, an account that is not linked, quota exhaustion and resumption, 5xx retries.
 
-mod google_support;
-
+use crate::support::google::*;
 use chrono::{Duration, Utc};
 use chrono_tz::Europe::Berlin;
-use google_support::*;
 use wearhouse_core::{Metric, ParticipantId};
+use wearhouse_fakes::{FakeGoogleUser, GoogleFault};
 use wearhouse_ingest::migration::reconsent;
 use wearhouse_ingest::oauth::store;
 use wearhouse_ingest::sources::{Source, SourceError};
-use wearhouse_ingest::testing::{FakeGoogleUser, GoogleFault};
 
 const USER: &str = "1173016576421350648";
 const SYNC: &str = "2026-10-08T06:00:00Z";

@@ -13,18 +13,19 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Europe::Berlin;
 use chrono_tz::Tz;
 use wearhouse_core::store::ingest_state;
-use wearhouse_core::store::participants::{self, NewParticipant};
+use wearhouse_core::store::participants;
 use wearhouse_core::store::writer::SampleWriter;
 use wearhouse_core::testing::{TestBackend, TestDb};
-use wearhouse_core::{Metric, ParticipantId, Sample};
-use wearhouse_ingest::migration::reconsent;
-use wearhouse_ingest::oauth::{TokenResponse, store};
-use wearhouse_ingest::sources::fitbit::{FitbitArgs, FitbitSource, NoopObserver};
-use wearhouse_ingest::sources::google_health::{GoogleHealthArgs, GoogleHealthSource};
-use wearhouse_ingest::sources::{Source, SourceParticipant};
-use wearhouse_ingest::testing::{
+use wearhouse_core::{Metric, Sample};
+use wearhouse_fakes::{
     FakeFitbit, FakeFitbitConfig, FakeGoogleConfig, FakeGoogleHealth, FakeGoogleUser, FakeUser,
 };
+use wearhouse_ingest::migration::reconsent;
+use wearhouse_ingest::sources::fitbit::{FitbitSource, NoopObserver};
+use wearhouse_ingest::sources::google_health::{GoogleHealthArgs, GoogleHealthSource};
+use wearhouse_ingest::sources::{Source, SourceParticipant};
+
+use crate::support::{self, fitbit};
 
 const FITBIT_USER: &str = "7QX2LB";
 const HEALTH_USER: &str = "1173016576421350648";
@@ -80,48 +81,26 @@ fn keyed(samples: &[Sample]) -> Vec<(DateTime<Utc>, f64)> {
 async fn a_fitbit_participant_moves_to_google_health_without_a_gap_or_a_duplicate() {
     let tz: Tz = Berlin;
     let db = TestDb::new(TestBackend::Postgres).await;
-    let fitbit = FakeFitbit::start(FakeFitbitConfig::server_app("23ABCD", "fitbit-secret")).await;
+    let fitbit = FakeFitbit::start(FakeFitbitConfig::server_app(
+        fitbit::CLIENT_ID,
+        fitbit::SECRET,
+    ))
+    .await;
     fitbit.add_user(FakeUser::new(FITBIT_USER, tz).last_sync("2026-10-06T09:00:00"));
-    let mut fitbit_args = FitbitArgs::for_base_url(&fitbit.url(), "23ABCD", Some("fitbit-secret"));
-    fitbit_args.retry_base_ms = 10;
+    let fitbit_args = fitbit::args_for(&fitbit);
     let fitbit_source =
         FitbitSource::new(db.pool.clone(), &fitbit_args, Arc::new(NoopObserver)).unwrap();
 
     // Enrolled with Fitbit, history loaded up to the tracker's last sync.
-    let id = ParticipantId::parse("P001").unwrap();
-    let t = fitbit.issue_tokens(FITBIT_USER);
+    let grant = fitbit::grant(fitbit.issue_tokens(FITBIT_USER));
+    let p = support::enrol(&db.pool, "P001", "fitbit", tz, None, &grant).await;
+    let id = p.id.clone();
     let mut conn = db.pool.acquire().await.unwrap();
-    participants::upsert(
-        &mut conn,
-        &NewParticipant {
-            participant_id: id.clone(),
-            timezone: tz,
-            provider: Some("fitbit".into()),
-            enrolled_at: None,
-        },
-    )
-    .await
-    .unwrap();
-    let grant = TokenResponse {
-        access_token: t.access_token.clone(),
-        expires_in: t.expires_in,
-        refresh_token: Some(t.refresh_token),
-        scope: Some(t.scope),
-        user_id: Some(FITBIT_USER.into()),
-    };
-    store::save(&mut conn, &id, "fitbit", &grant, Utc::now())
-        .await
-        .unwrap();
     sqlx::query("update participants set provider_user_id = $1")
         .bind(FITBIT_USER)
         .execute(&mut *conn)
         .await
         .unwrap();
-    let p = SourceParticipant {
-        id: id.clone(),
-        timezone: tz,
-        provider_user_id: Some(FITBIT_USER.into()),
-    };
     load(&db, &fitbit_source, &p, "2026-10-05").await;
     let switch: DateTime<Utc> = ingest_state::get(&mut conn, &id, "fitbit", Metric::Steps)
         .await
@@ -167,7 +146,7 @@ async fn a_fitbit_participant_moves_to_google_health_without_a_gap_or_a_duplicat
     // The Fitbit grant is dead at Fitbit.
     let status = reqwest::Client::new()
         .get(format!("{}/1/user/-/profile.json", fitbit.url()))
-        .bearer_auth(&t.access_token)
+        .bearer_auth(&grant.access_token)
         .send()
         .await
         .unwrap()

@@ -1,8 +1,6 @@
 //! The delta load against a real database, with a scripted provider: late syncs, days the
 //! provider has not finished, spent quotas, revoked grants and provider errors.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,18 +2,16 @@
 //! with its (fake) provider, are both loaded by one `wearhouse-ingest run`; and the daemon
 //! serves both providers' consent callbacks and counts their API requests.
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use wearhouse_core::ParticipantId;
-use wearhouse_core::store::participants::{self, NewParticipant};
 use wearhouse_core::testing::{TestBackend, TestDb};
-use wearhouse_ingest::oauth::{TokenResponse, store};
-use wearhouse_ingest::testing::{
+use wearhouse_fakes::{
     FakeFitbit, FakeFitbitConfig, FakeGoogleConfig, FakeGoogleHealth, FakeGoogleUser, FakeUser,
 };
+use wearhouse_ingest::oauth::TokenResponse;
+
+use crate::support::process::{daemon, free_port, terminate};
+use crate::support::{self, fitbit, google};
 
 const FITBIT_ID: &str = "23ABCD";
 const FITBIT_SECRET: &str = "fitbit-secret";
@@ -37,23 +35,9 @@ async fn world() -> World {
         FakeGoogleUser::new("health-user-1", Tz::America__New_York)
             .last_sync("2025-06-03T16:00:00Z"),
     );
-    let t = fitbit.issue_tokens("7QX2LB");
-    let fitbit_grant = TokenResponse {
-        access_token: t.access_token,
-        expires_in: t.expires_in,
-        refresh_token: Some(t.refresh_token),
-        scope: Some(t.scope),
-        user_id: Some("7QX2LB".into()),
-    };
+    let fitbit_grant = fitbit::grant(fitbit.issue_tokens("7QX2LB"));
     enrol(&db, "P-FIT", "fitbit", Tz::Europe__Berlin, &fitbit_grant).await;
-    let t = google.issue_tokens("health-user-1");
-    let google_grant = TokenResponse {
-        access_token: t.access_token,
-        expires_in: t.expires_in,
-        refresh_token: Some(t.refresh_token),
-        scope: Some(t.scope),
-        user_id: Some("health-user-1".into()),
-    };
+    let google_grant = google::grant(google.issue_tokens("health-user-1"), "health-user-1");
     enrol(
         &db,
         "P-GOO",
@@ -65,27 +49,22 @@ async fn world() -> World {
     World { db, fitbit, google }
 }
 
+/// Enrolled on 1 June 2025 local time, with the provider's user id recorded.
 async fn enrol(db: &TestDb, participant: &str, provider: &str, tz: Tz, grant: &TokenResponse) {
-    let id = ParticipantId::parse(participant).unwrap();
-    let mut conn = db.pool.acquire().await.unwrap();
-    participants::upsert(
-        &mut conn,
-        &NewParticipant {
-            participant_id: id.clone(),
-            timezone: tz,
-            provider: Some(provider.into()),
-            enrolled_at: Some(tz.with_ymd_and_hms(2025, 6, 1, 0, 0, 0).unwrap().to_utc()),
-        },
+    let enrolled_at = tz.with_ymd_and_hms(2025, 6, 1, 0, 0, 0).unwrap().to_utc();
+    support::enrol(
+        &db.pool,
+        participant,
+        provider,
+        tz,
+        Some(enrolled_at),
+        grant,
     )
-    .await
-    .unwrap();
-    store::save(&mut conn, &id, provider, grant, Utc::now())
-        .await
-        .unwrap();
+    .await;
     sqlx::query("update participants set provider_user_id = $2 where participant_id = $1")
         .bind(participant)
         .bind(&grant.user_id)
-        .execute(&mut *conn)
+        .execute(&db.pool)
         .await
         .unwrap();
 }
@@ -166,30 +145,19 @@ async fn one_run_loads_a_fitbit_and_a_google_health_participant_and_advances_bot
 #[tokio::test]
 async fn the_daemon_serves_both_consent_callbacks_and_counts_each_providers_api_requests() {
     let w = world().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wearhouse-ingest"))
-        .args(["daemon", "--run-on-start", "--database-url", &w.db.url])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(provider_args(&w))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let port = free_port();
+    let providers = provider_args(&w);
+    let mut args = vec!["--run-on-start"];
+    args.extend(providers.iter().map(String::as_str));
+    let (mut child, mut logs) = daemon(&w.db.url, port, &args);
+    logs.until("run finished").await;
     let base = format!("http://127.0.0.1:{port}");
-    let mut body = String::new();
-    for _ in 0..600 {
-        if let Ok(r) = reqwest::get(format!("{base}/metrics")).await {
-            body = r.text().await.unwrap_or_default();
-            if body.contains("wearhouse_ingest_runs_total{outcome=\"success\"} 1") {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let body = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for (source, status) in [("fitbit", "200"), ("google-health", "200")] {
         assert!(
             body.contains(&format!(
@@ -204,10 +172,5 @@ async fn the_daemon_serves_both_consent_callbacks_and_counts_each_providers_api_
         assert_eq!(r.status().as_u16(), 400, "{path}");
         assert!(r.text().await.unwrap().contains("Missing code or state"));
     }
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    assert!(child.wait().unwrap().success());
+    assert!(terminate(&mut child).await.success());
 }

@@ -2,11 +2,10 @@
 //! each backend. The cohort is reproducible, a second run changes nothing, the rollups match
 //! the raw data, and a load killed at any moment and run again ends equal to a clean load.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::tables;
 use rand::{Rng, SeedableRng};
 use wearhouse_core::testing::{TestBackend, TestDb, backends};
 
@@ -37,7 +36,7 @@ async fn the_issue_example_fills_a_database_whose_rollups_match_its_raw_data_and
     for b in backends().await {
         let db = TestDb::new(b).await;
         run_ok(synthetic(&db.url, 5, 3, 7));
-        let first = common::snapshot(&db.pool).await;
+        let first = tables::snapshot(&db.pool).await;
         assert!(
             first.raw.len() > 5 * 3 * 1000,
             "a realistic amount of data on {b:?}"
@@ -67,7 +66,7 @@ async fn the_issue_example_fills_a_database_whose_rollups_match_its_raw_data_and
         assert_eq!(participants, 5);
 
         run_ok(synthetic(&db.url, 5, 3, 7));
-        let second = common::snapshot(&db.pool).await;
+        let second = tables::snapshot(&db.pool).await;
         assert!(
             first.raw == second.raw,
             "a second run changed raw_data on {b:?}"
@@ -77,8 +76,8 @@ async fn the_issue_example_fills_a_database_whose_rollups_match_its_raw_data_and
             "a second run changed the rollups on {b:?}"
         );
 
-        common::refresh_all(&db.pool).await;
-        let mismatches = common::rollup_mismatches(&db.pool).await;
+        tables::refresh_all(&db.pool).await;
+        let mismatches = tables::rollup_mismatches(&db.pool).await;
         assert!(
             mismatches.is_empty(),
             "rollups differ from raw data on {b:?}: {mismatches:#?}"
@@ -95,9 +94,9 @@ async fn the_same_seed_gives_the_same_cohort_and_another_seed_a_different_one() 
     run_ok(synthetic(&b.url, 3, 2, 11));
     run_ok(synthetic(&c.url, 3, 2, 12));
     let (a, b, c) = (
-        common::snapshot(&a.pool).await,
-        common::snapshot(&b.pool).await,
-        common::snapshot(&c.pool).await,
+        tables::snapshot(&a.pool).await,
+        tables::snapshot(&b.pool).await,
+        tables::snapshot(&c.pool).await,
     );
     assert!(a == b, "same seed, different data");
     assert!(a.raw != c.raw, "another seed gave the same data");
@@ -110,7 +109,7 @@ async fn a_load_killed_at_random_moments_and_run_again_equals_a_clean_load() {
         let mut cmd = synthetic(&clean.url, 4, 3, 5);
         cmd.args(["--workers", "2"]);
         run_ok(cmd);
-        let expected = common::snapshot(&clean.pool).await;
+        let expected = tables::snapshot(&clean.pool).await;
 
         let db = TestDb::new(b).await;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
@@ -120,13 +119,16 @@ async fn a_load_killed_at_random_moments_and_run_again_equals_a_clean_load() {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
+            // Not a wait for an event: the kill lands at a random moment of the load.
             tokio::time::sleep(Duration::from_millis(rng.gen_range(100..1500))).await;
             // SIGKILL: no chance to clean up.
             let _ = child.kill();
             let _ = child.wait();
         }
         // A killed client's statement may still be running on the server, holding its
-        // participant's lock until it ends; the command says so and is run again.
+        // participant's lock until it ends; the command says so and is run again. Nothing
+        // announces the end of a killed client's statement on the server, so this is a bounded
+        // poll (at most a minute).
         let mut finished = false;
         for _ in 0..120 {
             let mut cmd = synthetic(&db.url, 4, 3, 5);
@@ -141,7 +143,7 @@ async fn a_load_killed_at_random_moments_and_run_again_equals_a_clean_load() {
             finished,
             "the load never completed after the kills on {b:?}"
         );
-        let got = common::snapshot(&db.pool).await;
+        let got = tables::snapshot(&db.pool).await;
         assert!(
             got.raw == expected.raw,
             "raw_data differs after kills on {b:?}"
@@ -204,8 +206,8 @@ async fn a_large_load_leaves_its_rollups_materialised_and_exact() {
             .await
             .unwrap();
             assert_eq!(compressed, 0);
-            common::materialized_only(&plain.pool).await;
-            let mismatches = common::rollup_mismatches(&plain.pool).await;
+            tables::materialized_only(&plain.pool).await;
+            let mismatches = tables::rollup_mismatches(&plain.pool).await;
             assert!(mismatches.is_empty(), "{mismatches:#?}");
         }
         let rows: i64 = sqlx::query_scalar("select count(*) from raw_data")
@@ -214,7 +216,7 @@ async fn a_large_load_leaves_its_rollups_materialised_and_exact() {
             .unwrap();
         assert!(rows > 100_000, "{rows} rows is not a large load");
         if b == TestBackend::Timescaledb {
-            common::materialized_only(&db.pool).await;
+            tables::materialized_only(&db.pool).await;
             // Whole days are compressed; an edge window that the planner expects to hold
             // fewer than ten rows is materialised row by row, as TimescaleDB does then.
             let states: Vec<(i64, bool)> = sqlx::query_as(
@@ -247,7 +249,7 @@ async fn a_large_load_leaves_its_rollups_materialised_and_exact() {
         .await
         .unwrap();
         assert_eq!(analyzed, 1, "raw_data analysed after the load on {b:?}");
-        let mismatches = common::rollup_mismatches(&db.pool).await;
+        let mismatches = tables::rollup_mismatches(&db.pool).await;
         assert!(
             mismatches.is_empty(),
             "rollups differ from raw data on {b:?}: {mismatches:#?}"

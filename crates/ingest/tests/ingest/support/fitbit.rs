@@ -1,18 +1,16 @@
 //! Shared set-up for the Fitbit tests: a fresh database, the fake Fitbit server and a source
 //! pointed at it.
-#![allow(dead_code)]
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use chrono_tz::Tz;
-use wearhouse_core::ParticipantId;
-use wearhouse_core::store::participants::{self, NewParticipant};
+use wearhouse_core::store::participants;
 use wearhouse_core::testing::{TestBackend, TestDb};
-use wearhouse_ingest::oauth::{TokenResponse, store};
+use wearhouse_fakes::{FakeFitbit, FakeFitbitConfig, FakeTokens, FakeUser};
+use wearhouse_ingest::oauth::TokenResponse;
+use wearhouse_ingest::oauth::store::StoredToken;
 use wearhouse_ingest::sources::SourceParticipant;
 use wearhouse_ingest::sources::fitbit::{FitbitArgs, FitbitSource, NoopObserver};
-use wearhouse_ingest::testing::{FakeFitbit, FakeFitbitConfig, FakeUser};
 
 pub const CLIENT_ID: &str = "23ABCD";
 pub const SECRET: &str = "fake-client-secret";
@@ -29,6 +27,17 @@ pub fn args_for(fake: &FakeFitbit) -> FitbitArgs {
     let mut args = FitbitArgs::for_base_url(&fake.url(), CLIENT_ID, Some(SECRET));
     args.retry_base_ms = 10;
     args
+}
+
+/// The grant our client would have stored for tokens the fake issued.
+pub fn grant(t: FakeTokens) -> TokenResponse {
+    TokenResponse {
+        access_token: t.access_token,
+        expires_in: t.expires_in,
+        refresh_token: Some(t.refresh_token),
+        scope: Some(t.scope),
+        user_id: Some(t.user_id),
+    }
 }
 
 pub async fn env(users: Vec<FakeUser>) -> Env {
@@ -55,43 +64,12 @@ impl Env {
 
     /// Enrols `participant` as fake user `user_id` without the browser round trip.
     pub async fn enrol(&self, participant: &str, user_id: &str, tz: Tz) -> SourceParticipant {
-        let id = ParticipantId::parse(participant).unwrap();
-        let t = self.fake.issue_tokens(user_id);
-        let mut conn = self.db.pool.acquire().await.unwrap();
-        participants::upsert(
-            &mut conn,
-            &NewParticipant {
-                participant_id: id.clone(),
-                timezone: tz,
-                provider: Some("fitbit".into()),
-                enrolled_at: None,
-            },
-        )
-        .await
-        .unwrap();
-        let response = TokenResponse {
-            access_token: t.access_token,
-            expires_in: t.expires_in,
-            refresh_token: Some(t.refresh_token),
-            scope: Some(t.scope),
-            user_id: Some(t.user_id.clone()),
-        };
-        store::save(&mut conn, &id, "fitbit", &response, Utc::now())
-            .await
-            .unwrap();
-        SourceParticipant {
-            id,
-            timezone: tz,
-            provider_user_id: Some(t.user_id),
-        }
+        let grant = grant(self.fake.issue_tokens(user_id));
+        super::enrol(&self.db.pool, participant, "fitbit", tz, None, &grant).await
     }
 
-    pub async fn token_row(&self, participant: &SourceParticipant) -> store::StoredToken {
-        let mut conn = self.db.pool.acquire().await.unwrap();
-        store::load(&mut conn, &participant.id, "fitbit")
-            .await
-            .unwrap()
-            .unwrap()
+    pub async fn token_row(&self, participant: &SourceParticipant) -> StoredToken {
+        super::stored_grant(&self.db.pool, &participant.id, "fitbit").await
     }
 
     pub async fn needs_reconsent(&self, participant: &SourceParticipant) -> bool {

@@ -1,19 +1,19 @@
 //! Shared set-up for the Google Health tests: a fresh database, the fake Google Health server
 //! and a source pointed at it.
-#![allow(dead_code)]
 
 use std::sync::Arc;
 
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use chrono_tz::Tz;
 use wearhouse_core::ParticipantId;
-use wearhouse_core::store::participants::{self, NewParticipant};
+use wearhouse_core::store::participants;
 use wearhouse_core::testing::{TestBackend, TestDb};
-use wearhouse_ingest::oauth::{TokenResponse, store};
+use wearhouse_fakes::{FakeGoogleConfig, FakeGoogleHealth, FakeGoogleTokens, FakeGoogleUser};
+use wearhouse_ingest::oauth::TokenResponse;
+use wearhouse_ingest::oauth::store::StoredToken;
 use wearhouse_ingest::sources::SourceParticipant;
 use wearhouse_ingest::sources::fitbit::NoopObserver;
 use wearhouse_ingest::sources::google_health::{GoogleHealthArgs, GoogleHealthSource, PROVIDER};
-use wearhouse_ingest::testing::{FakeGoogleConfig, FakeGoogleHealth, FakeGoogleUser};
 
 pub const CLIENT_ID: &str = "1234-fake.apps.googleusercontent.com";
 pub const SECRET: &str = "GOCSPX-fake-secret";
@@ -21,12 +21,22 @@ pub const SECRET: &str = "GOCSPX-fake-secret";
 pub struct Env {
     pub db: TestDb,
     pub fake: FakeGoogleHealth,
-    pub args: GoogleHealthArgs,
     pub source: GoogleHealthSource,
 }
 
 pub fn day(s: &str) -> NaiveDate {
     s.parse().unwrap()
+}
+
+/// The grant our client would have stored for tokens the fake issued to `user`.
+pub fn grant(t: FakeGoogleTokens, user: &str) -> TokenResponse {
+    TokenResponse {
+        access_token: t.access_token,
+        expires_in: t.expires_in,
+        refresh_token: Some(t.refresh_token),
+        scope: Some(t.scope),
+        user_id: Some(user.into()),
+    }
 }
 
 pub async fn env(users: Vec<FakeGoogleUser>) -> Env {
@@ -37,54 +47,18 @@ pub async fn env(users: Vec<FakeGoogleUser>) -> Env {
     }
     let args = GoogleHealthArgs::for_base_url(&fake.url(), CLIENT_ID, SECRET);
     let source = GoogleHealthSource::new(db.pool.clone(), &args, Arc::new(NoopObserver)).unwrap();
-    Env {
-        db,
-        fake,
-        args,
-        source,
-    }
+    Env { db, fake, source }
 }
 
 impl Env {
     /// Enrols `participant` as fake user `user` without the browser round trip.
     pub async fn enrol(&self, participant: &str, user: &str, tz: Tz) -> SourceParticipant {
-        let id = ParticipantId::parse(participant).unwrap();
-        let t = self.fake.issue_tokens(user);
-        let mut conn = self.db.pool.acquire().await.unwrap();
-        participants::upsert(
-            &mut conn,
-            &NewParticipant {
-                participant_id: id.clone(),
-                timezone: tz,
-                provider: Some(PROVIDER.into()),
-                enrolled_at: None,
-            },
-        )
-        .await
-        .unwrap();
-        let response = TokenResponse {
-            access_token: t.access_token,
-            expires_in: t.expires_in,
-            refresh_token: Some(t.refresh_token),
-            scope: Some(t.scope),
-            user_id: Some(user.into()),
-        };
-        store::save(&mut conn, &id, PROVIDER, &response, Utc::now())
-            .await
-            .unwrap();
-        SourceParticipant {
-            id,
-            timezone: tz,
-            provider_user_id: Some(user.into()),
-        }
+        let grant = grant(self.fake.issue_tokens(user), user);
+        super::enrol(&self.db.pool, participant, PROVIDER, tz, None, &grant).await
     }
 
-    pub async fn token_row(&self, p: &SourceParticipant) -> store::StoredToken {
-        let mut conn = self.db.pool.acquire().await.unwrap();
-        store::load(&mut conn, &p.id, PROVIDER)
-            .await
-            .unwrap()
-            .unwrap()
+    pub async fn token_row(&self, p: &SourceParticipant) -> StoredToken {
+        super::stored_grant(&self.db.pool, &p.id, PROVIDER).await
     }
 
     pub async fn participant(&self, p: &ParticipantId) -> participants::Participant {

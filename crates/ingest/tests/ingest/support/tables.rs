@@ -1,8 +1,6 @@
 //! Helpers shared by the ingest tests: database snapshots to compare, and rollups recomputed
 //! from raw data.
 
-#![allow(dead_code)]
-
 use sqlx::PgPool;
 
 /// A raw_data row: timestamp, participant, metric, numeric and text value.
