@@ -1,15 +1,14 @@
 //! Running jobs against a real database: what lands in `imputed_data` and on the job, for
 //! heart rate (ARIMA) and steps (forward/back fill), re-runs, and the `run` command.
 
-mod jobs_support;
-
 use std::process::Command;
 
-use jobs_support::*;
 use wearhouse_core::{Metric, TimeRange};
 use wearhouse_impute::fill::{FillConfig, fill_metric};
 use wearhouse_impute::jobs::{self, JobSettings};
 use wearhouse_impute::store::{self, NewJob};
+
+use crate::support::*;
 
 /// Queues a job claimed by this test and runs it as `run` and the worker do.
 async fn run_job(

@@ -1,13 +1,11 @@
 //! The worker against a real database: NOTIFY wake-up, two workers sharing a queue, jobs of
 //! dead workers taken again, and the binary's `/health`, `/metrics` and SIGTERM.
 
-mod jobs_support;
-
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use jobs_support::*;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use wearhouse_core::Metric;
@@ -15,6 +13,8 @@ use wearhouse_core::config::{DatabaseArgs, LogFormat, TelemetryArgs};
 use wearhouse_core::testing::TestDb;
 use wearhouse_impute::jobs::JobSettings;
 use wearhouse_impute::worker::{QueueSettings, Worker, WorkerArgs};
+
+use crate::support::*;
 
 struct Running {
     base: String,
@@ -70,7 +70,9 @@ async fn a_notify_wakes_an_idle_worker_without_waiting_for_the_poll() {
     let worker = start(&db, "w-notify", 1, 3600).await;
     let first = queue(&db.pool, &p, Metric::Steps, 0, 60).await;
     assert_eq!(finished(&db.pool, first).await.status, "succeeded");
-    // Let the worker go idle (waiting) before the next job arrives.
+    // Let the worker go idle (waiting) before the next job arrives. Not a wait for an event:
+    // nothing outside the worker marks a slot's return to waiting, and the pause only makes
+    // sure the second job is found through the NOTIFY rather than the slot's own look.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let second = queue(&db.pool, &p, Metric::Steps, 60, 120).await;
     let done = finished(&db.pool, second).await;
@@ -164,21 +166,33 @@ async fn the_worker_command_serves_health_and_the_metrics_contract_and_stops_on_
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wearhouse-impute"))
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wearhouse-impute"))
         .args(["worker", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--database-url", &db.url, "--concurrency", "2"])
-        .stdout(Stdio::null())
+        .env("WEARHOUSE_LOG", "info")
+        .env("WEARHOUSE_LOG_FORMAT", "pretty")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut healthy = false;
-    for _ in 0..300 {
-        if let Ok(r) = reqwest::get(format!("{base}/health")).await {
-            healthy = r.status().is_success();
-            break;
+    // The worker logs its start once its listener is bound: the event to wait for.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let started = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("impute worker started") {
+                return true;
+            }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        false
+    };
+    let started = tokio::time::timeout(Duration::from_secs(60), started).await;
+    assert!(started.unwrap_or(false), "the worker never started");
+    // Reads on to the end, so the worker never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let base = format!("http://127.0.0.1:{port}");
+    let healthy = reqwest::get(format!("{base}/health"))
+        .await
+        .is_ok_and(|r| r.status().is_success());
     assert!(healthy, "the worker never answered /health");
     let text = metrics(&base).await;
     for name in [
@@ -204,13 +218,10 @@ async fn the_worker_command_serves_health_and_the_metrics_contract_and_stops_on_
     );
 
     let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.id().unwrap().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = child.wait().await.unwrap();
     assert!(status.success(), "the worker exited with {status}");
 }

@@ -1,8 +1,6 @@
 //! Shared by the job tests: a fresh database with a participant, series generators the tests
 //! compute expectations from, and helpers to read jobs and their output.
 
-#![allow(dead_code)] // Each test binary uses a different part.
-
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -118,7 +116,8 @@ pub async fn job(pool: &PgPool, id: Uuid) -> JobRecord {
 }
 
 /// Waits (up to a minute, a bound for a hung test, not a timing assertion) until the job has
-/// finished, and returns it.
+/// finished, and returns it. Nothing announces a finished job (the queue NOTIFYs only new
+/// ones), so this is a bounded poll of the database.
 pub async fn finished(pool: &PgPool, id: Uuid) -> JobRecord {
     for _ in 0..600 {
         let j = job(pool, id).await;
