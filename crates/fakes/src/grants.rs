@@ -80,6 +80,13 @@ impl Grants {
         self.next_grant
     }
 
+    /// Keeps `code` under a new random name that starts with `prefix`, and returns the name.
+    pub fn add_code(&mut self, prefix: &str, code: Code) -> String {
+        let name = format!("{prefix}{}", crate::token::random(20));
+        self.codes.insert(name.clone(), code);
+        name
+    }
+
     /// The code, if it can be exchanged at `now`.
     pub fn usable(&self, code: &str, now: DateTime<Utc>) -> Result<Code, CodeRefusal> {
         let c = self.codes.get(code).ok_or(CodeRefusal::Unknown)?;

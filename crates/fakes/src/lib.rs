@@ -56,6 +56,22 @@ impl Drop for LocalServer {
     }
 }
 
+/// The consent page's approval: the browser is sent back to `redirect_uri` with `params` and
+/// the request's `state`. `None` when `redirect_uri` is not a URL.
+fn redirect_back(
+    redirect_uri: &str,
+    params: &[(&str, &str)],
+    state: Option<&String>,
+) -> Option<axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    let mut target = url::Url::parse(redirect_uri).ok()?;
+    target.query_pairs_mut().extend_pairs(params);
+    if let Some(state) = state {
+        target.query_pairs_mut().append_pair("state", state);
+    }
+    Some(axum::response::Redirect::to(target.as_str()).into_response())
+}
+
 /// Plays the participant's browser on a fake's consent page: opens `consent_url`, which
 /// approves at once, and returns the redirect the provider sends the browser to
 /// (`redirect_uri?code&state`). An `Err` carries the consent page's error text.

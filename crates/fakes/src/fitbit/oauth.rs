@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
 use super::{FakeTokens, Inner, Shared, VISIT, error_body};
@@ -114,9 +114,8 @@ pub(super) async fn authorize(
         .into_iter()
         .filter(|sc| ALL_SCOPES.contains(&sc.as_str()) && !user.denied_scopes.contains(sc))
         .collect();
-    let code = token::random(20);
-    inner.grants.codes.insert(
-        code.clone(),
+    let code = inner.grants.add_code(
+        "",
         Code {
             user: user.user_id.clone(),
             challenge,
@@ -127,15 +126,8 @@ pub(super) async fn authorize(
             used: false,
         },
     );
-    let mut target = match url::Url::parse(redirect) {
-        Ok(u) => u,
-        Err(_) => return bad("invalid_request - Invalid redirect_uri"),
-    };
-    target.query_pairs_mut().append_pair("code", &code);
-    if let Some(state) = q.get("state") {
-        target.query_pairs_mut().append_pair("state", state);
-    }
-    Redirect::to(target.as_str()).into_response()
+    crate::redirect_back(redirect, &[("code", &code)], q.get("state"))
+        .unwrap_or_else(|| bad("invalid_request - Invalid redirect_uri"))
 }
 
 /// Checks client authentication; `Some` is the refusal to send.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
@@ -105,9 +105,8 @@ pub(super) async fn authorize(
         .split_whitespace()
         .filter(|sc| ALL_SCOPES.contains(sc))
         .collect();
-    let code = format!("4/fake-{}", token::random(20));
-    inner.grants.codes.insert(
-        code.clone(),
+    let code = inner.grants.add_code(
+        "4/fake-",
         Code {
             user,
             challenge: Some((challenge.clone(), "S256".into())),
@@ -119,17 +118,9 @@ pub(super) async fn authorize(
             used: false,
         },
     );
-    let Ok(mut target) = url::Url::parse(redirect) else {
-        return bad("invalid_request - Invalid redirect_uri");
-    };
-    target
-        .query_pairs_mut()
-        .append_pair("code", &code)
-        .append_pair("scope", &granted.join(" "));
-    if let Some(state) = q.get("state") {
-        target.query_pairs_mut().append_pair("state", state);
-    }
-    Redirect::to(target.as_str()).into_response()
+    let params = [("code", code.as_str()), ("scope", &granted.join(" "))];
+    crate::redirect_back(redirect, &params, q.get("state"))
+        .unwrap_or_else(|| bad("invalid_request - Invalid redirect_uri"))
 }
 
 /// Google accepts the client credentials in the body or as HTTP Basic.

@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::process::Command;
 
+use crate::support::json_output;
+
 fn csv_with_gaps() -> tempfile::NamedTempFile {
     let mut file = tempfile::NamedTempFile::new().unwrap();
     writeln!(file, "timestamp,value").unwrap();
@@ -26,16 +28,7 @@ fn csv_with_gaps() -> tempfile::NamedTempFile {
 }
 
 fn run(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_wearhouse-impute"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    json_output(Command::new(env!("CARGO_BIN_EXE_wearhouse-impute")).args(args))
 }
 
 #[test]

@@ -208,24 +208,18 @@ async fn the_run_command_queues_and_runs_a_job_and_prints_its_summary() {
     let p = enrol(&db.pool, "P004").await;
     write(&db, &steps_samples(&p, 120, &[(30, 35)])).await;
 
-    let out = Command::new(env!("CARGO_BIN_EXE_wearhouse-impute"))
-        .args(["run", "--participant", "P004", "--metric", "steps"])
-        .args([
-            "--from",
-            &minutes(0).to_rfc3339(),
-            "--to",
-            &minutes(120).to_rfc3339(),
-        ])
-        .args(["--database-url", &db.url])
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let printed = json_output(
+        Command::new(env!("CARGO_BIN_EXE_wearhouse-impute"))
+            .args(["run", "--participant", "P004", "--metric", "steps"])
+            .args([
+                "--from",
+                &minutes(0).to_rfc3339(),
+                "--to",
+                &minutes(120).to_rfc3339(),
+            ])
+            .args(["--database-url", &db.url])
+            .env_remove("DATABASE_URL"),
     );
-    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed["method"], "forward_back_fill");
     assert_eq!(printed["summary"]["points_filled"], 5);
     let id: uuid::Uuid = printed["job_id"].as_str().unwrap().parse().unwrap();

@@ -12,6 +12,17 @@ use wearhouse_core::testing::{TestDb, backends};
 use wearhouse_core::{Metric, ParticipantId, Sample, TimeRange};
 use wearhouse_impute::store::{self, JobRecord, NewJob};
 
+/// Runs `cmd` to success and returns the JSON it printed.
+pub fn json_output(cmd: &mut std::process::Command) -> serde_json::Value {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Start of the seeded series.
 pub fn t0() -> DateTime<Utc> {
     "2025-06-02T08:00:00Z".parse().unwrap()

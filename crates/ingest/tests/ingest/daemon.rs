@@ -5,7 +5,7 @@ use std::process::Command;
 
 use wearhouse_core::testing::{TestBackend, TestDb};
 
-use crate::support::process::{daemon, free_port, terminate};
+use crate::support::process::{daemon, free_port, run_ok, terminate};
 
 async fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let r = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
@@ -51,7 +51,8 @@ async fn a_run_on_start_loads_synthetic_participants_and_a_restart_remembers_the
     // last synced yesterday at noon), continued by the daemon up to the present: at any time
     // of day at least twelve hours of new data.
     let study_day = (chrono::Utc::now() - chrono::Duration::days(2)).date_naive();
-    let out = Command::new(env!("CARGO_BIN_EXE_wearhouse-ingest"))
+    let mut synthetic = Command::new(env!("CARGO_BIN_EXE_wearhouse-ingest"));
+    synthetic
         .args([
             "synthetic",
             "--participants",
@@ -61,14 +62,8 @@ async fn a_run_on_start_loads_synthetic_participants_and_a_restart_remembers_the
             "--seed",
             "3",
         ])
-        .args(["--start", &study_day.to_string(), "--database-url", &db.url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .args(["--start", &study_day.to_string(), "--database-url", &db.url]);
+    run_ok(synthetic);
 
     let port = free_port();
     let (mut child, mut logs) = daemon(&db.url, port, &["--run-on-start"]);

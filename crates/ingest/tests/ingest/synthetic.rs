@@ -5,6 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::process::run_ok;
 use crate::support::tables;
 use rand::{Rng, SeedableRng};
 use wearhouse_core::testing::{TestBackend, TestDb, backends};
@@ -19,15 +20,6 @@ fn synthetic(url: &str, participants: u32, days: u32, seed: u64) -> Command {
         .env("WEARHOUSE_LOG", "warn")
         .stdout(Stdio::null());
     cmd
-}
-
-fn run_ok(mut cmd: Command) {
-    let out = cmd.output().expect("run wearhouse-ingest");
-    assert!(
-        out.status.success(),
-        "wearhouse-ingest failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[tokio::test]

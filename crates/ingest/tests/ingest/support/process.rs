@@ -11,6 +11,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Runs `cmd` and asserts it succeeded.
+pub fn run_ok(mut cmd: std::process::Command) {
+    let out = cmd.output().expect("run wearhouse-ingest");
+    assert!(
+        out.status.success(),
+        "wearhouse-ingest failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The log lines a child process writes to its stdout, read as they come. A task drains the
 /// pipe to the end, so the child never blocks on a full pipe while the test is busy elsewhere.
 pub struct Logs(tokio::sync::mpsc::UnboundedReceiver<String>);
