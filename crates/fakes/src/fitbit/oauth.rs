@@ -60,6 +60,15 @@ fn issue(
     }
 }
 
+/// The answer to a request without the required parameter `name`.
+fn missing(name: &str) -> Response {
+    oauth_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &format!("Missing parameters: {name}"),
+    )
+}
+
 fn oauth_error(status: StatusCode, error_type: &str, message: &str) -> Response {
     (status, axum::Json(error_body(error_type, None, message))).into_response()
 }
@@ -173,11 +182,7 @@ pub(super) async fn token(
     let tokens = match field("grant_type").as_deref() {
         Some("authorization_code") => {
             let Some(code) = field("code") else {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "Missing parameters: code",
-                );
+                return missing("code");
             };
             let grant = match inner.grants.usable(&code, now) {
                 Ok(grant) => grant,
@@ -205,11 +210,7 @@ pub(super) async fn token(
             }
             if grant.challenge.is_some() {
                 let Some(verifier) = field("code_verifier") else {
-                    return oauth_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_request",
-                        "Missing parameters: code_verifier",
-                    );
+                    return missing("code_verifier");
                 };
                 if !(43..=128).contains(&verifier.len()) || !grant.verifies(&verifier) {
                     return oauth_error(
@@ -224,11 +225,7 @@ pub(super) async fn token(
         }
         Some("refresh_token") => {
             let Some(rt) = field("refresh_token") else {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "Missing parameters: refresh_token",
-                );
+                return missing("refresh_token");
             };
             let grants = &mut inner.grants;
             let usable = grants
@@ -275,11 +272,7 @@ pub(super) async fn revoke(
         return r;
     }
     let Some(token) = form.get("token") else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Missing parameters: token",
-        );
+        return missing("token");
     };
     let mut inner = s.inner();
     let grants = &mut inner.grants;

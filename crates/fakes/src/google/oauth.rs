@@ -63,6 +63,15 @@ fn access(inner: &mut Inner, user: &str, scope: &str, grant: u64, now: DateTime<
     token
 }
 
+/// The answer to a request without the required parameter `name`.
+fn missing(name: &str) -> Response {
+    oauth_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &format!("Missing required parameter: {name}"),
+    )
+}
+
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     (
         status,
@@ -152,11 +161,7 @@ pub(super) async fn token(
     match field("grant_type").as_deref() {
         Some("authorization_code") => {
             let Some(code) = field("code") else {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "Missing required parameter: code",
-                );
+                return missing("code");
             };
             let Ok(grant) = inner.grants.usable(&code, now) else {
                 return invalid_grant();
@@ -204,11 +209,7 @@ pub(super) async fn token(
         }
         Some("refresh_token") => {
             let Some(rt) = field("refresh_token") else {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "Missing required parameter: refresh_token",
-                );
+                return missing("refresh_token");
             };
             let Some(grant) = inner.grants.refresh.get(&rt).cloned() else {
                 return invalid_grant();
