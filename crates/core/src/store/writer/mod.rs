@@ -136,14 +136,12 @@ impl SampleWriter {
                 // 1m buckets are new: those go in by COPY, the few at the edges of earlier
                 // loads are merged. Hours and days often continue earlier loads; they are few.
                 let existing = existing_minutes(&mut tx, &spans).await?;
-                let (merge, fresh) = Contributions::of(samples, &order, 60).split(&existing);
+                let [minutes, hours, days] = Contributions::minute_hour_day(samples, &order);
+                let (merge, fresh) = minutes.split(&existing);
                 merge.merge_into(&mut tx, "data_1m").await?;
                 fresh.copy_into(&mut tx, "data_1m").await?;
-                for (target, width) in [("data_1h", 3_600), ("data_1d", 86_400)] {
-                    Contributions::of(samples, &order, width)
-                        .merge_into(&mut tx, target)
-                        .await?;
-                }
+                hours.merge_into(&mut tx, "data_1h").await?;
+                days.merge_into(&mut tx, "data_1d").await?;
             } else {
                 for sql in [
                     rollup_touched_from_raw(),

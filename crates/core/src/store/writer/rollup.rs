@@ -76,9 +76,10 @@ fn merge_contributions(target: &str) -> String {
 }
 
 /// A batch's aggregates per participant, metric and bucket of one width, in column form.
+/// Participants are borrowed from the batch's samples.
 #[derive(Default)]
-pub(super) struct Contributions {
-    participant: Vec<String>,
+pub(super) struct Contributions<'a> {
+    participant: Vec<&'a str>,
     data_type: Vec<&'static str>,
     bucket: Vec<DateTime<Utc>>,
     sum: Vec<Option<f64>>,
@@ -87,45 +88,68 @@ pub(super) struct Contributions {
     max: Vec<Option<f64>>,
 }
 
-impl Contributions {
-    /// `order` is sorted by (participant, metric, time), so each bucket is one run of it.
-    pub(super) fn of(samples: &[Sample], order: &[usize], width: i64) -> Contributions {
-        let mut c = Contributions::default();
-        let mut current: Option<(&str, &'static str, DateTime<Utc>)> = None;
+/// The bucket of one width a pass over the batch is filling.
+struct Current<'a> {
+    participant: &'a str,
+    metric: &'static str,
+    /// Seconds since the Unix epoch at the bucket's start.
+    start: i64,
+}
+
+impl<'a> Contributions<'a> {
+    /// The batch's 1-minute, 1-hour and 1-day contributions, in one pass. `order` is sorted
+    /// by (participant, metric, time), so each bucket is one run of it; each bucket's values
+    /// are added in that order, as three separate passes would.
+    pub(super) fn minute_hour_day(
+        samples: &'a [Sample],
+        order: &[usize],
+    ) -> [Contributions<'a>; 3] {
+        const WIDTHS: [i64; 3] = [60, 3_600, 86_400];
+        let mut out: [Contributions<'a>; 3] = Default::default();
+        let mut current: [Option<Current<'a>>; 3] = [None, None, None];
         for &i in order {
             let s = &samples[i];
-            let key = (
-                s.participant_id.as_str(),
-                s.metric.name(),
-                floor_to(s.timestamp, width),
-            );
-            if current != Some(key) {
-                current = Some(key);
-                c.participant.push(key.0.to_owned());
-                c.data_type.push(key.1);
-                c.bucket.push(key.2);
-                c.sum.push(None);
-                c.count.push(0);
-                c.min.push(None);
-                c.max.push(None);
-            }
-            if let Some(v) = s.value_numeric {
-                let last = c.count.len() - 1;
-                c.sum[last] = Some(c.sum[last].unwrap_or(0.0) + v);
-                c.count[last] += 1;
-                c.min[last] = Some(c.min[last].map_or(v, |m| m.min(v)));
-                c.max[last] = Some(c.max[last].map_or(v, |m| m.max(v)));
+            let participant = s.participant_id.as_str();
+            let metric = s.metric.name();
+            let secs = s.timestamp.timestamp();
+            for ((c, cur), width) in out.iter_mut().zip(current.iter_mut()).zip(WIDTHS) {
+                let start = secs.div_euclid(width) * width;
+                let same = cur.as_ref().is_some_and(|k| {
+                    k.start == start && k.metric == metric && k.participant == participant
+                });
+                if !same {
+                    *cur = Some(Current {
+                        participant,
+                        metric,
+                        start,
+                    });
+                    c.participant.push(participant);
+                    c.data_type.push(metric);
+                    c.bucket
+                        .push(DateTime::from_timestamp(start, 0).expect("in range"));
+                    c.sum.push(None);
+                    c.count.push(0);
+                    c.min.push(None);
+                    c.max.push(None);
+                }
+                if let Some(v) = s.value_numeric {
+                    let last = c.count.len() - 1;
+                    c.sum[last] = Some(c.sum[last].unwrap_or(0.0) + v);
+                    c.count[last] += 1;
+                    c.min[last] = Some(c.min[last].map_or(v, |m| m.min(v)));
+                    c.max[last] = Some(c.max[last].map_or(v, |m| m.max(v)));
+                }
             }
         }
-        c
+        out
     }
 
     fn len(&self) -> usize {
         self.count.len()
     }
 
-    fn push_from(&mut self, other: &Contributions, i: usize) {
-        self.participant.push(other.participant[i].clone());
+    fn push_from(&mut self, other: &Contributions<'a>, i: usize) {
+        self.participant.push(other.participant[i]);
         self.data_type.push(other.data_type[i]);
         self.bucket.push(other.bucket[i]);
         self.sum.push(other.sum[i]);
@@ -146,11 +170,7 @@ impl Contributions {
             .collect();
         let (mut merge, mut fresh) = (Contributions::default(), Contributions::default());
         for i in 0..self.len() {
-            let key = (
-                self.participant[i].as_str(),
-                self.data_type[i],
-                self.bucket[i],
-            );
+            let key = (self.participant[i], self.data_type[i], self.bucket[i]);
             let into = if existing.contains(&key) {
                 &mut merge
             } else {
@@ -178,7 +198,7 @@ impl Contributions {
     fn encode(&self, buf: &mut Vec<u8>, i: usize) {
         buf.extend_from_slice(&8i16.to_be_bytes());
         put_timestamp(buf, self.bucket[i]);
-        put_text(buf, Some(&self.participant[i]));
+        put_text(buf, Some(self.participant[i]));
         put_text(buf, Some(self.data_type[i]));
         let avg = self.sum[i].map(|s| s / self.count[i] as f64);
         put_float(buf, avg.filter(|_| self.count[i] > 0));
