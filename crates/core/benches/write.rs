@@ -18,7 +18,9 @@
 //! `WEARHOUSE_BENCH_ROUNDS`, default 5). The writer runs in batches of `WEARHOUSE_BENCH_BATCH`
 //! rows (default 50,000, what the ingest sink uses) and includes what a real load pays for:
 //! staging, upsert and, where the rollups are tables, their upkeep; on TimescaleDB, the
-//! continuous-aggregate refresh of the loaded span is timed separately.
+//! continuous-aggregate refresh of the loaded span is timed separately. Where the server runs
+//! on this machine (the test cluster), each side's database backend CPU time is read from
+//! `/proc` too: a ratio that other load on the machine hardly moves.
 
 use std::io::Write as _;
 use std::process::Command;
@@ -142,18 +144,51 @@ mod tempfile_path {
     }
 }
 
-/// One round's timings, in seconds.
+/// One round's timings, in seconds; `*_cpu` is the CPU time of the database backend that did
+/// the work (`None` when the server is not on this machine).
 struct Round {
     writer: f64,
+    writer_cpu: Option<f64>,
     copy: f64,
+    copy_cpu: Option<f64>,
     refresh: f64,
 }
 
-/// The writer's load of `samples` into a fresh database: write time and refresh time.
-async fn through_writer(backend: TestBackend, samples: &[Sample], batch: usize) -> (f64, f64) {
+/// CPU seconds (user and system) a local process has used so far, from `/proc`. The ratio of
+/// the two backends' CPU time hardly moves with the load of other processes on the machine,
+/// where the wall-clock ratio does.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name: state is the first, utime the 12th, stime the 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / clock_ticks())
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The writer's load of `samples` into a fresh database: write time, the backend's CPU time
+/// for it, and the refresh time.
+async fn through_writer(
+    backend: TestBackend,
+    samples: &[Sample],
+    batch: usize,
+) -> (f64, Option<f64>, f64) {
     let db = TestDb::new(backend).await;
     let writer = SampleWriter::new(&db.backend);
     let mut conn = db.pool.acquire().await.unwrap();
+    let pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    let cpu0 = cpu_secs(pid as u32);
     let t0 = Instant::now();
     let mut span: Option<TimeRange> = None;
     for chunk in samples.chunks(batch) {
@@ -167,41 +202,60 @@ async fn through_writer(backend: TestBackend, samples: &[Sample], batch: usize) 
         };
     }
     let writer_secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu0.zip(cpu_secs(pid as u32)).map(|(a, b)| b - a);
     let t1 = Instant::now();
     if let Some(range) = span {
         refresh_rollups(&mut conn, &db.backend, range)
             .await
             .unwrap();
     }
-    (writer_secs, t1.elapsed().as_secs_f64())
+    (writer_secs, cpu, t1.elapsed().as_secs_f64())
 }
 
-/// `psql \copy` of the CSV `file` into a fresh database: seconds.
-async fn through_copy(backend: TestBackend, file: &std::path::Path, rows: usize) -> f64 {
+/// `psql \copy` of the CSV `file` into a fresh database: seconds, and the backend's CPU time.
+/// psql is driven line by line so that its backend can be measured before it exits.
+async fn through_copy(
+    backend: TestBackend,
+    file: &std::path::Path,
+    rows: usize,
+) -> (f64, Option<f64>) {
+    use std::io::BufRead as _;
     let target = TestDb::new(backend).await;
-    let t0 = Instant::now();
-    let out = Command::new("psql")
+    let mut psql = Command::new("psql")
         .arg(&target.url)
-        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c"])
-        .arg(format!(
-            "\\copy raw_data (timestamp, participant_id, data_type, value_numeric, value_text) \
-             from '{}' with (format csv)",
-            file.display()
-        ))
-        .output()
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .expect("run psql");
-    let secs = t0.elapsed().as_secs_f64();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let mut input = psql.stdin.take().unwrap();
+    let mut output = std::io::BufReader::new(psql.stdout.take().unwrap()).lines();
+    writeln!(input, "select pg_backend_pid();").unwrap();
+    let pid: u32 = output.next().unwrap().unwrap().trim().parse().unwrap();
+    let cpu0 = cpu_secs(pid);
+    let t0 = Instant::now();
+    writeln!(
+        input,
+        "\\copy raw_data (timestamp, participant_id, data_type, value_numeric, value_text) \
+         from '{}' with (format csv)\n\\echo copied",
+        file.display()
+    )
+    .unwrap();
+    assert_eq!(
+        output.next().unwrap().unwrap(),
+        "copied",
+        "psql \\copy failed"
     );
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu0.zip(cpu_secs(pid)).map(|(a, b)| b - a);
+    drop(input);
+    assert!(psql.wait().unwrap().success());
     let count: i64 = sqlx::query_scalar("select count(*) from raw_data")
         .fetch_one(&target.pool)
         .await
         .unwrap();
     assert_eq!(count as usize, rows);
-    secs
+    (secs, cpu)
 }
 
 /// Minimum, median and maximum of `values`.
@@ -232,20 +286,24 @@ async fn main() {
             };
             let mut results = Vec::with_capacity(rounds);
             for round in 1..=rounds {
-                let (writer, refresh) = through_writer(backend, &samples, batch).await;
-                let copy = through_copy(backend, &file.0, rows).await;
+                let (writer, writer_cpu, refresh) = through_writer(backend, &samples, batch).await;
+                let (copy, copy_cpu) = through_copy(backend, &file.0, rows).await;
                 let r = Round {
                     writer,
+                    writer_cpu,
                     copy,
+                    copy_cpu,
                     refresh,
                 };
                 println!(
                     "density {:<3} {label:<16} round {round}: writer {:>8.0} rows/s, \\copy {:>8.0} \
-                     rows/s, ratio {:.2}{}",
+                     rows/s, ratio {:.2}; backend CPU writer {} s, \\copy {} s{}",
                     density.name(),
                     rows as f64 / r.writer,
                     rows as f64 / r.copy,
                     r.copy / r.writer,
+                    r.writer_cpu.map_or("-".into(), |c| format!("{c:.2}")),
+                    r.copy_cpu.map_or("-".into(), |c| format!("{c:.2}")),
                     if backend == TestBackend::Timescaledb {
                         format!(", cagg refresh {:.2} s", r.refresh)
                     } else {
@@ -263,6 +321,17 @@ async fn main() {
                  writer/\\copy {q0:.2}/{q1:.2}/{q2:.2}",
                 density.name(),
             );
+            let cpu: Option<Vec<f64>> = results
+                .iter()
+                .map(|r| Some(r.copy_cpu? / r.writer_cpu?))
+                .collect();
+            if let Some(cpu) = cpu {
+                let (k0, k1, k2) = spread(cpu);
+                println!(
+                    "density {:<3} {label:<16} backend CPU, \\copy/writer: {k0:.2}/{k1:.2}/{k2:.2}",
+                    density.name(),
+                );
+            }
             if backend == TestBackend::Timescaledb {
                 let (r0, r1, r2) = spread(results.iter().map(|r| r.refresh).collect());
                 println!(
