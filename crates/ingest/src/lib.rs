@@ -15,6 +15,3 @@ pub mod pipeline;
 pub mod runs;
 pub mod sink;
 pub mod sources;
-
-#[cfg(feature = "testing")]
-pub mod testing;

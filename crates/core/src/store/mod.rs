@@ -4,6 +4,7 @@
 pub mod adherence;
 pub mod ingest_state;
 pub mod participants;
+pub mod refresh;
 pub mod series;
 pub mod writer;
 

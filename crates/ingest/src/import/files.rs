@@ -132,29 +132,59 @@ fn sleep(participant: &ParticipantId, tz: Tz, v: &Value) -> Result<Vec<Sample>, 
 
 /// `timestamp,rmssd,nremhr,entropy` rows.
 fn hrv_csv(participant: &ParticipantId, tz: Tz, bytes: &[u8]) -> Result<Vec<Sample>, String> {
-    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text")?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .collect();
-    let col = |name: &str| header.iter().position(|h| *h == name);
+    let mut rows = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(bytes);
+    let unreadable = |e: csv::Error| match e.kind() {
+        csv::ErrorKind::Utf8 { .. } => "not UTF-8 text".to_owned(),
+        _ => e.to_string(),
+    };
+    let header = rows.headers().map_err(unreadable)?.clone();
+    let col = |name: &str| header.iter().position(|h| h == name);
     let (Some(ts), Some(rmssd)) = (col("timestamp"), col("rmssd")) else {
+        let found: Vec<&str> = header.iter().collect();
         return Err(format!(
-            "expected timestamp and rmssd columns, found {header:?}"
+            "expected timestamp and rmssd columns, found {found:?}"
         ));
     };
     let mut out = Vec::new();
-    for line in lines.filter(|l| !l.trim().is_empty()) {
-        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-        let t = export_time(tz, &Value::from(*cells.get(ts).unwrap_or(&"")))?;
-        let v: f64 = cells
-            .get(rmssd)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("unreadable rmssd in {line:?}"))?;
+    for row in rows.records() {
+        let row = row.map_err(unreadable)?;
+        if row.len() == 1 && row[0].is_empty() {
+            continue;
+        }
+        let t = export_time(tz, &Value::from(row.get(ts).unwrap_or("")))?;
+        let cell = row.get(rmssd).unwrap_or("");
+        let v: f64 = cell.parse().map_err(|_| {
+            let line = row.position().map_or(0, csv::Position::line);
+            format!("unreadable rmssd {cell:?} on line {line}")
+        })?;
         out.push(Sample::numeric(participant.clone(), Metric::HrvRmssd, t, v));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_hrv_summary_is_read_by_its_header_and_a_bad_cell_names_its_line() {
+        let p = ParticipantId::parse("P001").unwrap();
+        let tz = chrono_tz::UTC;
+        let csv = b"timestamp, rmssd ,nremhr\n2026-10-05T00:00:00,41.2,55.1\n\n";
+        let samples = hrv_csv(&p, tz, csv).unwrap();
+        assert_eq!(samples.len(), 1);
+        assert_eq!(samples[0].value_numeric, Some(41.2));
+        let bad = b"timestamp,rmssd\n2026-10-05T00:00:00,41.2\n2026-10-06T00:00:00,high\n";
+        assert_eq!(
+            hrv_csv(&p, tz, bad).unwrap_err(),
+            "unreadable rmssd \"high\" on line 3"
+        );
+        assert_eq!(
+            hrv_csv(&p, tz, b"date,value\n").unwrap_err(),
+            "expected timestamp and rmssd columns, found [\"date\", \"value\"]"
+        );
+    }
 }

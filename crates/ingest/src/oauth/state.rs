@@ -6,11 +6,16 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
+use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use wearhouse_core::ParticipantId;
 
 use super::OAuthError;
-use super::pkce::{Pkce, hmac_sha256, random_token, s256_challenge};
+use sha2::Sha256;
+
+use super::pkce::{Pkce, random_token, s256_challenge};
+
+type HmacSha256 = Hmac<Sha256>;
 
 /// How long a consent link stays usable.
 const STATE_TTL_SECS: i64 = 3600;
@@ -45,8 +50,16 @@ impl StateSigner {
         }
     }
 
+    /// The HMAC-SHA256 of `msg` under this signer's key, ready to be fed or checked.
+    fn mac(&self, msg: &[u8]) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes a key of any size");
+        mac.update(msg);
+        mac
+    }
+
     fn verifier_for(&self, payload: &str) -> String {
-        URL_SAFE_NO_PAD.encode(hmac_sha256(&self.key, format!("pkce:{payload}").as_bytes()))
+        let mac = self.mac(format!("pkce:{payload}").as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
 
     /// A fresh state for `participant` and the PKCE pair it stands for.
@@ -58,7 +71,7 @@ impl StateSigner {
             Utc::now().timestamp(),
             random_token(12)
         );
-        let mac = URL_SAFE_NO_PAD.encode(hmac_sha256(&self.key, payload.as_bytes()));
+        let mac = URL_SAFE_NO_PAD.encode(self.mac(payload.as_bytes()).finalize().into_bytes());
         let verifier = self.verifier_for(&payload);
         let pkce = Pkce {
             challenge: s256_challenge(&verifier),
@@ -73,14 +86,10 @@ impl StateSigner {
         let (payload, mac) = state
             .rsplit_once('.')
             .ok_or_else(|| bad("malformed state"))?;
-        let expected = URL_SAFE_NO_PAD.encode(hmac_sha256(&self.key, payload.as_bytes()));
-        // Constant-time comparison: the MAC must not leak through timing.
-        let same = expected.len() == mac.len()
-            && expected
-                .bytes()
-                .zip(mac.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
+        // `verify_slice` compares in constant time: the MAC must not leak through timing.
+        let same = URL_SAFE_NO_PAD
+            .decode(mac)
+            .is_ok_and(|tag| self.mac(payload.as_bytes()).verify_slice(&tag).is_ok());
         if !same {
             return Err(bad("state does not match a consent link we issued"));
         }

@@ -1,0 +1,319 @@
+//! A local fake of the Fitbit Web API that behaves like the real one where our client depends
+//! on it (see `shared/reference/fitbit-web-api.md` §10): the OAuth endpoints (consent, code
+//! exchange with PKCE, rotating single-use refresh tokens, revocation), data endpoints with
+//! Fitbit's JSON shapes and error bodies, the hourly per-user quota with its headers, and
+//! injectable faults. Data is generated deterministically per user and time, so any two
+//! requests for the same period agree.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use wearhouse_fakes::{FakeFitbit, FakeFitbitConfig, FakeUser};
+//! let fake = FakeFitbit::start(FakeFitbitConfig::server_app("client-1", "secret-1")).await;
+//! fake.add_user(FakeUser::new("7QX2LB", chrono_tz::America::New_York)
+//!     .last_sync("2025-06-10T08:00:00"));
+//! let tokens = fake.issue_tokens("7QX2LB");
+//! # }
+//! ```
+
+mod data;
+mod oauth;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::LocalServer;
+use crate::grants::Grants;
+
+/// The fake's client registration and behaviour.
+#[derive(Debug, Clone)]
+pub struct FakeFitbitConfig {
+    pub client_id: String,
+    /// `Some`: a server app (the token endpoint demands Basic auth with this secret). `None`:
+    /// a client app (`client_id` in the body, no secret).
+    pub client_secret: Option<String>,
+    /// Lifetime of access tokens in seconds (Fitbit: 28800).
+    pub token_ttl_secs: i64,
+    /// Requests per user per clock hour (Fitbit: 150).
+    pub rate_limit: u32,
+    /// Whether the app may read intraday data (else 403 `insufficient_permissions`).
+    pub intraday_enabled: bool,
+}
+
+impl FakeFitbitConfig {
+    /// A server app with Fitbit's defaults.
+    pub fn server_app(client_id: &str, client_secret: &str) -> Self {
+        FakeFitbitConfig {
+            client_id: client_id.into(),
+            client_secret: Some(client_secret.into()),
+            token_ttl_secs: 28_800,
+            rate_limit: 150,
+            intraday_enabled: true,
+        }
+    }
+
+    /// A client (public) app with Fitbit's defaults.
+    pub fn client_app(client_id: &str) -> Self {
+        FakeFitbitConfig {
+            client_secret: None,
+            ..Self::server_app(client_id, "")
+        }
+    }
+}
+
+/// The two shapes Fitbit has served Active Zone Minutes intraday in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AzmShape {
+    /// `[{dateTime, minutes:[{minute, value:{activeZoneMinutes,…}}]}]`.
+    Minutes,
+    /// `{dataset:[{time, value}], datasetInterval, datasetType}`.
+    Dataset,
+}
+
+/// A Fitbit account on the fake.
+#[derive(Debug, Clone)]
+pub struct FakeUser {
+    /// Encoded user id, e.g. `7QX2LB`.
+    pub user_id: String,
+    pub timezone: Tz,
+    /// The tracker's last sync in local time; no data exists after it. `None`: no tracker.
+    pub last_sync: Option<NaiveDateTime>,
+    /// Scopes the user unticks on the consent page.
+    pub denied_scopes: Vec<String>,
+    /// Dates of sleep whose log is still being processed (`meta.state: pending`).
+    pub pending_sleep: Vec<NaiveDate>,
+    pub azm_shape: AzmShape,
+}
+
+impl FakeUser {
+    /// A user in `timezone` with a tracker that synced a moment ago (by the real clock).
+    pub fn new(user_id: &str, timezone: Tz) -> Self {
+        FakeUser {
+            user_id: user_id.into(),
+            timezone,
+            last_sync: Some(Utc::now().with_timezone(&timezone).naive_local()),
+            denied_scopes: Vec::new(),
+            pending_sleep: Vec::new(),
+            azm_shape: AzmShape::Minutes,
+        }
+    }
+
+    /// Sets the tracker's last sync (local time, `yyyy-MM-ddTHH:mm:ss`).
+    pub fn last_sync(mut self, local: &str) -> Self {
+        self.last_sync = Some(
+            NaiveDateTime::parse_from_str(local, "%Y-%m-%dT%H:%M:%S").expect("local date-time"),
+        );
+        self
+    }
+
+    /// A user without any tracker.
+    pub fn without_tracker(mut self) -> Self {
+        self.last_sync = None;
+        self
+    }
+
+    /// Unticks `scope` at consent.
+    pub fn deny_scope(mut self, scope: &str) -> Self {
+        self.denied_scopes.push(scope.into());
+        self
+    }
+
+    /// Marks the sleep of `date` as still processing.
+    pub fn pending_sleep(mut self, date: &str) -> Self {
+        self.pending_sleep.push(date.parse().expect("date"));
+        self
+    }
+
+    /// Serves Active Zone Minutes in `shape`.
+    pub fn azm_shape(mut self, shape: AzmShape) -> Self {
+        self.azm_shape = shape;
+        self
+    }
+
+    fn last_sync_instant(&self) -> Option<DateTime<Utc>> {
+        self.last_sync
+            .map(|t| crate::localtime::to_utc(self.timezone, t))
+    }
+}
+
+/// A fault the next data request suffers (first in, first out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this HTTP status and Fitbit's server-error body.
+    Status(u16),
+    /// Answer 200 with a truncated JSON body.
+    MalformedJson,
+}
+
+/// Tokens issued by the fake.
+#[derive(Debug, Clone)]
+pub struct FakeTokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub user_id: String,
+    pub scope: String,
+    pub expires_in: i64,
+}
+
+/// One data request as the fake saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub user_id: Option<String>,
+    pub path: String,
+    pub query: Option<String>,
+    pub status: u16,
+}
+
+#[derive(Default)]
+struct Inner {
+    users: BTreeMap<String, FakeUser>,
+    next_login: Option<String>,
+    grants: Grants,
+    hour_counts: HashMap<(String, i64), u32>,
+    faults: VecDeque<Fault>,
+    log: Vec<RequestRecord>,
+    token_latency: Duration,
+}
+
+type Shared = crate::state::Shared<FakeFitbitConfig, Inner>;
+
+/// A running fake Fitbit server; it stops when dropped.
+pub struct FakeFitbit {
+    server: LocalServer,
+    shared: Arc<Shared>,
+}
+
+impl FakeFitbit {
+    /// Starts the fake on a free port of 127.0.0.1.
+    pub async fn start(config: FakeFitbitConfig) -> FakeFitbit {
+        let shared = Shared::new(config);
+        let app = Router::new()
+            .route("/oauth2/authorize", get(oauth::authorize))
+            .route("/oauth2/token", post(oauth::token))
+            .route("/oauth2/revoke", post(oauth::revoke))
+            .fallback(data::handle)
+            .with_state(shared.clone());
+        FakeFitbit {
+            server: LocalServer::start(app, "fake fitbit").await,
+            shared,
+        }
+    }
+
+    /// Base URL of the API (token, revoke and data endpoints), e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// The consent page URL (`{url}/oauth2/authorize`).
+    pub fn authorize_url(&self) -> String {
+        format!("{}/oauth2/authorize", self.url())
+    }
+
+    /// Adds (or replaces) a user.
+    pub fn add_user(&self, user: FakeUser) {
+        let mut inner = self.shared.inner();
+        if inner.next_login.is_none() {
+            inner.next_login = Some(user.user_id.clone());
+        }
+        inner.users.insert(user.user_id.clone(), user);
+    }
+
+    /// The user who approves the next consent (default: the first user added).
+    pub fn login_as(&self, user_id: &str) {
+        self.shared.inner().next_login = Some(user_id.into());
+    }
+
+    /// Plays the participant's browser: opens `consent_url` (our client's authorization URL),
+    /// approves, and returns the redirect Fitbit sends the browser to (`redirect_uri?code&state`).
+    /// An `Err` carries the consent page's error text.
+    pub async fn consent(&self, consent_url: &str) -> Result<url::Url, String> {
+        crate::follow_consent(consent_url).await
+    }
+
+    /// Issues tokens for `user_id` with every scope they did not deny, as a completed consent
+    /// would (for tests that do not exercise enrolment).
+    pub fn issue_tokens(&self, user_id: &str) -> FakeTokens {
+        let now = self.now();
+        let mut inner = self.shared.inner();
+        let user = inner.users.get(user_id).expect("unknown fake user").clone();
+        let scopes = oauth::ALL_SCOPES
+            .iter()
+            .map(|s| s.to_string())
+            .filter(|s| !user.denied_scopes.contains(s))
+            .collect();
+        let ttl = self.shared.config().token_ttl_secs;
+        oauth::new_grant(&mut inner, user_id, scopes, now, ttl)
+    }
+
+    /// The fake's clock (real time plus any [`FakeFitbit::advance`]).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.shared.now()
+    }
+
+    /// Moves the fake's clock forward (token expiry, code expiry, quota hours).
+    pub fn advance(&self, by: chrono::Duration) {
+        self.shared.advance(by);
+    }
+
+    /// How many refresh grants the user's tokens went through.
+    pub fn refresh_count(&self, user_id: &str) -> u32 {
+        self.shared.inner().grants.refresh_count(user_id)
+    }
+
+    /// Every data request so far, in order.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.inner().log.clone()
+    }
+
+    /// Data requests of one user.
+    pub fn requests_of(&self, user_id: &str) -> Vec<RequestRecord> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.user_id.as_deref() == Some(user_id))
+            .collect()
+    }
+
+    /// Sets how many requests the user has made in the current clock hour.
+    pub fn set_requests_this_hour(&self, user_id: &str, n: u32) {
+        let hour = self.now().timestamp().div_euclid(3600);
+        self.shared
+            .inner()
+            .hour_counts
+            .insert((user_id.to_owned(), hour), n);
+    }
+
+    /// The next data requests suffer `faults`, one each, in order.
+    pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.shared.inner().faults.extend(faults);
+    }
+
+    /// The user revokes the app in their Fitbit settings: every token stops working.
+    pub fn revoke_user(&self, user_id: &str) {
+        self.shared.inner().grants.revoke_user(user_id);
+    }
+
+    /// Delays token endpoint answers (widens the window in which two refreshes could race).
+    pub fn set_token_latency(&self, latency: Duration) {
+        self.shared.inner().token_latency = latency;
+    }
+
+    /// Changes the configuration (TTL, quota, intraday access) of the running fake.
+    pub fn configure(&self, f: impl FnOnce(&mut FakeFitbitConfig)) {
+        self.shared.configure(f);
+    }
+}
+
+fn error_body(error_type: &str, field: Option<&str>, message: &str) -> serde_json::Value {
+    let mut e = serde_json::json!({"errorType": error_type, "message": message});
+    if let Some(f) = field {
+        e["fieldName"] = f.into();
+    }
+    serde_json::json!({"errors": [e], "success": false})
+}
+
+const VISIT: &str = "Visit https://dev.fitbit.com/docs/oauth2 for more information on the Fitbit Web API authorization process.";

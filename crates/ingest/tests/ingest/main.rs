@@ -1,0 +1,18 @@
+//! Ingest as its users meet it, in one test binary: the delta load against a real database,
+//! the providers' clients against local fakes of Fitbit and Google Health, the binary's
+//! commands (`run`, `daemon`, `enroll`, `synthetic`) and imports of exported files.
+
+mod alert_e2e;
+mod daemon;
+mod enroll;
+mod fitbit_api;
+mod fitbit_data;
+mod fitbit_oauth;
+mod google_data;
+mod google_oauth;
+mod import_export;
+mod migration_fitbit_to_google;
+mod pipeline;
+mod providers_run;
+mod support;
+mod synthetic;
