@@ -6,10 +6,10 @@ mod jobs_support;
 use std::process::Command;
 
 use jobs_support::*;
+use wearhouse_core::store::jobs::{self as store, NewJob};
 use wearhouse_core::{Metric, TimeRange};
 use wearhouse_impute::fill::{FillConfig, fill_metric};
 use wearhouse_impute::jobs::{self, JobSettings};
-use wearhouse_impute::store::{self, NewJob};
 
 /// Queues a job claimed by this test and runs it as `run` and the worker do.
 async fn run_job(

@@ -8,11 +8,11 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
+use wearhouse_core::store::jobs::{self as store, JobRecord, NewJob};
 use wearhouse_core::store::participants::{self, NewParticipant};
 use wearhouse_core::store::writer::SampleWriter;
 use wearhouse_core::testing::{TestDb, backends};
 use wearhouse_core::{Metric, ParticipantId, Sample, TimeRange};
-use wearhouse_impute::store::{self, JobRecord, NewJob};
 
 /// Start of the seeded series.
 pub fn t0() -> DateTime<Utc> {

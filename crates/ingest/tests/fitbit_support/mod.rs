@@ -83,6 +83,7 @@ impl Env {
             id,
             timezone: tz,
             provider_user_id: Some(t.user_id),
+            handed_over: Default::default(),
         }
     }
 

@@ -76,6 +76,7 @@ impl Env {
             id,
             timezone: tz,
             provider_user_id: Some(user.into()),
+            handed_over: Default::default(),
         }
     }
 
