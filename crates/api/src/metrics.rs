@@ -184,28 +184,9 @@ impl ApiMetrics {
 }
 
 /// Active participants enrolled more than `days` days ago with no sample of any metric in the
-/// last `days` days. One index probe per participant and catalogue metric on the
-/// `(participant_id, data_type, timestamp)` key, so its cost follows the cohort size, not the
-/// amount of history.
+/// last `days` days.
 async fn participants_without_data(pool: &PgPool, days: u32) -> Result<i64, sqlx::Error> {
-    let names: Vec<&str> = wearhouse_core::Metric::ALL
-        .iter()
-        .map(|m| m.name())
-        .collect();
-    sqlx::query_scalar(
-        "select count(*) from participants p
-         where p.status = 'active'
-           and p.enrolled_at < now() - make_interval(days => $1)
-           and not exists (
-             select 1 from unnest($2::text[]) as m(name)
-             where exists (select 1 from raw_data r
-                           where r.participant_id = p.participant_id and r.data_type = m.name
-                             and r.timestamp >= now() - make_interval(days => $1)))",
-    )
-    .bind(i32::try_from(days).unwrap_or(i32::MAX))
-    .bind(names)
-    .fetch_one(pool)
-    .await
+    wearhouse_core::store::participants::count_without_data(pool, days).await
 }
 
 /// Middleware that counts every request by its route template, method and status.

@@ -15,16 +15,18 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use clap::Args;
 use serde::Serialize;
 use serde_json::json;
 use sqlx::PgPool;
-use wearhouse_core::{ImputationStrategy, Metric, MetricKind, TimeRange};
+use wearhouse_core::store::imputed::{self, OutputRow};
+pub use wearhouse_core::store::imputed::{aggregate, default_range, floor_to_grid, grid_step};
+use wearhouse_core::store::jobs::{self as queue, Claim, JobRecord};
+use wearhouse_core::{ImputationStrategy, Metric, TimeRange};
 
 use crate::arima::{ArimaOrder, FitOptions, OrderGrid};
 use crate::fill::{FillConfig, Filled, fill_metric};
-use crate::store::{self, Aggregate, Claim, OutputRow};
 
 /// Settings that shape how a job fills, shared by the worker and `run`.
 #[derive(Debug, Clone, Args)]
@@ -90,50 +92,6 @@ impl JobError {
 /// caller.
 pub const MAX_POINTS: i64 = 366 * 1440;
 
-/// The grid a metric is imputed on: its native interval, but at least a minute (second-level
-/// heart rate becomes 1-minute means, the resolution the models and dashboards work at).
-pub fn grid_step(metric: Metric) -> TimeDelta {
-    TimeDelta::seconds(metric.info().native_interval_secs.max(60))
-}
-
-/// How a metric's samples within a grid interval combine.
-pub fn aggregate(metric: Metric) -> Aggregate {
-    match metric.info().kind {
-        MetricKind::Count => Aggregate::Sum,
-        MetricKind::Categorical => Aggregate::Last,
-        MetricKind::Continuous | MetricKind::Daily => Aggregate::Mean,
-    }
-}
-
-fn grid_origin() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
-        .single()
-        .expect("a valid instant")
-}
-
-/// The start of the grid interval holding `t`.
-pub fn floor_to_grid(t: DateTime<Utc>, step: TimeDelta) -> DateTime<Utc> {
-    let origin = grid_origin();
-    let step_us = step.num_microseconds().expect("grid steps are small");
-    let since = (t - origin).num_microseconds().expect("instants are near");
-    origin + TimeDelta::microseconds(since.div_euclid(step_us) * step_us)
-}
-
-/// The default range of a job without one: the participant's last 7 days of data of the
-/// metric, ending after the interval of the latest sample. `None` without data.
-pub async fn default_range(
-    conn: &mut sqlx::PgConnection,
-    participant: &wearhouse_core::ParticipantId,
-    metric: Metric,
-) -> Result<Option<TimeRange>, wearhouse_core::Error> {
-    let Some(last) = store::last_sample(conn, participant, metric).await? else {
-        return Ok(None);
-    };
-    let step = grid_step(metric);
-    let end = floor_to_grid(last, step) + step;
-    Ok(Some(TimeRange::new(end - TimeDelta::days(7), end)?))
-}
-
 /// What a job did, stored in `imputation_jobs.summary` and printed by `run`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Summary {
@@ -185,11 +143,7 @@ struct Grid {
     labels: Vec<Option<String>>,
 }
 
-async fn read_grid(
-    pool: &PgPool,
-    job: &store::JobRecord,
-    metric: Metric,
-) -> Result<Grid, JobError> {
+async fn read_grid(pool: &PgPool, job: &JobRecord, metric: Metric) -> Result<Grid, JobError> {
     let range = TimeRange::new(job.range_start, job.range_end).map_err(JobError::Range)?;
     let step = grid_step(metric);
     let first = floor_to_grid(range.start, step);
@@ -208,7 +162,7 @@ async fn read_grid(
     let mut values = vec![None; n];
     let mut labels = vec![None; n];
     let mut conn = pool.acquire().await.map_err(wearhouse_core::Error::from)?;
-    let buckets = store::read_buckets(
+    let buckets = imputed::read_buckets(
         &mut conn,
         &job.participant_id,
         metric,
@@ -316,7 +270,7 @@ pub async fn execute(
             _ = ticker.tick() => {
                 // A missed heartbeat is retried at the next tick; the lease spans several.
                 match pool.acquire().await {
-                    Ok(mut conn) => match store::heartbeat(&mut conn, claim).await {
+                    Ok(mut conn) => match queue::heartbeat(&mut conn, claim).await {
                         Ok(true) => {}
                         Ok(false) => return Err(JobError::LeaseLost),
                         Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
@@ -371,11 +325,11 @@ async fn run_claimed(
         .collect();
     let summary_json = serde_json::to_value(&summary).expect("a summary serialises");
     let mut tx = pool.begin().await.map_err(wearhouse_core::Error::from)?;
-    if !store::lock_claim(&mut tx, claim).await? {
+    if !queue::lock_claim(&mut tx, claim).await? {
         return Err(JobError::LeaseLost);
     }
-    let rows_written = store::replace_output(&mut tx, job, method, &rows).await?;
-    store::mark_succeeded(&mut tx, claim, method, &parameters, &summary_json).await?;
+    let rows_written = imputed::replace_output(&mut tx, job, method, &rows).await?;
+    queue::mark_succeeded(&mut tx, claim, method, &parameters, &summary_json).await?;
     tx.commit().await.map_err(wearhouse_core::Error::from)?;
     tracing::info!(
         method,
@@ -403,6 +357,6 @@ pub async fn fail(pool: &PgPool, claim: &Claim, error: &JobError) -> Result<(), 
         source = s.source();
     }
     let mut conn = pool.acquire().await.map_err(wearhouse_core::Error::from)?;
-    store::mark_failed(&mut conn, claim, &message).await?;
+    queue::mark_failed(&mut conn, claim, &message).await?;
     Ok(())
 }

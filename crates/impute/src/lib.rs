@@ -3,7 +3,8 @@
 //! metrics get their catalogue default ([`fill`]). [`cli`] is the command line.
 //!
 //! Jobs ([`jobs`]) apply the fills to a participant's stored data and write `imputed_data`;
-//! [`store`] holds their SQL, [`worker`] takes them from the queue, [`run`] runs one in-process.
+//! `wearhouse_core::store` holds their SQL (`jobs`, `imputed`), [`worker`] takes them from the
+//! queue, [`run`] runs one in-process.
 
 pub mod arima;
 pub mod cli;
@@ -12,5 +13,4 @@ pub mod jobs;
 pub mod metrics;
 pub mod run;
 pub mod series;
-pub mod store;
 pub mod worker;

@@ -13,8 +13,8 @@ use wearhouse_core::time::parse_instant;
 use wearhouse_core::{Metric, ParticipantId, TimeRange};
 
 use crate::jobs::{self, JobSettings, Outcome};
-use crate::store::{self, NewJob};
 use crate::worker::default_worker_id;
+use wearhouse_core::store::jobs::{self as store, NewJob};
 
 /// Arguments of `run`.
 #[derive(Debug, Clone, Args)]

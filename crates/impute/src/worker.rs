@@ -24,7 +24,7 @@ use wearhouse_core::telemetry::ops_router;
 
 use crate::jobs::{self, JobSettings};
 use crate::metrics::{ImputeMetrics, JobOutcome};
-use crate::store;
+use wearhouse_core::store::jobs as store;
 
 /// The NOTIFY channel of the insert trigger on `imputation_jobs`.
 pub const CHANNEL: &str = "imputation_jobs";

@@ -15,7 +15,8 @@ use wearhouse_core::config::DatabaseArgs;
 use wearhouse_core::store::participants::{self, NewParticipant};
 
 use crate::metrics::IngestMetrics;
-use crate::pipeline::{Pipeline, PipelineArgs, RunReport};
+use crate::pipeline::{Pipeline, PipelineArgs};
+use crate::runs::RunReport;
 use crate::sources::registry::Sources;
 use crate::sources::synthetic::{self, SyntheticSource, local_day_start};
 
@@ -82,10 +83,7 @@ pub async fn run(args: &CohortArgs, cancel: &CancellationToken) -> anyhow::Resul
                 },
             )
             .await?;
-            sqlx::query("update participants set provider_user_id = $2 where participant_id = $1")
-                .bind(id.as_str())
-                .bind(synthetic::device_id(args.seed))
-                .execute(&mut *conn)
+            participants::set_provider_user_id(&mut *conn, &id, &synthetic::device_id(args.seed))
                 .await?;
             ids.push(id.to_string());
         }

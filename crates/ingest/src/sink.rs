@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use tracing::instrument;
 use wearhouse_core::store::writer::{self, SampleWriter, WriteSummary};
-use wearhouse_core::store::{self, Backend};
+use wearhouse_core::store::{self, Backend, pending_refresh};
 use wearhouse_core::{Sample, TimeRange};
 
 /// Largest number of samples written in one transaction: big enough for COPY to pay off,
@@ -56,13 +56,7 @@ impl Sink {
         {
             // The whole written span, not only the changed rows: after a crash between a write
             // and its refresh, the repeated write changes nothing, yet the span still needs one.
-            sqlx::query(
-                "insert into rollup_refresh_pending (range_start, range_end) values ($1, $2)",
-            )
-            .bind(span.start)
-            .bind(span.end)
-            .execute(&mut *conn)
-            .await?;
+            pending_refresh::queue(&mut *conn, span).await?;
         }
         Ok(summary)
     }
@@ -80,24 +74,17 @@ impl Sink {
         if self.backend.rollups_are_tables {
             return Ok(0);
         }
-        let rows: Vec<(i64, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
-            "select id, range_start, range_end from rollup_refresh_pending order by range_start",
-        )
-        .fetch_all(pool)
-        .await?;
-        let Some(max_id) = rows.iter().map(|r| r.0).max() else {
+        let rows = pending_refresh::list(pool).await?;
+        let Some(max_id) = rows.iter().map(|r| r.id).max() else {
             return Ok(0);
         };
-        let spans = merge(rows.into_iter().map(|(_, s, e)| (s, e)))
+        let spans = merge(rows.into_iter().map(|r| (r.range_start, r.range_end)))
             .into_iter()
             .map(|(start, end)| TimeRange::new(start, end))
             .collect::<Result<Vec<_>, _>>()?;
         let clock = std::time::Instant::now();
         writer::refresh_rollups_concurrently(pool, &self.backend, &spans, parallel, bulk).await?;
-        sqlx::query("delete from rollup_refresh_pending where id <= $1")
-            .bind(max_id)
-            .execute(pool)
-            .await?;
+        pending_refresh::dequeue_through(pool, max_id).await?;
         tracing::info!(
             spans = spans.len(),
             seconds = clock.elapsed().as_secs_f64(),

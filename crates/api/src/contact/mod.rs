@@ -153,10 +153,7 @@ fn unavailable(e: &sqlx::Error) -> Response {
 }
 
 async fn participant_exists(pool: &PgPool, id: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("select exists (select 1 from participants where participant_id = $1)")
-        .bind(id)
-        .fetch_one(pool)
-        .await
+    wearhouse_core::store::participants::exists(pool, id).await
 }
 
 fn unknown_participant(id: &str) -> FieldError {

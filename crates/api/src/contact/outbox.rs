@@ -8,45 +8,33 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgPool};
+use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use wearhouse_core::store::contact::{self, NewRequest};
 
 use super::form::ValidRequest;
 use super::mailer::Mailer;
 
-/// How long a claimed request is reserved for the replica sending it.
-const LEASE: &str = "5 minutes";
 /// Longest wait between retries.
 const MAX_BACKOFF_SECS: u64 = 3_600;
 /// Longest sleep of the worker when nothing is due (it also wakes on new requests).
 const IDLE_POLL: Duration = Duration::from_secs(30);
 
-/// A stored request as the mailer needs it.
-#[derive(Debug, Clone, FromRow)]
-pub struct StoredRequest {
-    pub id: i64,
-    pub participant_id: String,
-    pub requester_name: String,
-    pub requester_email: String,
-    pub subject: String,
-    pub message: String,
-    pub attempts: i32,
-}
+pub use wearhouse_core::store::contact::StoredRequest;
 
 /// Stores a validated request as pending and returns its id.
 pub async fn store(pool: &PgPool, r: &ValidRequest) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "insert into contact_requests (participant_id, requester_name, requester_email, subject,
-                                       message)
-         values ($1, $2, $3, $4, $5) returning id",
+    contact::insert(
+        pool,
+        NewRequest {
+            participant_id: &r.participant_id,
+            requester_name: &r.requester_name,
+            requester_email: &r.requester_email,
+            subject: &r.subject,
+            message: &r.message,
+        },
     )
-    .bind(&r.participant_id)
-    .bind(&r.requester_name)
-    .bind(&r.requester_email)
-    .bind(&r.subject)
-    .bind(&r.message)
-    .fetch_one(pool)
     .await
 }
 
@@ -73,29 +61,12 @@ impl Outbox {
 
     /// Sends every due request once; returns how many were sent.
     pub async fn deliver_due(&self) -> Result<usize, sqlx::Error> {
-        let due: Vec<StoredRequest> = sqlx::query_as(&format!(
-            "update contact_requests c set attempts = attempts + 1,
-                    next_attempt_at = now() + interval '{LEASE}'
-             where id in (select id from contact_requests
-                          where status <> 'sent' and next_attempt_at <= now()
-                          order by next_attempt_at limit 20
-                          for update skip locked)
-             returning id, participant_id, requester_name, requester_email, subject, message,
-                       attempts"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
+        let due = contact::claim_due(&self.pool).await?;
         let mut sent = 0;
         for r in due {
             match self.mailer.send(&r).await {
                 Ok(()) => {
-                    sqlx::query(
-                        "update contact_requests set status = 'sent', sent_at = now(),
-                                last_error = null where id = $1",
-                    )
-                    .bind(r.id)
-                    .execute(&self.pool)
-                    .await?;
+                    contact::mark_sent(&self.pool, r.id).await?;
                     tracing::info!(
                         request = r.id,
                         attempts = r.attempts,
@@ -106,16 +77,7 @@ impl Outbox {
                 Err(e) => {
                     let wait = self.backoff_secs(r.attempts);
                     tracing::warn!(request = r.id, attempts = r.attempts, retry_in_secs = wait, error = %e, "contact e-mail failed; will retry");
-                    sqlx::query(
-                        "update contact_requests set status = 'failed', last_error = $2,
-                                next_attempt_at = now() + make_interval(secs => $3)
-                         where id = $1",
-                    )
-                    .bind(r.id)
-                    .bind(e.to_string())
-                    .bind(wait as f64)
-                    .execute(&self.pool)
-                    .await?;
+                    contact::mark_failed(&self.pool, r.id, &e.to_string(), wait as f64).await?;
                 }
             }
         }
@@ -124,11 +86,7 @@ impl Outbox {
 
     /// When the next unsent request is due, if any.
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-        sqlx::query_scalar(
-            "select min(next_attempt_at) from contact_requests where status <> 'sent'",
-        )
-        .fetch_one(&self.pool)
-        .await
+        contact::next_due(&self.pool).await
     }
 
     /// Delivers until `shutdown`, sleeping until the next request is due or a new one arrives.

@@ -11,10 +11,10 @@ use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
+use wearhouse_core::store::imputed::default_range;
+use wearhouse_core::store::jobs::{self as store, JobRecord, NewJob};
 use wearhouse_core::time::parse_instant;
 use wearhouse_core::{Metric, ParticipantId, TimeRange};
-use wearhouse_impute::jobs::default_range;
-use wearhouse_impute::store::{self, JobRecord, NewJob};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::params::{FromQuery, Params, QueryParams};
@@ -161,7 +161,7 @@ impl From<JobRecord> for JobView {
             metric: j.data_type,
             start_date: j.range_start,
             end_date: j.range_end,
-            status: j.status,
+            status: j.status.to_string(),
             method: j.method,
             parameters: j.parameters,
             summary: j.summary,
@@ -232,7 +232,7 @@ pub async fn run_imputation(
         StatusCode::ACCEPTED,
         Json(Queued {
             job_id: job.id,
-            status: job.status,
+            status: job.status.to_string(),
             status_url: format!("/data/imputation_jobs/{}", job.id),
         }),
     ))

@@ -19,12 +19,14 @@ pub async fn refresh(
     range: TimeRange,
     participant: Option<&ParticipantId>,
 ) -> Result<u64> {
-    let written: i32 = sqlx::query_scalar("select refresh_adherence($1, $2, $3)")
-        .bind(range.start)
-        .bind(range.end)
-        .bind(participant.map(|p| p.as_str()))
-        .fetch_one(&mut *conn)
-        .await?;
+    let written = sqlx::query_scalar!(
+        r#"select refresh_adherence($1, $2, $3) as "written!""#,
+        range.start,
+        range.end,
+        participant.map(|p| p.as_str())
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     Ok(u64::try_from(written).unwrap_or(0))
 }
 
@@ -57,16 +59,20 @@ pub async fn summaries(
     ids: &[ParticipantId],
 ) -> Result<Vec<AdherenceSummary>> {
     let ids: Vec<&str> = ids.iter().map(|p| p.as_str()).collect();
-    Ok(sqlx::query_as(
-        "select participant_id, local_today, valid_days_7d, valid_days_30d,
-                nights_with_main_sleep_7d, sleep_hr_coverage_7d, last_data_day,
-                days_since_last_data, last_device_sync, flag_inactivity, flag_low_wear,
-                flag_poor_sleep
-         from participant_adherence
-         where cardinality($1::text[]) = 0 or participant_id = any($1)
-         order by participant_id",
+    // A view: PostgreSQL reports every column as nullable, so the non-null ones say so.
+    Ok(sqlx::query_as!(
+        AdherenceSummary,
+        r#"select participant_id as "participant_id!", local_today as "local_today!",
+                  valid_days_7d as "valid_days_7d!", valid_days_30d as "valid_days_30d!",
+                  nights_with_main_sleep_7d as "nights_with_main_sleep_7d!",
+                  sleep_hr_coverage_7d, last_data_day, days_since_last_data, last_device_sync,
+                  flag_inactivity as "flag_inactivity!", flag_low_wear as "flag_low_wear!",
+                  flag_poor_sleep as "flag_poor_sleep!"
+           from participant_adherence
+           where cardinality($1::text[]) = 0 or participant_id = any($1)
+           order by participant_id"#,
+        &ids as &[&str]
     )
-    .bind(ids)
     .fetch_all(&mut *conn)
     .await?)
 }

@@ -28,13 +28,13 @@ pub async fn get(
     source: &str,
     metric: Metric,
 ) -> Result<Option<DateTime<Utc>>> {
-    Ok(sqlx::query_scalar(
+    Ok(sqlx::query_scalar!(
         "select watermark from ingest_state
          where participant_id = $1 and source = $2 and data_type = $3",
+        participant.as_str(),
+        source,
+        metric.name()
     )
-    .bind(participant.as_str())
-    .bind(source)
-    .bind(metric.name())
     .fetch_optional(&mut *conn)
     .await?)
 }
@@ -48,17 +48,17 @@ pub async fn advance(
     metric: Metric,
     watermark: DateTime<Utc>,
 ) -> Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "insert into ingest_state (participant_id, source, data_type, watermark, last_run_at)
          values ($1, $2, $3, $4, now())
          on conflict (participant_id, source, data_type) do update set
            watermark = greatest(ingest_state.watermark, excluded.watermark),
            last_run_at = now(), last_error = null, updated_at = now()",
+        participant.as_str(),
+        source,
+        metric.name(),
+        watermark
     )
-    .bind(participant.as_str())
-    .bind(source)
-    .bind(metric.name())
-    .bind(watermark)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -72,14 +72,14 @@ pub async fn record_error(
     metric: Metric,
     error: &str,
 ) -> Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update ingest_state set last_run_at = now(), last_error = $4, updated_at = now()
          where participant_id = $1 and source = $2 and data_type = $3",
+        participant.as_str(),
+        source,
+        metric.name(),
+        error
     )
-    .bind(participant.as_str())
-    .bind(source)
-    .bind(metric.name())
-    .bind(error)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -87,11 +87,12 @@ pub async fn record_error(
 
 /// Every watermark of a participant.
 pub async fn list(conn: &mut PgConnection, participant: &ParticipantId) -> Result<Vec<Watermark>> {
-    Ok(sqlx::query_as(
+    Ok(sqlx::query_as!(
+        Watermark,
         "select participant_id, source, data_type, watermark, last_run_at, last_error
          from ingest_state where participant_id = $1 order by source, data_type",
+        participant.as_str()
     )
-    .bind(participant.as_str())
     .fetch_all(&mut *conn)
     .await?)
 }

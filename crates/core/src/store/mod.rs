@@ -1,10 +1,21 @@
-//! Database access: migrations, backend detection, the sample writer, the series reader and
-//! the participant and ingest-state tables, and adherence.
+//! Database access: every table's SQL lives under this module. Migrations and backend
+//! detection here; the sample writer, the series reader, participants, ingest watermarks and
+//! runs, OAuth grants, provider moves, adherence, the imputation job queue and its output, and
+//! the contact outbox in their own modules. Functions take an executor or a connection, so the
+//! caller owns the transaction.
 
 pub mod adherence;
+pub mod contact;
+pub mod grants;
+pub mod imputed;
 pub mod ingest_state;
+pub mod jobs;
+pub mod locks;
+pub mod moves;
 pub mod participants;
+pub mod pending_refresh;
 pub mod refresh;
+pub mod runs;
 pub mod series;
 pub mod writer;
 
@@ -104,6 +115,7 @@ pub async fn analyze_rollups(conn: &mut PgConnection, backend: &Backend) -> Resu
     let minute: String = if backend.rollups_are_tables {
         "data_1m".to_owned()
     } else {
+        // TimescaleDB's catalogue: absent on plain PostgreSQL, so not compile-checked.
         sqlx::query_scalar(
             "select format('%I.%I', materialization_hypertable_schema,
                            materialization_hypertable_name)
@@ -122,24 +134,21 @@ pub async fn analyze_rollups(conn: &mut PgConnection, backend: &Backend) -> Resu
 
 /// Detects the backend of a migrated database.
 pub async fn detect_backend(conn: &mut PgConnection) -> Result<Backend> {
-    let (kind, postgres_version, timescaledb_version, rollup_relkind): (
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-    ) = sqlx::query_as(
-        "select wearhouse_backend(),
-                current_setting('server_version'),
-                (select extversion from pg_extension where extname = 'timescaledb'),
-                (select relkind::text from pg_class where oid = to_regclass('data_1m'))",
+    let row = sqlx::query!(
+        r#"select wearhouse_backend() as "kind!",
+                  current_setting('server_version') as "postgres_version!",
+                  (select extversion from pg_extension where extname = 'timescaledb')
+                    as timescaledb_version,
+                  (select relkind::text from pg_class where oid = to_regclass('data_1m'))
+                    as rollup_relkind"#
     )
     .fetch_one(&mut *conn)
     .await?;
     Ok(Backend {
-        kind: BackendKind::parse(&kind),
-        postgres_version,
-        timescaledb_version,
-        rollups_are_tables: rollup_relkind.as_deref() == Some("r"),
+        kind: BackendKind::parse(&row.kind),
+        postgres_version: row.postgres_version,
+        timescaledb_version: row.timescaledb_version,
+        rollups_are_tables: row.rollup_relkind.as_deref() == Some("r"),
     })
 }
 
@@ -190,10 +199,8 @@ pub async fn migrate(pool: &PgPool, settings: &MigrateSettings) -> Result<Migrat
         ("wearhouse.chunk_interval", settings.chunk_interval.as_str()),
         ("wearhouse.compress_after", settings.compress_after.as_str()),
     ] {
-        sqlx::query("select set_config($1, $2, false)")
-            .bind(name)
-            .bind(value)
-            .execute(&mut *conn)
+        sqlx::query_scalar!("select set_config($1, $2, false)", name, value)
+            .fetch_one(&mut *conn)
             .await?;
     }
     let before = applied_versions(&mut conn).await?;
@@ -201,7 +208,8 @@ pub async fn migrate(pool: &PgPool, settings: &MigrateSettings) -> Result<Migrat
     let after = applied_versions(&mut conn).await?;
     let backend = detect_backend(&mut conn).await?;
     // The settings were for this session only; a pooled connection must not keep them.
-    sqlx::query("reset all").execute(&mut *conn).await?;
+    // Utility statements (`analyze`, `reset`) cannot be prepared, so they are not checked.
+    sqlx::raw_sql("reset all").execute(&mut *conn).await?;
     Ok(MigrateReport {
         backend,
         applied: after.into_iter().filter(|v| !before.contains(v)).collect(),
@@ -209,12 +217,14 @@ pub async fn migrate(pool: &PgPool, settings: &MigrateSettings) -> Result<Migrat
 }
 
 async fn applied_versions(conn: &mut PgConnection) -> Result<Vec<i64>> {
-    let exists: bool = sqlx::query_scalar("select to_regclass('_sqlx_migrations') is not null")
-        .fetch_one(&mut *conn)
-        .await?;
+    let exists =
+        sqlx::query_scalar!(r#"select to_regclass('_sqlx_migrations') is not null as "exists!""#)
+            .fetch_one(&mut *conn)
+            .await?;
     if !exists {
         return Ok(Vec::new());
     }
+    // Not compile-checked: the table is sqlx's own, absent until the first migration.
     Ok(
         sqlx::query_scalar("select version from _sqlx_migrations where success order by version")
             .fetch_all(&mut *conn)

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{FromRow, PgConnection};
+use sqlx::{FromRow, PgConnection, PgExecutor};
 
 use crate::error::{Error, Result};
 use crate::metric::Metric;
@@ -34,34 +34,36 @@ pub struct NewParticipant {
     pub enrolled_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "participant_id, timezone, status, enrolled_at, provider, provider_user_id, \
-                       needs_reconsent, reconsent_reason, last_device_sync";
-
 /// Creates the participant, or updates its time zone and provider when it exists.
 pub async fn upsert(conn: &mut PgConnection, p: &NewParticipant) -> Result<Participant> {
-    Ok(sqlx::query_as(&format!(
-        "insert into participants (participant_id, timezone, provider, enrolled_at)
-         values ($1, $2, $3, coalesce($4, now()))
-         on conflict (participant_id) do update set
-           timezone = excluded.timezone,
-           provider = coalesce(excluded.provider, participants.provider),
-           updated_at = now()
-         returning {COLUMNS}"
-    ))
-    .bind(p.participant_id.as_str())
-    .bind(p.timezone.name())
-    .bind(&p.provider)
-    .bind(p.enrolled_at)
+    Ok(sqlx::query_as!(
+        Participant,
+        r#"insert into participants (participant_id, timezone, provider, enrolled_at)
+           values ($1, $2, $3, coalesce($4, now()))
+           on conflict (participant_id) do update set
+             timezone = excluded.timezone,
+             provider = coalesce(excluded.provider, participants.provider),
+             updated_at = now()
+           returning participant_id, timezone, status, enrolled_at, provider, provider_user_id,
+                     needs_reconsent, reconsent_reason, last_device_sync"#,
+        p.participant_id.as_str(),
+        p.timezone.name(),
+        p.provider.as_deref(),
+        p.enrolled_at
+    )
     .fetch_one(&mut *conn)
     .await?)
 }
 
 /// The participant, or [`Error::NotFound`].
 pub async fn get(conn: &mut PgConnection, id: &ParticipantId) -> Result<Participant> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from participants where participant_id = $1"
-    ))
-    .bind(id.as_str())
+    sqlx::query_as!(
+        Participant,
+        "select participant_id, timezone, status, enrolled_at, provider, provider_user_id,
+                needs_reconsent, reconsent_reason, last_device_sync
+         from participants where participant_id = $1",
+        id.as_str()
+    )
     .fetch_optional(&mut *conn)
     .await?
     .ok_or_else(|| Error::NotFound {
@@ -73,14 +75,12 @@ pub async fn get(conn: &mut PgConnection, id: &ParticipantId) -> Result<Particip
 /// Which of `ids` exist.
 pub async fn existing(conn: &mut PgConnection, ids: &[ParticipantId]) -> Result<Vec<String>> {
     let ids: Vec<&str> = ids.iter().map(|p| p.as_str()).collect();
-    Ok(
-        sqlx::query_scalar(
-            "select participant_id from participants where participant_id = any($1)",
-        )
-        .bind(ids)
-        .fetch_all(&mut *conn)
-        .await?,
+    Ok(sqlx::query_scalar!(
+        "select participant_id from participants where participant_id = any($1)",
+        &ids as &[&str]
     )
+    .fetch_all(&mut *conn)
+    .await?)
 }
 
 /// One page of participants ordered by id, and the total.
@@ -89,14 +89,17 @@ pub async fn list(
     limit: u32,
     offset: u64,
 ) -> Result<(Vec<Participant>, i64)> {
-    let rows = sqlx::query_as(&format!(
-        "select {COLUMNS} from participants order by participant_id limit $1 offset $2"
-    ))
-    .bind(i64::from(limit))
-    .bind(offset as i64)
+    let rows = sqlx::query_as!(
+        Participant,
+        "select participant_id, timezone, status, enrolled_at, provider, provider_user_id,
+                needs_reconsent, reconsent_reason, last_device_sync
+         from participants order by participant_id limit $1 offset $2",
+        i64::from(limit),
+        offset as i64
+    )
     .fetch_all(&mut *conn)
     .await?;
-    let total = sqlx::query_scalar("select count(*) from participants")
+    let total = sqlx::query_scalar!(r#"select count(*) as "n!" from participants"#)
         .fetch_one(&mut *conn)
         .await?;
     Ok((rows, total))
@@ -108,13 +111,13 @@ pub async fn set_needs_reconsent(
     id: &ParticipantId,
     reason: Option<&str>,
 ) -> Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update participants set needs_reconsent = $2, reconsent_reason = $3, updated_at = now()
          where participant_id = $1",
+        id.as_str(),
+        reason.is_some(),
+        reason
     )
-    .bind(id.as_str())
-    .bind(reason.is_some())
-    .bind(reason)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -126,11 +129,11 @@ pub async fn set_last_device_sync(
     id: &ParticipantId,
     at: DateTime<Utc>,
 ) -> Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update participants set last_device_sync = $2, updated_at = now() where participant_id = $1",
+        id.as_str(),
+        at
     )
-    .bind(id.as_str())
-    .bind(at)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -143,17 +146,17 @@ pub async fn last_samples(
     id: &str,
 ) -> Result<BTreeMap<String, DateTime<Utc>>> {
     let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
-    let rows: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
-        "select m.name, l.timestamp from unnest($2::text[]) as m(name)
-         cross join lateral (select timestamp from raw_data
-                             where participant_id = $1 and data_type = m.name
-                             order by timestamp desc limit 1) l",
+    let rows = sqlx::query!(
+        r#"select m.name as "name!", l.timestamp from unnest($2::text[]) as m(name)
+           cross join lateral (select timestamp from raw_data
+                               where participant_id = $1 and data_type = m.name
+                               order by timestamp desc limit 1) l"#,
+        id,
+        &names as &[&str]
     )
-    .bind(id)
-    .bind(names)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(rows.into_iter().collect())
+    Ok(rows.into_iter().map(|r| (r.name, r.timestamp)).collect())
 }
 
 /// [`last_samples`] for several participants in one round trip: participant id → metric →
@@ -163,21 +166,125 @@ pub async fn last_samples_of(
     ids: &[&str],
 ) -> Result<BTreeMap<String, BTreeMap<String, DateTime<Utc>>>> {
     let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
-    let rows: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
-        "select p.id, m.name, l.timestamp
-         from unnest($1::text[]) as p(id)
-         cross join unnest($2::text[]) as m(name)
-         cross join lateral (select timestamp from raw_data
-                             where participant_id = p.id and data_type = m.name
-                             order by timestamp desc limit 1) l",
+    let rows = sqlx::query!(
+        r#"select p.id as "id!", m.name as "name!", l.timestamp
+           from unnest($1::text[]) as p(id)
+           cross join unnest($2::text[]) as m(name)
+           cross join lateral (select timestamp from raw_data
+                               where participant_id = p.id and data_type = m.name
+                               order by timestamp desc limit 1) l"#,
+        ids as &[&str],
+        &names as &[&str]
     )
-    .bind(ids)
-    .bind(names)
     .fetch_all(&mut *conn)
     .await?;
     let mut out: BTreeMap<String, BTreeMap<String, DateTime<Utc>>> = BTreeMap::new();
-    for (id, metric, t) in rows {
-        out.entry(id).or_default().insert(metric, t);
+    for r in rows {
+        out.entry(r.id).or_default().insert(r.name, r.timestamp);
     }
     Ok(out)
+}
+
+/// Whether the participant is enrolled.
+pub async fn exists(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"select exists (select 1 from participants where participant_id = $1) as "found!""#,
+        id
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Sets the participant's provider and the provider's user id (enrolment with a provider).
+pub async fn set_provider(
+    db: impl PgExecutor<'_>,
+    id: &ParticipantId,
+    provider: &str,
+    provider_user_id: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update participants set provider = $2, provider_user_id = $3, updated_at = now()
+         where participant_id = $1",
+        id.as_str(),
+        provider,
+        provider_user_id
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Sets the provider's user id alone (a synthetic cohort's device).
+pub async fn set_provider_user_id(
+    db: impl PgExecutor<'_>,
+    id: &ParticipantId,
+    provider_user_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update participants set provider_user_id = $2 where participant_id = $1",
+        id.as_str(),
+        provider_user_id
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A participant a delta load works on: active, with a provider, not waiting to re-consent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loadable {
+    pub participant_id: String,
+    pub timezone: String,
+    pub provider: String,
+    pub provider_user_id: Option<String>,
+    pub enrolled_at: DateTime<Utc>,
+}
+
+/// The participants a delta load works on (only those in `only` when given), by id.
+pub async fn loadable(
+    db: impl PgExecutor<'_>,
+    only: Option<&[String]>,
+) -> sqlx::Result<Vec<Loadable>> {
+    sqlx::query_as!(
+        Loadable,
+        r#"select participant_id, timezone, provider as "provider!", provider_user_id, enrolled_at
+           from participants
+           where provider is not null and status = 'active' and not needs_reconsent
+             and ($1::text[] is null or participant_id = any($1))
+           order by participant_id"#,
+        only
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Active participants marked as needing re-consent, for the gauge.
+pub async fn count_needing_reconsent(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"select count(*) as "n!" from participants where needs_reconsent and status = 'active'"#
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Active participants enrolled more than `days` days ago with no sample of any catalogue
+/// metric in the last `days` days. One index probe per participant and catalogue metric on the
+/// `(participant_id, data_type, timestamp)` key, so its cost follows the cohort size, not the
+/// amount of history.
+pub async fn count_without_data(db: impl PgExecutor<'_>, days: u32) -> sqlx::Result<i64> {
+    let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+    sqlx::query_scalar!(
+        r#"select count(*) as "n!" from participants p
+           where p.status = 'active'
+             and p.enrolled_at < now() - make_interval(days => $1)
+             and not exists (
+               select 1 from unnest($2::text[]) as m(name)
+               where exists (select 1 from raw_data r
+                             where r.participant_id = p.participant_id and r.data_type = m.name
+                               and r.timestamp >= now() - make_interval(days => $1)))"#,
+        i32::try_from(days).unwrap_or(i32::MAX),
+        &names as &[&str]
+    )
+    .fetch_one(db)
+    .await
 }

@@ -291,6 +291,16 @@ impl Plan {
             None => q,
         }
     }
+
+    /// Streams the rows of [`Plan::rows_sql`] (given as `sql`) from a server-side cursor, so
+    /// memory stays flat however long the series.
+    pub fn stream_rows<'a>(
+        &'a self,
+        sql: &'a str,
+        conn: &'a mut PgConnection,
+    ) -> futures::stream::BoxStream<'a, sqlx::Result<Point>> {
+        self.bind_rows(sqlx::query_as::<_, Point>(sql)).fetch(conn)
+    }
 }
 
 /// Reads one page.

@@ -3,10 +3,10 @@
 
 use std::process::Command;
 
+use wearhouse_core::store::jobs::{self as store, NewJob};
 use wearhouse_core::{Metric, TimeRange};
 use wearhouse_impute::fill::{FillConfig, fill_metric};
 use wearhouse_impute::jobs::{self, JobSettings};
-use wearhouse_impute::store::{self, NewJob};
 
 use crate::support::*;
 

@@ -6,11 +6,11 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
+use wearhouse_core::store::jobs::{self as store, JobRecord, NewJob};
 use wearhouse_core::store::participants::{self, NewParticipant};
 use wearhouse_core::store::writer::SampleWriter;
 use wearhouse_core::testing::{TestDb, backends};
 use wearhouse_core::{Metric, ParticipantId, Sample, TimeRange};
-use wearhouse_impute::store::{self, JobRecord, NewJob};
 
 /// Runs `cmd` to success and returns the JSON it printed.
 pub fn json_output(cmd: &mut std::process::Command) -> serde_json::Value {

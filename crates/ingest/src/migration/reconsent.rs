@@ -4,41 +4,21 @@
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
-use serde::Serialize;
-use sqlx::{FromRow, PgConnection};
+use sqlx::PgConnection;
 use wearhouse_core::config::DatabaseArgs;
+use wearhouse_core::store::moves;
+
+use crate::sources::fitbit::PROVIDER as FITBIT;
 
 /// The reason shown for participants still on Fitbit.
 pub const FITBIT_RETIRED: &str = "enrolled with the retired Fitbit Web API; must consent with Google Health (enroll --provider google-health)";
 
-/// One participant who must consent again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
-pub struct ReconsentEntry {
-    pub participant_id: String,
-    /// The provider the participant is on now.
-    pub provider: Option<String>,
-    pub provider_user_id: Option<String>,
-    pub reason: String,
-    /// When the participant row last changed (the flag was set, or the enrolment).
-    pub since: DateTime<Utc>,
-}
+pub use wearhouse_core::store::moves::ReconsentEntry;
 
 /// Every active participant who must consent again, ordered by id.
 pub async fn list(conn: &mut PgConnection) -> sqlx::Result<Vec<ReconsentEntry>> {
-    sqlx::query_as(
-        "select participant_id, provider, provider_user_id,
-                case when needs_reconsent then coalesce(reconsent_reason, 'grant revoked or invalid')
-                     else $1 end as reason,
-                updated_at as since
-         from participants
-         where status = 'active' and (needs_reconsent or provider = 'fitbit')
-         order by participant_id",
-    )
-    .bind(FITBIT_RETIRED)
-    .fetch_all(conn)
-    .await
+    moves::needing_reconsent(conn, FITBIT, FITBIT_RETIRED).await
 }
 
 /// Output format.

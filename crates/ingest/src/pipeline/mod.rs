@@ -16,12 +16,14 @@ use std::time::Instant;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Args;
 use futures::StreamExt as _;
-use sqlx::{FromRow, PgPool};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use wearhouse_core::store::{self, adherence};
+use wearhouse_core::store::{self, adherence, participants};
 use wearhouse_core::{ParticipantId, TimeRange};
 
 use crate::metrics::{IngestMetrics, Outcome};
+use crate::runs;
+pub use crate::runs::RunReport;
 use crate::sink::Sink;
 use crate::sources::registry::Sources;
 
@@ -84,39 +86,6 @@ pub enum ParticipantOutcome {
     Failed(String),
 }
 
-/// What a run did.
-#[derive(Debug, Clone, Default)]
-pub struct RunReport {
-    pub participants: usize,
-    pub loaded: usize,
-    pub locked: usize,
-    pub quota_exhausted: usize,
-    pub needs_reconsent: usize,
-    pub never_synced: usize,
-    pub not_started: usize,
-    pub failed: Vec<(String, String)>,
-    /// Samples handed to the sink.
-    pub samples: u64,
-    /// Rows inserted or changed in `raw_data`.
-    pub changed: u64,
-}
-
-impl RunReport {
-    /// Success unless a participant failed (quota and re-consent are not failures).
-    pub fn outcome(&self) -> Outcome {
-        if self.failed.is_empty() {
-            Outcome::Success
-        } else {
-            Outcome::Failure
-        }
-    }
-
-    /// Whether a shutdown cut the run short.
-    pub fn interrupted(&self) -> bool {
-        self.not_started > 0
-    }
-}
-
 /// What one participant's load wrote.
 #[derive(Debug, Clone, Default)]
 struct Tally {
@@ -140,14 +109,7 @@ impl Tally {
 }
 
 /// A participant as the pipeline reads it.
-#[derive(Debug, Clone, FromRow)]
-struct Candidate {
-    participant_id: String,
-    timezone: String,
-    provider: String,
-    provider_user_id: Option<String>,
-    enrolled_at: DateTime<Utc>,
-}
+type Candidate = participants::Loadable;
 
 /// The delta load.
 #[derive(Clone)]
@@ -215,9 +177,7 @@ impl Pipeline {
             seconds,
             finished_at.timestamp_millis() as f64 / 1000.0,
         );
-        if let Err(e) =
-            crate::runs::record(&self.pool, started_at, finished_at, outcome, &report).await
-        {
+        if let Err(e) = runs::record(&self.pool, started_at, finished_at, outcome, &report).await {
             tracing::error!(error = %e, "could not record the run");
         }
         tracing::info!(
@@ -237,16 +197,7 @@ impl Pipeline {
     }
 
     async fn run_inner(&self, cancel: &CancellationToken) -> anyhow::Result<RunReport> {
-        let candidates: Vec<Candidate> = sqlx::query_as(
-            "select participant_id, timezone, provider, provider_user_id, enrolled_at
-             from participants
-             where provider is not null and status = 'active' and not needs_reconsent
-               and ($1::text[] is null or participant_id = any($1))
-             order by participant_id",
-        )
-        .bind(self.only.as_deref())
-        .fetch_all(&self.pool)
-        .await?;
+        let candidates = participants::loadable(&self.pool, self.only.as_deref()).await?;
         let total = candidates.len();
         tracing::info!(
             participants = total,
@@ -341,11 +292,7 @@ impl Pipeline {
             done?;
         }
         tracing::info!(participants = refreshed, "adherence days refreshed");
-        let reconsent: i64 = sqlx::query_scalar(
-            "select count(*) from participants where needs_reconsent and status = 'active'",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let reconsent = participants::count_needing_reconsent(&self.pool).await?;
         self.metrics.set_needing_reconsent(reconsent);
         Ok(report)
     }

@@ -8,19 +8,13 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use sqlx::PgConnection;
 use sqlx::pool::PoolConnection;
-use wearhouse_core::store::{ingest_state, participants};
+use wearhouse_core::store::{ingest_state, locks, moves, participants};
 use wearhouse_core::{Metric, ParticipantId, Sample};
 
 use super::{Candidate, ParticipantOutcome, Pipeline, Tally};
 use crate::sink::BATCH_SAMPLES;
 use crate::sources::synthetic::local_day_start;
 use crate::sources::{Source, SourceError, SourceParticipant};
-
-/// Session-level lock on a participant, released on unlock or when the connection closes (so
-/// a killed process never leaves it held).
-const TRY_LOCK: &str =
-    "select pg_try_advisory_lock(hashtextextended('wearhouse-ingest:' || $1, 0))";
-const UNLOCK: &str = "select pg_advisory_unlock(hashtextextended('wearhouse-ingest:' || $1, 0))";
 
 /// Where one metric's fetching stands within this run.
 struct MetricPlan {
@@ -52,11 +46,7 @@ impl Pipeline {
                 );
             }
         };
-        match sqlx::query_scalar::<_, bool>(TRY_LOCK)
-            .bind(&c.participant_id)
-            .fetch_one(&mut *conn)
-            .await
-        {
+        match locks::try_lock_ingest(&mut conn, &c.participant_id).await {
             Ok(true) => {}
             Ok(false) => return (ParticipantOutcome::Locked, Tally::default()),
             Err(e) => {
@@ -98,6 +88,7 @@ impl Pipeline {
             id: id.clone(),
             timezone: tz,
             provider_user_id: c.provider_user_id.clone(),
+            handed_over: moves::not_before(&mut *conn, &id, source.name()).await?,
         };
         let enrolled = c.enrolled_at.with_timezone(&tz).date_naive();
         let first_day = self
@@ -262,10 +253,7 @@ impl Pipeline {
 
 /// Unlocks the participant; a connection that cannot unlock is closed, which releases it.
 async fn release(mut conn: PoolConnection<sqlx::Postgres>, participant: &str) {
-    let unlocked = sqlx::query_scalar::<_, bool>(UNLOCK)
-        .bind(participant)
-        .fetch_one(&mut *conn)
-        .await;
+    let unlocked = locks::unlock_ingest(&mut conn, participant).await;
     if !matches!(unlocked, Ok(true)) {
         let _ = conn.close().await;
     }

@@ -8,6 +8,7 @@ pub mod google_health;
 pub mod registry;
 pub mod synthetic;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,6 +24,9 @@ pub struct SourceParticipant {
     pub timezone: Tz,
     /// The provider's own user id, when enrolled through OAuth.
     pub provider_user_id: Option<String>,
+    /// Per metric, the instant from which this source took over from another provider: it
+    /// delivers nothing before it (see [`crate::migration`]). Empty unless the participant moved.
+    pub handed_over: BTreeMap<Metric, DateTime<Utc>>,
 }
 
 /// What a fetch returned.

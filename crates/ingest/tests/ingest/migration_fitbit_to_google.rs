@@ -12,9 +12,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use chrono_tz::Europe::Berlin;
 use chrono_tz::Tz;
-use wearhouse_core::store::ingest_state;
 use wearhouse_core::store::participants;
 use wearhouse_core::store::writer::SampleWriter;
+use wearhouse_core::store::{ingest_state, moves};
 use wearhouse_core::testing::{TestBackend, TestDb};
 use wearhouse_core::{Metric, Sample};
 use wearhouse_fakes::{
@@ -153,9 +153,13 @@ async fn a_fitbit_participant_moves_to_google_health_without_a_gap_or_a_duplicat
         .status();
     assert_eq!(status.as_u16(), 401);
 
-    // The next delta load comes from Google and continues at the Fitbit watermark.
+    // The next delta load comes from Google and continues at the Fitbit watermark, handed
+    // over as the pipeline hands it to the source.
     let p = SourceParticipant {
         provider_user_id: Some(HEALTH_USER.into()),
+        handed_over: moves::not_before(&mut *conn, &id, "google-health")
+            .await
+            .unwrap(),
         ..p
     };
     load(&db, &google_source, &p, "2026-10-05").await;

@@ -5,6 +5,7 @@
 //! aborts the body, which the client sees as a truncated download, never as a complete one.
 
 use std::fmt::Write as _;
+use std::io;
 
 use axum::body::Body;
 use axum::http::header;
@@ -19,8 +20,17 @@ use crate::error::{ApiError, error_chain};
 use crate::params::QueryParams;
 use crate::state::AppState;
 
-/// The header row.
-pub const HEADER: &str = "participant_id,timestamp,value,min,max,sum,count,text\n";
+/// The header row's fields.
+pub const HEADER: [&str; 8] = [
+    "participant_id",
+    "timestamp",
+    "value",
+    "min",
+    "max",
+    "sum",
+    "count",
+    "text",
+];
 /// Bytes gathered before a chunk is handed to the client.
 const CHUNK_BYTES: usize = 64 * 1024;
 /// Chunks buffered between the database and a slow client.
@@ -47,21 +57,21 @@ pub async fn export(state: &AppState, params: &QueryParams) -> Result<Response, 
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
     tokio::spawn(async move {
         let sql = plan.rows_sql();
-        let mut rows = plan
-            .bind_rows(sqlx::query_as::<_, Point>(&sql))
-            .fetch(&mut *conn);
-        let mut buf = String::with_capacity(CHUNK_BYTES + 1024);
-        buf.push_str(HEADER);
+        let mut rows = plan.stream_rows(&sql, &mut conn);
+        let mut out = writer(Vec::with_capacity(CHUNK_BYTES + 1024));
         let mut written = 0usize;
-        while let Some(row) = rows.next().await {
+        let mut failed = out.write_record(HEADER).err();
+        while failed.is_none()
+            && let Some(row) = rows.next().await
+        {
             if row_limit.is_some_and(|l| written >= l) {
                 break;
             }
             match row {
-                Ok(p) => {
-                    write_row(&mut buf, &p);
-                    written += 1;
-                }
+                Ok(p) => match write_row(&mut out, &p) {
+                    Ok(()) => written += 1,
+                    Err(e) => failed = Some(e),
+                },
                 Err(e) => {
                     tracing::error!(error = %error_chain(&e), rows = written, "csv export failed");
                     let _ = tx
@@ -70,17 +80,37 @@ pub async fn export(state: &AppState, params: &QueryParams) -> Result<Response, 
                     return;
                 }
             }
-            if buf.len() >= CHUNK_BYTES {
-                let chunk = Bytes::from(std::mem::take(&mut buf));
+            if out.get_ref().len() >= CHUNK_BYTES {
+                let chunk = match take(&mut out) {
+                    Ok(chunk) => chunk,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                };
                 if tx.send(Ok(chunk)).await.is_err() {
                     // The client went away; dropping the cursor ends the query.
                     return;
                 }
-                buf.reserve(CHUNK_BYTES + 1024);
             }
         }
-        let _ = tx.send(Ok(Bytes::from(buf))).await;
-        tracing::debug!(rows = written, %resolution, "csv export finished");
+        let last = match failed {
+            None => take(&mut out),
+            Some(e) => Err(e),
+        };
+        match last {
+            Ok(chunk) => {
+                let _ = tx.send(Ok(chunk)).await;
+                tracing::debug!(rows = written, %resolution, "csv export finished");
+            }
+            Err(e) => {
+                // Writing into memory fails only on a bug; the client sees a truncated body.
+                tracing::error!(error = %e, rows = written, "csv export failed");
+                let _ = tx
+                    .send(Err(std::io::Error::other("csv export failed")))
+                    .await;
+            }
+        }
     });
     let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
@@ -98,35 +128,42 @@ pub async fn export(state: &AppState, params: &QueryParams) -> Result<Response, 
         .into_response())
 }
 
-/// Appends one row: numbers as Rust prints them (shortest form that reads back exactly),
-/// times in RFC 3339 UTC as in the JSON answer, empty fields for nulls.
-pub fn write_row(buf: &mut String, p: &Point) {
-    buf.push_str(&p.participant_id);
-    buf.push(',');
-    wearhouse_core::time::push_rfc3339(buf, &p.timestamp);
-    for v in [p.value, p.min, p.max, p.sum] {
-        buf.push(',');
-        if let Some(v) = v {
-            let _ = write!(buf, "{v}");
-        }
-    }
-    let _ = write!(buf, ",{}", p.count);
-    buf.push(',');
-    if let Some(t) = &p.text {
-        push_field(buf, t);
-    }
-    buf.push('\n');
+/// A CSV writer as the export writes: comma separated, `\n` after each row, fields quoted
+/// only when they hold a separator, quote or line break (RFC 4180).
+pub fn writer<W: io::Write>(out: W) -> csv::Writer<W> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(out)
 }
 
-/// A text field, quoted when it holds a separator, quote or line break (RFC 4180).
-fn push_field(buf: &mut String, s: &str) {
-    if s.contains([',', '"', '\n', '\r']) {
-        buf.push('"');
-        buf.push_str(&s.replace('"', "\"\""));
-        buf.push('"');
-    } else {
-        buf.push_str(s);
+/// Everything written so far, as a chunk for the body.
+fn take(out: &mut csv::Writer<Vec<u8>>) -> Result<Bytes, csv::Error> {
+    let full = std::mem::replace(out, writer(Vec::with_capacity(CHUNK_BYTES + 1024)));
+    let chunk = full
+        .into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))?;
+    Ok(Bytes::from(chunk))
+}
+
+/// Writes one row: numbers as Rust prints them (shortest form that reads back exactly),
+/// times in RFC 3339 UTC as in the JSON answer, empty fields for nulls.
+pub fn write_row<W: io::Write>(out: &mut csv::Writer<W>, p: &Point) -> Result<(), csv::Error> {
+    let mut field = String::with_capacity(32);
+    out.write_field(&p.participant_id)?;
+    wearhouse_core::time::push_rfc3339(&mut field, &p.timestamp);
+    out.write_field(&field)?;
+    for v in [p.value, p.min, p.max, p.sum] {
+        field.clear();
+        if let Some(v) = v {
+            let _ = write!(field, "{v}");
+        }
+        out.write_field(&field)?;
     }
+    field.clear();
+    let _ = write!(field, "{}", p.count);
+    out.write_field(&field)?;
+    out.write_field(p.text.as_deref().unwrap_or(""))?;
+    out.write_record(None::<&[u8]>)
 }
 
 #[cfg(test)]
@@ -145,8 +182,9 @@ mod tests {
             count: 1,
             text: Some("say \"hi\", then".into()),
         };
-        let mut buf = String::new();
-        write_row(&mut buf, &p);
+        let mut out = writer(Vec::new());
+        write_row(&mut out, &p).unwrap();
+        let buf = String::from_utf8(out.into_inner().unwrap()).unwrap();
         assert_eq!(
             buf,
             "P001,2025-06-01T00:00:30Z,2.5,,3,,1,\"say \"\"hi\"\", then\"\n"

@@ -83,14 +83,12 @@ impl FitbitSource {
         )
         .await?;
         store::save(&mut conn, &participant, PROVIDER, &tokens, Utc::now()).await?;
-        sqlx::query(
-            "update participants set provider = $2, provider_user_id = $3, updated_at = now()
-             where participant_id = $1",
+        participants::set_provider(
+            &mut *conn,
+            &participant,
+            PROVIDER,
+            tokens.user_id.as_deref(),
         )
-        .bind(participant.as_str())
-        .bind(PROVIDER)
-        .bind(&tokens.user_id)
-        .execute(&mut *conn)
         .await?;
         participants::set_needs_reconsent(&mut conn, &participant, None).await?;
         conn.commit().await?;

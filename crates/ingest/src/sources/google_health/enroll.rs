@@ -105,7 +105,7 @@ impl GoogleHealthSource {
         let mut tx = pool.begin().await?;
         let existing = participants::get(&mut tx, &participant).await.ok();
         let owner = match &legacy {
-            Some(l) => migration::participant_with_user_id(&mut tx, FITBIT, l).await?,
+            Some(l) => migration::participant_with_user_id(&mut *tx, FITBIT, l).await?,
             None => None,
         };
         let refuse = |why: String| OAuthError::Callback(why);
@@ -146,14 +146,12 @@ impl GoogleHealthSource {
         .await?;
         tokens.user_id = Some(identity.health_user_id.clone());
         store::save(&mut tx, &participant, PROVIDER, &tokens, Utc::now()).await?;
-        sqlx::query(
-            "update participants set provider = $2, provider_user_id = $3, updated_at = now()
-             where participant_id = $1",
+        participants::set_provider(
+            &mut *tx,
+            &participant,
+            PROVIDER,
+            Some(&identity.health_user_id),
         )
-        .bind(participant.as_str())
-        .bind(PROVIDER)
-        .bind(&identity.health_user_id)
-        .execute(&mut *tx)
         .await?;
         participants::set_needs_reconsent(&mut tx, &participant, None).await?;
         if moving {

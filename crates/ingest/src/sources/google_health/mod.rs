@@ -289,13 +289,7 @@ impl Source for GoogleHealthSource {
         if to < from {
             return Ok(Fetched::default());
         }
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(wearhouse_core::Error::from)?;
-        let not_before = crate::migration::not_before(&mut conn, &p.id, PROVIDER, metric).await?;
-        drop(conn);
+        let not_before = p.handed_over.get(&metric).copied();
         fetch::fetch(&self.api, p, metric, from, to, not_before).await
     }
 }

@@ -8,6 +8,7 @@ fn participant(tz: chrono_tz::Tz) -> SourceParticipant {
         id: ParticipantId::parse("SYN0001").unwrap(),
         timezone: tz,
         provider_user_id: Some(device_id(7)),
+        handed_over: Default::default(),
     }
 }
 

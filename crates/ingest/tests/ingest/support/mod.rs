@@ -44,6 +44,7 @@ pub async fn enrol(
         id,
         timezone: tz,
         provider_user_id: grant.user_id.clone(),
+        handed_over: Default::default(),
     }
 }
 
