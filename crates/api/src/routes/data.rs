@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use wearhouse_core::store::participants;
 use wearhouse_core::store::series::{self, MAX_POINTS_LIMIT, Page, Plan, SeriesQuery};
@@ -20,7 +21,6 @@ use wearhouse_core::{Metric, ParticipantId, Resolution, TimeRange};
 use crate::error::{ApiError, ErrorBody};
 use crate::params::{FromQuery, QueryParams};
 use crate::routes::Routes;
-use crate::state::AppState;
 
 /// Routes of this resource.
 pub fn routes() -> Routes {
@@ -260,15 +260,15 @@ pub struct PointDoc {
         (status = 404, description = "A participant does not exist", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody)))]
 pub async fn data(
-    State(state): State<AppState>,
+    State(pool): State<PgPool>,
     headers: HeaderMap,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
     if wants_csv(&headers) {
-        return csv::export(&state, &params).await;
+        return csv::export(&pool, &params).await;
     }
     let request = DataRequest::parse(&params, true)?;
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = pool.acquire().await?;
     request.check_participants(&mut conn).await?;
     let page = series::read(&mut conn, &request.plan).await?;
     drop(conn);
@@ -301,10 +301,10 @@ pub async fn data(
         (status = 404, description = "A participant does not exist", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody)))]
 pub async fn data_csv(
-    State(state): State<AppState>,
+    State(pool): State<PgPool>,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
-    csv::export(&state, &params).await
+    csv::export(&pool, &params).await
 }
 
 /// Whether the client asked for CSV rather than JSON.

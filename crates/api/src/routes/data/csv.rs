@@ -12,13 +12,13 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt as _;
+use sqlx::PgPool;
 use tokio::sync::mpsc;
 use wearhouse_core::store::series::Point;
 
 use super::DataRequest;
 use crate::error::{ApiError, error_chain};
 use crate::params::QueryParams;
-use crate::state::AppState;
 
 /// The header row's fields.
 pub const HEADER: [&str; 8] = [
@@ -37,9 +37,9 @@ const CHUNK_BYTES: usize = 64 * 1024;
 const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// Answers a CSV export. Without `limit`, every row of the routed resolution is streamed.
-pub async fn export(state: &AppState, params: &QueryParams) -> Result<Response, ApiError> {
+pub async fn export(pool: &PgPool, params: &QueryParams) -> Result<Response, ApiError> {
     let request = DataRequest::parse(params, false)?;
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = pool.acquire().await?;
     request.check_participants(&mut conn).await?;
     let plan = request.plan;
     let row_limit = if request.explicit_limit {
