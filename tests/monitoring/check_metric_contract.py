@@ -78,12 +78,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for service in ("ingest", "api", "impute"):
         parser.add_argument(f"--{service}", metavar="URL", help=f"{service}'s /metrics URL")
+    parser.add_argument(
+        "--api-token-file",
+        metavar="FILE",
+        help="the API's metrics scrape token (WEARHOUSE_METRICS_TOKEN_FILE), sent as a bearer token",
+    )
     args = parser.parse_args()
     found = []
     for service in ("ingest", "api", "impute"):
         url = getattr(args, service)
         if url:
-            with urllib.request.urlopen(url, timeout=10) as response:
+            request = urllib.request.Request(url)
+            if service == "api" and args.api_token_file:
+                with open(args.api_token_file, encoding="utf-8") as f:
+                    request.add_header("Authorization", f"Bearer {f.read().strip()}")
+            with urllib.request.urlopen(request, timeout=10) as response:
                 found += problems(service, response.read().decode())
     for problem in found:
         print(problem, file=sys.stderr)

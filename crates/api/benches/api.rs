@@ -48,7 +48,7 @@ use wearhouse_core::config::{DatabaseArgs, ListenArgs};
 use wearhouse_core::store::participants::{self, NewParticipant};
 use wearhouse_core::store::series::{self, Page, Plan, SeriesQuery};
 use wearhouse_core::store::writer::{SampleWriter, refresh_rollups};
-use wearhouse_core::testing::{TestDb, backends};
+use wearhouse_core::testing::{TEST_ADMIN_TOKEN, TestDb, backends, grant_test_admin};
 use wearhouse_core::{Metric, ParticipantId, Resolution, Sample, TimeRange};
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -125,6 +125,7 @@ async fn seed(db: &TestDb, participants: u64, days: i64, hr_step: i64) {
                 timezone: chrono_tz::UTC,
                 provider: Some("synthetic".into()),
                 enrolled_at: Some(start),
+                study_id: None,
             },
         )
         .await
@@ -261,7 +262,9 @@ impl HttpConn {
 
     /// GET `target` (path and query); the status and the body.
     async fn get(&mut self, target: &str) -> (u16, &[u8]) {
-        let request = format!("GET {target} HTTP/1.1\r\nhost: bench\r\n\r\n");
+        let request = format!(
+            "GET {target} HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {TEST_ADMIN_TOKEN}\r\n\r\n"
+        );
         self.stream.write_all(request.as_bytes()).await.unwrap();
         self.buf.clear();
         let head_len = loop {
@@ -360,6 +363,7 @@ async fn run() {
     let backend = *backends().await.last().unwrap();
     let db = TestDb::new(backend).await;
     seed(&db, participants, days, hr_step).await;
+    grant_test_admin(&db.pool).await;
 
     let mut database = DatabaseArgs::from_url(db.url.clone());
     database.db_max_connections = POOL;

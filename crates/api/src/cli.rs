@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use wearhouse_core::config::{DatabaseArgs, ListenArgs, MigrateArgs, TelemetryArgs};
 use wearhouse_core::process::{self, LogOutput, Shutdown};
 
+use crate::admin::{self, AuditCommand, StudyCommand, TokenCommand, UserCommand};
 use crate::startup::{Application, ServeArgs};
 
 /// The wearhouse REST API and schema migrations.
@@ -39,6 +40,34 @@ pub enum Command {
         #[command(flatten)]
         args: Box<ServeArgs>,
     },
+    /// Studies: `study add --id S --name N`, `study list`.
+    Study {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(subcommand)]
+        command: StudyCommand,
+    },
+    /// Users, their role and studies: `user add|list|disable|enable|grant|revoke|set-password`.
+    User {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// API tokens for scripts and notebooks: `token create|list|revoke`.
+    Token {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// The audit trail: `audit verify`.
+    Audit {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
 }
 
 /// Runs the command line.
@@ -53,6 +82,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let app = Application::build(&database, &listen, &args).await?;
             app.run(Shutdown::on_signals().token().clone()).await
+        }
+        Command::Study { database, command } => admin::study(&database, command).await,
+        Command::User { database, command } => admin::user(&database, command).await,
+        Command::Token { database, command } => admin::token(&database, command).await,
+        Command::Audit { database, command } => {
+            if admin::audit(&database, command).await? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 //! 5xx bodies say nothing internal; the cause goes to the log.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -18,6 +18,18 @@ pub enum ApiError {
     /// The participant, route or thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// No credentials, or credentials that are no longer good.
+    #[error("sign in first")]
+    Unauthenticated,
+    /// A signed-in caller whose role does not allow this.
+    #[error("not allowed")]
+    Forbidden,
+    /// A sign-in with a wrong e-mail or password (one message whatever was wrong).
+    #[error("wrong e-mail or password")]
+    InvalidCredentials,
+    /// Too many sign-in attempts.
+    #[error("too many attempts")]
+    Throttled { retry_after_secs: u64 },
     /// The route exists but not for this method.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -46,6 +58,9 @@ impl ApiError {
         match self {
             ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthenticated | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -60,6 +75,22 @@ impl ApiError {
                 format!("invalid {parameter}: {message}"),
             ),
             ApiError::NotFound(m) => ("not_found", None, m.clone()),
+            ApiError::Unauthenticated => (
+                "unauthenticated",
+                None,
+                "sign in, or send an API token as `Authorization: Bearer <token>`".into(),
+            ),
+            ApiError::Forbidden => ("forbidden", None, "your role does not allow this".into()),
+            ApiError::InvalidCredentials => (
+                "invalid_credentials",
+                None,
+                "wrong e-mail or password".into(),
+            ),
+            ApiError::Throttled { retry_after_secs } => (
+                "throttled",
+                None,
+                format!("too many sign-in attempts; try again in {retry_after_secs} s"),
+            ),
             ApiError::MethodNotAllowed => ("method_not_allowed", None, "method not allowed".into()),
             ApiError::Unavailable(_) => ("unavailable", None, "database unavailable".into()),
             ApiError::Timeout => ("timeout", None, "request timed out".into()),
@@ -116,8 +147,8 @@ pub struct ErrorBody {
 /// What went wrong.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// `invalid_parameter`, `not_found`, `method_not_allowed`, `unavailable`, `timeout` or
-    /// `internal`.
+    /// `invalid_parameter`, `unauthenticated`, `forbidden`, `invalid_credentials`,
+    /// `throttled`, `not_found`, `method_not_allowed`, `unavailable`, `timeout` or `internal`.
     #[schema(example = "invalid_parameter")]
     pub code: String,
     /// The query parameter at fault, as the caller spelled it (400 only).
@@ -139,7 +170,22 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let status = self.status();
-        (status, Json(ErrorBody { error: self.body() })).into_response()
+        let mut response = (status, Json(ErrorBody { error: self.body() })).into_response();
+        match self {
+            ApiError::Throttled { retry_after_secs } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, retry_after_secs.into());
+            }
+            ApiError::Unauthenticated => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer realm=\"wearhouse\""),
+                );
+            }
+            _ => {}
+        }
+        response
     }
 }
 

@@ -6,7 +6,10 @@
 //! parameter; [`metrics`] counts requests and reports pool and study gauges; [`contact`] is the
 //! researcher outreach form and its e-mail outbox.
 
+pub mod admin;
+pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod contact;
 pub mod error;
 pub mod metrics;

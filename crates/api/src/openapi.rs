@@ -1,10 +1,38 @@
 //! The OpenAPI document, assembled from the handlers' `#[utoipa::path]` annotations and the
 //! response types' `ToSchema` derives, so it cannot drift from the code.
 
-use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
+use crate::auth::{SESSION_COOKIE, login};
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{catalog, data, imputation, ops, participants};
+use crate::routes::{audit, catalog, data, imputation, ops, participants};
+
+/// The two ways to authenticate: an API token as a bearer token, or the session cookie that
+/// `POST /auth/login` sets.
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API token from `wearhouse-api token create`"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                SESSION_COOKIE,
+                "The session cookie `POST /auth/login` sets",
+            ))),
+        );
+    }
+}
 
 /// The API description served at `/openapi.json`.
 #[derive(OpenApi)]
@@ -13,10 +41,13 @@ use crate::routes::{catalog, data, imputation, ops, participants};
         title = "wearhouse API",
         description = "Wearable data of clinical-trial participants: series routed to the \
                        resolution that fits a point budget, participants, CSV export and \
-                       operations endpoints. Errors are JSON: `{\"error\": {\"code\", \
+                       operations endpoints. Every route but health, readiness, this \
+                       document and signing in needs a session or an API token. Errors are JSON: `{\"error\": {\"code\", \
                        \"parameter\", \"message\"}}`."
     ),
     servers((url = ".", description = "This server (relative, so it works behind a proxy prefix)")),
+    modifiers(&Security),
+    security(("token" = []), ("session" = [])),
     paths(
         data::data,
         data::data_csv,
@@ -28,6 +59,11 @@ use crate::routes::{catalog, data, imputation, ops, participants};
         ops::health,
         ops::ready,
         ops::metrics,
+        audit::list,
+        login::login,
+        login::logout,
+        login::me,
+        login::providers,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     tags(
@@ -36,6 +72,8 @@ use crate::routes::{catalog, data, imputation, ops, participants};
         (name = "participants", description = "Enrolled participants"),
         (name = "catalog", description = "The metric catalogue"),
         (name = "operations", description = "Health, readiness and metrics"),
+        (name = "auth", description = "Signing in and out"),
+        (name = "audit", description = "The audit trail (admins)"),
     )
 )]
 pub struct ApiDoc;

@@ -24,6 +24,7 @@ use tracing::Level;
 use wearhouse_core::config::{self, DatabaseArgs, ListenArgs};
 use wearhouse_core::process::Shutdown;
 
+use crate::auth::{self, Auth, AuthArgs};
 use crate::contact::ContactService;
 use crate::contact::settings::ContactArgs;
 use crate::error::ApiError;
@@ -63,6 +64,15 @@ pub struct ServeArgs {
     /// The study gauge counts active participants with no sample for this many days.
     #[arg(long, env = "WEARHOUSE_STALE_AFTER_DAYS", default_value_t = 3)]
     pub stale_after_days: u32,
+
+    /// The database role the API works as (`SET ROLE` at connect): by default the
+    /// least-privileged `wearhouse_api` the migrations create, which cannot read participants'
+    /// OAuth grants nor change the audit trail. Empty: the connecting user's own rights.
+    #[arg(long, env = "WEARHOUSE_API_DB_ROLE", default_value = "wearhouse_api")]
+    pub db_role: String,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
 
     #[command(flatten)]
     pub contact: ContactArgs,
@@ -171,6 +181,10 @@ pub fn api_pool(database: &DatabaseArgs, args: &ServeArgs) -> anyhow::Result<PgP
             "statement_timeout",
             format!("{}s", args.statement_timeout_secs),
         )]);
+    let options = match args.db_role.trim() {
+        "" => options,
+        role => options.options([("role", role)]),
+    };
     Ok(database.pool_options().connect_lazy_with(options))
 }
 
@@ -195,10 +209,16 @@ pub fn app_with(
         pool.options().get_max_connections(),
         routes.get_templates(),
     ));
+    let auth = Arc::new(Auth::new(
+        pool.clone(),
+        routes.access().clone(),
+        &args.auth,
+    )?);
     let state = AppState {
         pool,
         metrics,
         contact,
+        auth,
     };
     let timeout = Duration::from_secs(args.request_timeout_secs);
     let trace = TraceLayer::new_for_http()
@@ -217,6 +237,10 @@ pub fn app_with(
         .on_response(DefaultOnResponse::new().level(Level::INFO));
     let mut router = routes
         .into_router()
+        .route_layer(middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::guard,
+        ))
         .layer(middleware::from_fn_with_state(timeout, request_timeout))
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
@@ -266,7 +290,7 @@ fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
         CorsLayer::new()
             .allow_origin(allow)
             .allow_methods([Method::GET, Method::POST])
-            .allow_headers([header::ACCEPT, header::CONTENT_TYPE])
+            .allow_headers([header::ACCEPT, header::CONTENT_TYPE, header::AUTHORIZATION])
             .expose_headers([REQUEST_ID]),
     ))
 }

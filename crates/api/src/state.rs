@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use sqlx::PgPool;
 
+use crate::auth::Auth;
 use crate::contact::ContactService;
 use crate::metrics::ApiMetrics;
 
@@ -17,4 +18,6 @@ pub struct AppState {
     pub metrics: Arc<ApiMetrics>,
     /// The contact form's outbox, CSRF signer and rate limiter.
     pub contact: Arc<ContactService>,
+    /// Sign-in: sessions, tokens, throttling and every route's access rule.
+    pub auth: Arc<Auth>,
 }

@@ -71,6 +71,7 @@ async fn enrol(db: &TestDb, p: &str, tz: Tz, enrolled_at: DateTime<Utc>) {
             timezone: tz,
             provider: Some("synthetic".into()),
             enrolled_at: Some(enrolled_at),
+            study_id: None,
         },
     )
     .await

@@ -49,6 +49,10 @@ pub struct CohortArgs {
     #[arg(long, env = "WEARHOUSE_SYNTHETIC_SEED", default_value_t = 1)]
     pub seed: u64,
 
+    /// The study the cohort joins (`wearhouse-api study add` creates others).
+    #[arg(long, env = "WEARHOUSE_SYNTHETIC_STUDY", default_value = "demo")]
+    pub study: String,
+
     #[command(flatten)]
     pub database: DatabaseArgs,
 
@@ -80,6 +84,7 @@ pub async fn run(args: &CohortArgs, cancel: &CancellationToken) -> anyhow::Resul
                     timezone: tz,
                     provider: Some(synthetic::NAME.into()),
                     enrolled_at: Some(local_day_start(args.start, tz)),
+                    study_id: Some(args.study.clone()),
                 },
             )
             .await?;

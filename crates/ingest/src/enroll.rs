@@ -46,6 +46,11 @@ pub struct EnrollArgs {
     #[arg(long, env = "WEARHOUSE_ENROLL_TIMEZONE", default_value = "UTC")]
     pub timezone: Tz,
 
+    /// The study a participant created by this command joins (default: `default`); an
+    /// existing participant must already be in it.
+    #[arg(long, env = "WEARHOUSE_ENROLL_STUDY")]
+    pub study: Option<String>,
+
     /// Address the callback is served on. Default: the redirect URI's port, on 127.0.0.1 when
     /// its host is local and on every interface otherwise.
     #[arg(long, env = "WEARHOUSE_ENROLL_LISTEN")]
@@ -94,9 +99,15 @@ pub async fn run(args: &EnrollArgs, shutdown: &CancellationToken) -> anyhow::Res
     };
     {
         let mut conn = pool.acquire().await?;
-        if let Err(wearhouse_core::Error::NotFound { .. }) =
-            participants::get(&mut conn, &participant).await
-        {
+        let existing = participants::get(&mut conn, &participant).await;
+        if let (Ok(row), Some(study)) = (&existing, &args.study) {
+            anyhow::ensure!(
+                &row.study_id == study,
+                "participant {participant} belongs to study {:?}, not {study:?}; check --participant and --study",
+                row.study_id
+            );
+        }
+        if let Err(wearhouse_core::Error::NotFound { .. }) = existing {
             // No provider yet: the participant is loaded only once the consent is stored.
             participants::upsert(
                 &mut conn,
@@ -105,6 +116,7 @@ pub async fn run(args: &EnrollArgs, shutdown: &CancellationToken) -> anyhow::Res
                     timezone: args.timezone,
                     provider: None,
                     enrolled_at: None,
+                    study_id: args.study.clone(),
                 },
             )
             .await?;

@@ -10,19 +10,18 @@ pub mod mailer;
 pub mod outbox;
 pub mod settings;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, FromRequestParts, Query, State};
-use axum::http::request::Parts;
+use axum::Form;
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Form, Router};
 use serde::Deserialize;
 use sqlx::PgPool;
 use tokio::sync::Notify;
+use wearhouse_core::store::audit;
 
 use self::csrf::Csrf;
 use self::form::{ContactForm, FieldError};
@@ -30,6 +29,10 @@ use self::limit::RateLimiter;
 use self::mailer::{MailError, Mailer};
 use self::outbox::Outbox;
 use self::settings::ContactArgs;
+use crate::auth::{Access, Caller, Permission};
+use crate::client::ClientInfo;
+use crate::error::{ApiError, error_chain};
+use crate::routes::Routes;
 
 /// Largest accepted form body: the longest message with every field at its limit fits.
 const BODY_LIMIT: usize = 32 * 1024;
@@ -66,46 +69,20 @@ impl ContactService {
     }
 }
 
-/// Routes of this resource, for any app state that holds the contact service and the pool.
-pub fn router<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    Arc<ContactService>: FromRef<S>,
-    PgPool: FromRef<S>,
-{
-    Router::new()
-        .route("/contact", get(show).post(submit))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+/// Routes of this resource: the form is for those who may send contact requests.
+pub fn routes() -> Routes {
+    Routes::new().route(
+        "/contact",
+        Access::Needs(Permission::SendContact),
+        get(show)
+            .post(submit)
+            .layer(DefaultBodyLimit::max(BODY_LIMIT)),
+    )
 }
 
 #[derive(Debug, Deserialize)]
 struct ShowParams {
     participant_id: Option<String>,
-}
-
-/// The client's address: `X-Real-IP` as set by the nginx in front (which overwrites whatever
-/// the client sent), else the peer of the connection.
-struct ClientIp(IpAddr);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let forwarded = parts
-            .headers
-            .get("x-real-ip")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok());
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        Ok(ClientIp(
-            forwarded
-                .or(peer)
-                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-        ))
-    }
 }
 
 fn html(status: StatusCode, body: String, cookie: Option<String>) -> Response {
@@ -140,8 +117,8 @@ fn form_page(
     )
 }
 
-fn unavailable(e: &sqlx::Error) -> Response {
-    tracing::error!(error = %e, "contact form cannot reach the database");
+fn unavailable(e: &ApiError) -> Response {
+    tracing::error!(error = %error_chain(e), "contact form cannot reach the database");
     html(
         StatusCode::SERVICE_UNAVAILABLE,
         form::render_message(
@@ -152,8 +129,47 @@ fn unavailable(e: &sqlx::Error) -> Response {
     )
 }
 
-async fn participant_exists(pool: &PgPool, id: &str) -> Result<bool, sqlx::Error> {
-    wearhouse_core::store::participants::exists(pool, id).await
+/// Whether the participant is one of the caller's studies (one of another study is answered
+/// as one that does not exist).
+async fn participant_visible(pool: &PgPool, caller: &Caller, id: &str) -> Result<bool, ApiError> {
+    let mut conn = pool.acquire().await?;
+    match caller
+        .visible(&mut conn, audit::action::CONTACT_SENT, &[id])
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(ApiError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Stores the request and its audit row in one transaction.
+async fn store(
+    pool: &PgPool,
+    caller: &Caller,
+    request: &form::ValidRequest,
+) -> Result<i64, ApiError> {
+    let mut tx = pool.begin().await?;
+    let id = outbox::store(&mut *tx, request).await?;
+    let study = wearhouse_core::store::participants::studies_of(
+        &mut tx,
+        &[request.participant_id.as_str()],
+    )
+    .await?
+    .into_values()
+    .next();
+    caller
+        .audit(
+            &mut tx,
+            audit::action::CONTACT_SENT,
+            study.as_deref(),
+            std::slice::from_ref(&request.participant_id),
+            audit::outcome::OK,
+            serde_json::json!({"contact_request": id}),
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(id)
 }
 
 fn unknown_participant(id: &str) -> FieldError {
@@ -166,6 +182,7 @@ fn unknown_participant(id: &str) -> FieldError {
 async fn show(
     State(contact): State<Arc<ContactService>>,
     State(pool): State<PgPool>,
+    caller: Caller,
     Query(params): Query<ShowParams>,
 ) -> Response {
     let service = &*contact;
@@ -175,7 +192,7 @@ async fn show(
     };
     let mut errors = Vec::new();
     if !form.participant_id.is_empty() {
-        match participant_exists(&pool, &form.participant_id).await {
+        match participant_visible(&pool, &caller, &form.participant_id).await {
             Ok(true) => {}
             Ok(false) => errors.push(unknown_participant(&form.participant_id)),
             Err(e) => return unavailable(&e),
@@ -187,12 +204,13 @@ async fn show(
 async fn submit(
     State(contact): State<Arc<ContactService>>,
     State(pool): State<PgPool>,
-    ClientIp(client): ClientIp,
+    caller: Caller,
+    client: ClientInfo,
     headers: HeaderMap,
     Form(form): Form<ContactForm>,
 ) -> Response {
     let service = &*contact;
-    if !service.limiter.allow(client) {
+    if !service.limiter.allow(client.addr) {
         let mut r = html(
             StatusCode::TOO_MANY_REQUESTS,
             form::render_message(
@@ -224,7 +242,7 @@ async fn submit(
     };
     let participant = form.participant_id.trim();
     if !participant.is_empty() {
-        match participant_exists(&pool, participant).await {
+        match participant_visible(&pool, &caller, participant).await {
             Ok(true) => {}
             Ok(false) => errors.insert(0, unknown_participant(participant)),
             Err(e) => return unavailable(&e),
@@ -234,7 +252,7 @@ async fn submit(
         Ok(r) if errors.is_empty() => r,
         _ => return form_page(service, StatusCode::BAD_REQUEST, &form, &errors),
     };
-    match outbox::store(&pool, &request).await {
+    match store(&pool, &caller, &request).await {
         Ok(id) => {
             tracing::info!(request = id, "contact request stored");
             service.outbox.wake.notify_one();

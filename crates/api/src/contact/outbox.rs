@@ -24,9 +24,9 @@ const IDLE_POLL: Duration = Duration::from_secs(30);
 pub use wearhouse_core::store::contact::StoredRequest;
 
 /// Stores a validated request as pending and returns its id.
-pub async fn store(pool: &PgPool, r: &ValidRequest) -> Result<i64, sqlx::Error> {
+pub async fn store(db: impl sqlx::PgExecutor<'_>, r: &ValidRequest) -> Result<i64, sqlx::Error> {
     contact::insert(
-        pool,
+        db,
         NewRequest {
             participant_id: &r.participant_id,
             requester_name: &r.requester_name,

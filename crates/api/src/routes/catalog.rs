@@ -5,11 +5,12 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use wearhouse_core::Metric;
 
+use crate::auth::Access;
 use crate::routes::Routes;
 
 /// Routes of this resource.
 pub fn routes() -> Routes {
-    Routes::new().get("/metrics-catalog", catalog)
+    Routes::new().get("/metrics-catalog", Access::SignedIn, catalog)
 }
 
 /// The metric catalogue.

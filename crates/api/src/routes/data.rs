@@ -13,18 +13,21 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
-use wearhouse_core::store::participants;
+use wearhouse_core::store::audit;
 use wearhouse_core::store::series::{self, MAX_POINTS_LIMIT, Page, Plan, SeriesQuery};
 use wearhouse_core::time::parse_instant;
 use wearhouse_core::{Metric, ParticipantId, Resolution, TimeRange};
 
+use crate::auth::{Access, Caller, Permission};
 use crate::error::{ApiError, ErrorBody};
 use crate::params::{FromQuery, QueryParams};
 use crate::routes::Routes;
 
 /// Routes of this resource.
 pub fn routes() -> Routes {
-    Routes::new().get("/data", data).get("/data.csv", data_csv)
+    Routes::new()
+        .get("/data", Access::Needs(Permission::ReadData), data)
+        .get("/data.csv", Access::Needs(Permission::Export), data_csv)
 }
 
 /// Query parameters of `GET /data` and `GET /data.csv`.
@@ -167,23 +170,37 @@ impl DataRequest {
     }
 
     /// 404 unless every requested participant exists.
-    async fn check_participants(&self, conn: &mut sqlx::PgConnection) -> Result<(), ApiError> {
-        let found = participants::existing(conn, &self.plan.participants).await?;
-        let missing: Vec<&str> = self
+    /// Refuses participants outside the caller's studies (as unknown ones) and records the
+    /// read in the audit trail before any row is read.
+    async fn authorize(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        caller: &Caller,
+        action: &str,
+    ) -> Result<(), ApiError> {
+        let ids: Vec<&str> = self
             .plan
             .participants
             .iter()
             .map(ParticipantId::as_str)
-            .filter(|p| !found.iter().any(|f| f == p))
             .collect();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::NotFound(format!(
-                "unknown participant(s): {}",
-                missing.join(", ")
-            )))
-        }
+        let study = caller.visible(conn, action, &ids).await?;
+        let plan = &self.plan;
+        caller
+            .audit(
+                conn,
+                action,
+                study.as_deref(),
+                &ids.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                audit::outcome::OK,
+                serde_json::json!({
+                    "metric": plan.metric.name(),
+                    "start": plan.range.start,
+                    "end": plan.range.end,
+                    "resolution": plan.routing.resolution.name(),
+                }),
+            )
+            .await
     }
 }
 
@@ -261,15 +278,21 @@ pub struct PointDoc {
         (status = 503, description = "The database is unavailable", body = ErrorBody)))]
 pub async fn data(
     State(pool): State<PgPool>,
+    caller: Caller,
     headers: HeaderMap,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
     if wants_csv(&headers) {
-        return csv::export(&pool, &params).await;
+        if !caller.may(Permission::Export) {
+            return Err(ApiError::Forbidden);
+        }
+        return csv::export(&pool, &caller, &params).await;
     }
     let request = DataRequest::parse(&params, true)?;
     let mut conn = pool.acquire().await?;
-    request.check_participants(&mut conn).await?;
+    request
+        .authorize(&mut conn, &caller, audit::action::READ_SERIES)
+        .await?;
     let page = series::read(&mut conn, &request.plan).await?;
     drop(conn);
     let plan = &request.plan;
@@ -302,9 +325,10 @@ pub async fn data(
         (status = 503, description = "The database is unavailable", body = ErrorBody)))]
 pub async fn data_csv(
     State(pool): State<PgPool>,
+    caller: Caller,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
-    csv::export(&pool, &params).await
+    csv::export(&pool, &caller, &params).await
 }
 
 /// Whether the client asked for CSV rather than JSON.

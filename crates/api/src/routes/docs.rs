@@ -9,6 +9,7 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use utoipa::OpenApi as _;
 
+use crate::auth::Access;
 use crate::openapi::ApiDoc;
 use crate::routes::Routes;
 
@@ -37,14 +38,16 @@ window.ui = SwaggerUIBundle({ url: "openapi.json", dom_id: "#swagger-ui", deepLi
 /// Routes of this resource.
 pub fn routes() -> Routes {
     Routes::new()
-        .get("/openapi.json", openapi)
-        .route("/docs", get(|| async { Html(PAGE) }))
+        .get("/openapi.json", Access::Public, openapi)
+        .route("/docs", Access::Public, get(|| async { Html(PAGE) }))
         .route(
             "/docs/swagger-ui-bundle.js",
+            Access::Public,
             get(|| async { asset("text/javascript; charset=utf-8", BUNDLE_JS) }),
         )
         .route(
             "/docs/swagger-ui.css",
+            Access::Public,
             get(|| async { asset("text/css; charset=utf-8", CSS) }),
         )
 }

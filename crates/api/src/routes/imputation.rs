@@ -11,11 +11,13 @@ use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
+use wearhouse_core::store::audit;
 use wearhouse_core::store::imputed::default_range;
 use wearhouse_core::store::jobs::{self as store, JobRecord, NewJob};
 use wearhouse_core::time::parse_instant;
 use wearhouse_core::{Metric, ParticipantId, TimeRange};
 
+use crate::auth::{Access, Caller, Permission};
 use crate::error::{ApiError, ErrorBody};
 use crate::params::{FromQuery, Params, QueryParams};
 use crate::routes::Routes;
@@ -23,8 +25,16 @@ use crate::routes::Routes;
 /// Routes of this resource.
 pub fn routes() -> Routes {
     Routes::new()
-        .route("/data/run_imputation", post(run_imputation))
-        .get("/data/imputation_jobs/{id}", job)
+        .route(
+            "/data/run_imputation",
+            Access::Needs(Permission::RunImputation),
+            post(run_imputation),
+        )
+        .get(
+            "/data/imputation_jobs/{id}",
+            Access::Needs(Permission::ReadData),
+            job,
+        )
 }
 
 /// Query parameters of `POST /data/run_imputation`.
@@ -189,44 +199,61 @@ impl From<JobRecord> for JobView {
 )]
 pub async fn run_imputation(
     State(pool): State<PgPool>,
+    caller: Caller,
     Params(params): Params<RunParams>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
     let participant = params.participant().clone();
     let (metric, start, end) = (params.metric, params.start_date, params.end_date);
     let mut conn = pool.acquire().await?;
-    let range = match (start, end) {
-        (Some(s), Some(e)) => TimeRange::new(s, e)?,
+    let given = match (start, end) {
+        (Some(s), Some(e)) => Some(TimeRange::new(s, e)?),
         (Some(_), None) => return Err(ApiError::invalid("end_date", "give it with start_date")),
         (None, Some(_)) => return Err(ApiError::invalid("start_date", "give it with end_date")),
-        (None, None) => {
-            let known = wearhouse_core::store::participants::existing(
-                &mut conn,
-                std::slice::from_ref(&participant),
-            )
-            .await?;
-            if known.is_empty() {
-                return Err(ApiError::NotFound(format!(
-                    "unknown participant: {participant}"
-                )));
-            }
-            default_range(&mut conn, &participant, metric)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::NotFound(format!(
-                        "{participant} has no {metric} data to impute; give start_date and end_date"
-                    ))
-                })?
-        }
+        (None, None) => None,
     };
+    let study = caller
+        .visible(
+            &mut conn,
+            audit::action::IMPUTATION_REQUESTED,
+            &[participant.as_str()],
+        )
+        .await?;
+    let range = match given {
+        Some(range) => range,
+        None => default_range(&mut conn, &participant, metric)
+            .await?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "{participant} has no {metric} data to impute; give start_date and end_date"
+                ))
+            })?,
+    };
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     let job = store::queue(
-        &mut conn,
+        &mut tx,
         &NewJob {
-            participant,
+            participant: participant.clone(),
             metric,
             range,
         },
     )
     .await?;
+    caller
+        .audit(
+            &mut tx,
+            audit::action::IMPUTATION_REQUESTED,
+            study.as_deref(),
+            &[participant.to_string()],
+            audit::outcome::OK,
+            serde_json::json!({
+                "job_id": job.id,
+                "metric": metric.name(),
+                "start": range.start,
+                "end": range.end,
+            }),
+        )
+        .await?;
+    tx.commit().await?;
     tracing::info!(job_id = %job.id, "imputation job queued");
     Ok((
         StatusCode::ACCEPTED,
@@ -253,13 +280,35 @@ pub async fn run_imputation(
 )]
 pub async fn job(
     State(pool): State<PgPool>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = Uuid::parse_str(id.trim())
         .map_err(|_| ApiError::invalid("id", format!("{id:?} is not a job id (a UUID)")))?;
     let mut conn = pool.acquire().await?;
-    let job = store::get(&mut conn, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no imputation job {id}")))?;
+    let not_found = || ApiError::NotFound(format!("no imputation job {id}"));
+    let job = store::get(&mut conn, id).await?.ok_or_else(not_found)?;
+    // A job of another study's participant is answered as one that does not exist.
+    let study = caller
+        .visible(
+            &mut conn,
+            audit::action::READ_IMPUTATION,
+            &[job.participant_id.as_str()],
+        )
+        .await
+        .map_err(|e| match e {
+            ApiError::NotFound(_) => not_found(),
+            e => e,
+        })?;
+    caller
+        .audit(
+            &mut conn,
+            audit::action::READ_IMPUTATION,
+            study.as_deref(),
+            std::slice::from_ref(&job.participant_id),
+            audit::outcome::OK,
+            serde_json::json!({"job_id": id}),
+        )
+        .await?;
     Ok(Json(job.into()))
 }

@@ -1,5 +1,6 @@
 //! The API's resources, one module each, merged into one router here.
 
+pub mod audit;
 pub mod catalog;
 pub mod data;
 pub mod docs;
@@ -7,18 +8,23 @@ pub mod imputation;
 pub mod ops;
 pub mod participants;
 
+use std::collections::HashMap;
+
 use axum::Router;
 use axum::handler::Handler;
 use axum::routing::{MethodRouter, get};
 
+use crate::auth::Access;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// A resource's routes, and the templates of its GET routes: the request metrics export a
-/// series for each of those from the start, so the list of templates is the router's own.
+/// A resource's routes, each with the access it asks of its caller, and the templates of its
+/// GET routes: the request metrics export a series for each of those from the start, so the
+/// list of templates is the router's own. A route cannot be added without an access rule.
 pub struct Routes {
     router: Router<AppState>,
     get_templates: Vec<&'static str>,
+    access: HashMap<&'static str, Access>,
 }
 
 impl Routes {
@@ -27,22 +33,37 @@ impl Routes {
         Routes {
             router: Router::new(),
             get_templates: Vec::new(),
+            access: HashMap::new(),
+        }
+    }
+
+    fn rule(&mut self, path: &'static str, access: Access) {
+        if let Some(old) = self.access.insert(path, access) {
+            assert_eq!(old, access, "two access rules for {path}");
         }
     }
 
     /// A GET route whose requests are counted from the start.
-    pub fn get<H, T>(mut self, path: &'static str, handler: H) -> Self
+    pub fn get<H, T>(mut self, path: &'static str, access: Access, handler: H) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
+        self.rule(path, access);
         self.get_templates.push(path);
         self.router = self.router.route(path, get(handler));
         self
     }
 
-    /// Any other route (its requests are counted once they happen).
-    pub fn route(mut self, path: &'static str, method_router: MethodRouter<AppState>) -> Self {
+    /// Any other route (its requests are counted once they happen); `access` applies to
+    /// every method of it.
+    pub fn route(
+        mut self,
+        path: &'static str,
+        access: Access,
+        method_router: MethodRouter<AppState>,
+    ) -> Self {
+        self.rule(path, access);
         self.router = self.router.route(path, method_router);
         self
     }
@@ -51,18 +72,20 @@ impl Routes {
     pub fn merge(mut self, other: Routes) -> Self {
         self.router = self.router.merge(other.router);
         self.get_templates.extend(other.get_templates);
-        self
-    }
-
-    /// Adds a router whose requests are counted once they happen.
-    pub fn merge_router(mut self, other: Router<AppState>) -> Self {
-        self.router = self.router.merge(other);
+        for (path, access) in other.access {
+            self.rule(path, access);
+        }
         self
     }
 
     /// The templates of the GET routes.
     pub fn get_templates(&self) -> &[&'static str] {
         &self.get_templates
+    }
+
+    /// The access rule of every route, by its template.
+    pub fn access(&self) -> &HashMap<&'static str, Access> {
+        &self.access
     }
 
     /// The router.
@@ -86,13 +109,15 @@ pub fn routes() -> Routes {
         .merge(catalog::routes())
         .merge(ops::routes())
         .merge(docs::routes())
-        .merge_router(crate::contact::router());
+        .merge(audit::routes())
+        .merge(crate::auth::login::routes())
+        .merge(crate::contact::routes());
     Routes {
         router: routes
             .router
             .fallback(|| async { ApiError::NotFound("no such route".into()) })
             .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed }),
-        get_templates: routes.get_templates,
+        ..routes
     }
 }
 

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use wearhouse_core::store;
 use wearhouse_core::telemetry::METRICS_CONTENT_TYPE;
 
+use crate::auth::{Access, Permission};
 use crate::error::error_chain;
 use crate::metrics::ApiMetrics;
 use crate::routes::Routes;
@@ -24,9 +25,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(3);
 /// Routes of this resource.
 pub fn routes() -> Routes {
     Routes::new()
-        .get("/health", health)
-        .get("/ready", ready)
-        .get("/metrics", metrics)
+        .get("/health", Access::Public, health)
+        .get("/ready", Access::Public, ready)
+        .get("/metrics", Access::Needs(Permission::ReadMetrics), metrics)
 }
 
 /// Liveness.
@@ -37,7 +38,7 @@ pub struct Health {
 }
 
 /// Always 200 while the process runs.
-#[utoipa::path(get, path = "/health", tag = "operations",
+#[utoipa::path(get, path = "/health", tag = "operations", security(()),
     responses((status = 200, description = "The process is up", body = Health)))]
 pub async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
@@ -58,7 +59,7 @@ pub struct Readiness {
 }
 
 /// 200 when the database answers and every migration is applied, else 503 saying which.
-#[utoipa::path(get, path = "/ready", tag = "operations",
+#[utoipa::path(get, path = "/ready", tag = "operations", security(()),
     responses(
         (status = 200, description = "Ready to serve", body = Readiness),
         (status = 503, description = "Not ready: the body says why", body = Readiness)))]

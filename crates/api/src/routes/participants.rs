@@ -10,8 +10,9 @@ use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use wearhouse_core::ParticipantId;
-use wearhouse_core::store::{ingest_state, participants};
+use wearhouse_core::store::{audit, ingest_state, participants};
 
+use crate::auth::{Access, Caller, Permission};
 use crate::error::{ApiError, ErrorBody};
 use crate::params::{FromQuery, Params, QueryParams};
 use crate::routes::Routes;
@@ -24,8 +25,16 @@ const MAX_LIMIT: u32 = 1_000;
 /// Routes of this resource.
 pub fn routes() -> Routes {
     Routes::new()
-        .get("/participants", list)
-        .get("/participants/{id}", detail)
+        .get(
+            "/participants",
+            Access::Needs(Permission::ReadParticipants),
+            list,
+        )
+        .get(
+            "/participants/{id}",
+            Access::Needs(Permission::ReadParticipants),
+            detail,
+        )
 }
 
 /// A participant as the API shows it.
@@ -50,11 +59,37 @@ pub struct ParticipantView {
     /// Latest sample time per metric name; metrics without data are absent.
     #[schema(value_type = BTreeMap<String, DateTime<Utc>>)]
     pub last_sample: BTreeMap<String, DateTime<Utc>>,
+    /// The study the participant belongs to.
+    #[schema(example = "demo")]
+    pub study_id: String,
+    /// Contact details: only for roles that may read them (admin, coordinator); absent for
+    /// the others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<ContactView>,
+}
+
+/// A participant's contact details.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContactView {
+    pub name: Option<String>,
+    pub email: Option<String>,
 }
 
 impl ParticipantView {
-    fn new(p: participants::Participant, last_sample: BTreeMap<String, DateTime<Utc>>) -> Self {
+    fn new(
+        p: participants::Participant,
+        last_sample: BTreeMap<String, DateTime<Utc>>,
+        caller: &Caller,
+    ) -> Self {
+        let contact = caller
+            .may(Permission::ReadContactDetails)
+            .then_some(ContactView {
+                name: p.contact_name,
+                email: p.contact_email,
+            });
         ParticipantView {
+            study_id: p.study_id,
+            contact,
             participant_id: p.participant_id,
             timezone: p.timezone,
             status: p.status,
@@ -115,17 +150,36 @@ impl FromQuery for ListParams {
         (status = 503, description = "The database is unavailable", body = ErrorBody)))]
 pub async fn list(
     State(pool): State<PgPool>,
+    caller: Caller,
     Params(ListParams { limit, offset }): Params<ListParams>,
 ) -> Result<Json<ParticipantList>, ApiError> {
     let mut conn = pool.acquire().await?;
-    let (rows, total_count) = participants::list(&mut conn, limit, offset).await?;
+    let (rows, total_count) =
+        participants::list(&mut conn, caller.study_filter(), limit, offset).await?;
     let ids: Vec<&str> = rows.iter().map(|p| p.participant_id.as_str()).collect();
     let mut last = participants::last_samples_of(&mut conn, &ids).await?;
+    if !ids.is_empty() {
+        let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+        caller
+            .audit(
+                &mut conn,
+                audit::action::READ_PARTICIPANTS,
+                None,
+                &ids,
+                audit::outcome::OK,
+                serde_json::json!({
+                    "limit": limit,
+                    "offset": offset,
+                    "contact_details": caller.may(Permission::ReadContactDetails),
+                }),
+            )
+            .await?;
+    }
     let participants = rows
         .into_iter()
         .map(|p| {
             let l = last.remove(&p.participant_id).unwrap_or_default();
-            ParticipantView::new(p, l)
+            ParticipantView::new(p, l, &caller)
         })
         .collect();
     Ok(Json(ParticipantList {
@@ -168,6 +222,7 @@ pub struct WatermarkView {
         (status = 503, description = "The database is unavailable", body = ErrorBody)))]
 pub async fn detail(
     State(pool): State<PgPool>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ParticipantDetail>, ApiError> {
     let id = ParticipantId::parse(&id).map_err(|e| match e {
@@ -175,6 +230,21 @@ pub async fn detail(
         other => other.into(),
     })?;
     let mut conn = pool.acquire().await?;
+    let study = caller
+        .visible(&mut conn, audit::action::READ_PARTICIPANT, &[id.as_str()])
+        .await?;
+    caller
+        .audit(
+            &mut conn,
+            audit::action::READ_PARTICIPANT,
+            study.as_deref(),
+            &[id.to_string()],
+            audit::outcome::OK,
+            serde_json::json!({
+                "contact_details": caller.may(Permission::ReadContactDetails),
+            }),
+        )
+        .await?;
     let p = participants::get(&mut conn, &id).await?;
     let last = participants::last_samples(&mut conn, id.as_str()).await?;
     let watermarks = ingest_state::list(&mut conn, &id)
@@ -189,7 +259,7 @@ pub async fn detail(
         })
         .collect();
     Ok(Json(ParticipantDetail {
-        participant: ParticipantView::new(p, last),
+        participant: ParticipantView::new(p, last, &caller),
         watermarks,
     }))
 }

@@ -183,7 +183,9 @@ async fn an_unreachable_database_gets_a_503_that_says_nothing_internal() {
     assert_eq!(body["database"], "unreachable");
     let (status, _) = app.get_json("/health").await;
     assert_eq!(status, 200);
-    // Invalid input is still reported as such: validation needs no database.
-    let (status, _) = app.get_json("/data?metric=steps").await;
-    assert_eq!(status, 400);
+    // The caller is authenticated before the input is looked at, and that needs the database:
+    // invalid input then gets the same 503, never a hint to an unauthenticated client.
+    let (status, body) = app.get_json("/data?metric=steps").await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["code"], "unavailable");
 }

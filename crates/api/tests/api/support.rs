@@ -17,7 +17,7 @@ use wearhouse_api::startup::{Application, ServeArgs};
 use wearhouse_core::config::{DatabaseArgs, ListenArgs};
 use wearhouse_core::store::participants::{self, NewParticipant};
 use wearhouse_core::store::writer::{SampleWriter, refresh_rollups};
-use wearhouse_core::testing::{TestBackend, TestDb, backends};
+use wearhouse_core::testing::{TEST_ADMIN_TOKEN, TestBackend, TestDb, backends, grant_test_admin};
 use wearhouse_core::{Metric, ParticipantId, Sample, TimeRange};
 
 /// Start of the seeded data.
@@ -110,9 +110,15 @@ pub async fn spawn_app() -> TestApp {
 
 /// The app against a fresh seeded database on `backend`.
 pub async fn spawn_seeded(backend: TestBackend) -> TestApp {
+    spawn_with(backend, ServeArgs::default()).await
+}
+
+/// [`spawn_seeded`] with these settings.
+pub async fn spawn_with(backend: TestBackend, args: ServeArgs) -> TestApp {
     let db = TestDb::new(backend).await;
     seed(&db).await;
-    let mut app = spawn_at(database(db.url.clone()), ServeArgs::default()).await;
+    grant_test_admin(&db.pool).await;
+    let mut app = spawn_at(database(db.url.clone()), args).await;
     app.db = Some(db);
     app
 }
@@ -139,12 +145,49 @@ pub async fn spawn_at(database: DatabaseArgs, args: ServeArgs) -> TestApp {
         base: format!("http://{addr}"),
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
+            .default_headers(admin_headers())
             .build()
             .unwrap(),
         db: None,
         shutdown,
         server,
     }
+}
+
+/// A metrics scrape token in a file, as Prometheus is given one.
+pub struct ScrapeToken {
+    dir: tempfile::TempDir,
+    pub token: String,
+}
+
+impl ScrapeToken {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let token = "scrape-token-of-the-tests-0123456789".to_owned();
+        std::fs::write(dir.path().join("metrics-token"), &token).unwrap();
+        ScrapeToken { dir, token }
+    }
+
+    pub fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("metrics-token")
+    }
+
+    /// Serve settings that accept this token on `/metrics`.
+    pub fn args(&self) -> ServeArgs {
+        let mut args = ServeArgs::default();
+        args.auth.metrics_token_file = Some(self.path());
+        args
+    }
+}
+
+/// The headers of a client signed in as the test admin (see [`grant_test_admin`]).
+pub fn admin_headers() -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {TEST_ADMIN_TOKEN}").parse().unwrap(),
+    );
+    headers
 }
 
 /// Writes the seed: heart rate and steps for P001 and P002, a night of sleep stages for P001,
@@ -164,6 +207,7 @@ pub async fn seed(db: &TestDb) {
                 timezone: tz,
                 provider: Some("fitbit".into()),
                 enrolled_at: Some(start - chrono::Duration::days(30)),
+                study_id: None,
             },
         )
         .await

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use wearhouse_api::contact::settings::{ContactArgs, SmtpTls};
 use wearhouse_api::startup::{Application, ServeArgs};
 use wearhouse_core::config::{DatabaseArgs, ListenArgs};
-use wearhouse_core::testing::{TestBackend, TestDb};
+use wearhouse_core::testing::{TEST_ADMIN_TOKEN, TestBackend, TestDb, grant_test_admin};
 
 /// The study coordinator's address in the tests.
 pub const COORDINATOR: &str = "coordinator@example.org";
@@ -49,6 +49,7 @@ pub async fn spawn(contact: ContactArgs) -> TestApp {
     .execute(&db.pool)
     .await
     .unwrap();
+    grant_test_admin(&db.pool).await;
     let mut database = DatabaseArgs::from_url(db.url.clone());
     database.db_max_connections = 5;
     let args = ServeArgs {
@@ -67,6 +68,14 @@ pub async fn spawn(contact: ContactArgs) -> TestApp {
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .redirect(reqwest::redirect::Policy::none())
+            .default_headers(
+                [(
+                    reqwest::header::AUTHORIZATION,
+                    format!("Bearer {TEST_ADMIN_TOKEN}").parse().unwrap(),
+                )]
+                .into_iter()
+                .collect(),
+            )
             .build()
             .unwrap(),
         db,

@@ -5,7 +5,9 @@
 //! caller owns the transaction.
 
 pub mod adherence;
+pub mod audit;
 pub mod contact;
+pub mod credentials;
 pub mod grants;
 pub mod imputed;
 pub mod ingest_state;
@@ -17,6 +19,8 @@ pub mod pending_refresh;
 pub mod refresh;
 pub mod runs;
 pub mod series;
+pub mod studies;
+pub mod users;
 pub mod writer;
 
 use std::fmt;

@@ -22,6 +22,10 @@ pub struct Participant {
     pub needs_reconsent: bool,
     pub reconsent_reason: Option<String>,
     pub last_device_sync: Option<DateTime<Utc>>,
+    /// The study the participant belongs to.
+    pub study_id: String,
+    pub contact_name: Option<String>,
+    pub contact_email: Option<String>,
 }
 
 /// What to set when enrolling or updating a participant.
@@ -32,27 +36,34 @@ pub struct NewParticipant {
     pub timezone: chrono_tz::Tz,
     pub provider: Option<String>,
     pub enrolled_at: Option<DateTime<Utc>>,
+    /// The study a new participant joins (`default` when none is given); an existing
+    /// participant stays in theirs unless one is given.
+    pub study_id: Option<String>,
 }
 
 /// Creates the participant, or updates its time zone and provider when it exists.
 pub async fn upsert(conn: &mut PgConnection, p: &NewParticipant) -> Result<Participant> {
-    Ok(sqlx::query_as!(
+    sqlx::query_as!(
         Participant,
-        r#"insert into participants (participant_id, timezone, provider, enrolled_at)
-           values ($1, $2, $3, coalesce($4, now()))
+        r#"insert into participants (participant_id, timezone, provider, enrolled_at, study_id)
+           values ($1, $2, $3, coalesce($4, now()), coalesce($5, 'default'))
            on conflict (participant_id) do update set
              timezone = excluded.timezone,
              provider = coalesce(excluded.provider, participants.provider),
+             study_id = coalesce($5, participants.study_id),
              updated_at = now()
            returning participant_id, timezone, status, enrolled_at, provider, provider_user_id,
-                     needs_reconsent, reconsent_reason, last_device_sync"#,
+                     needs_reconsent, reconsent_reason, last_device_sync, study_id,
+                     contact_name, contact_email"#,
         p.participant_id.as_str(),
         p.timezone.name(),
         p.provider.as_deref(),
-        p.enrolled_at
+        p.enrolled_at,
+        p.study_id.as_deref()
     )
     .fetch_one(&mut *conn)
-    .await?)
+    .await
+    .map_err(|e| unknown_study(e, p.study_id.as_deref()))
 }
 
 /// The participant, or [`Error::NotFound`].
@@ -60,7 +71,8 @@ pub async fn get(conn: &mut PgConnection, id: &ParticipantId) -> Result<Particip
     sqlx::query_as!(
         Participant,
         "select participant_id, timezone, status, enrolled_at, provider, provider_user_id,
-                needs_reconsent, reconsent_reason, last_device_sync
+                needs_reconsent, reconsent_reason, last_device_sync, study_id,
+                contact_name, contact_email
          from participants where participant_id = $1",
         id.as_str()
     )
@@ -83,26 +95,63 @@ pub async fn existing(conn: &mut PgConnection, ids: &[ParticipantId]) -> Result<
     .await?)
 }
 
-/// One page of participants ordered by id, and the total.
+/// One page of participants ordered by id, and the total; only those of `studies` when given
+/// (`None`: every study).
 pub async fn list(
     conn: &mut PgConnection,
+    studies: Option<&[String]>,
     limit: u32,
     offset: u64,
 ) -> Result<(Vec<Participant>, i64)> {
     let rows = sqlx::query_as!(
         Participant,
         "select participant_id, timezone, status, enrolled_at, provider, provider_user_id,
-                needs_reconsent, reconsent_reason, last_device_sync
-         from participants order by participant_id limit $1 offset $2",
+                needs_reconsent, reconsent_reason, last_device_sync, study_id,
+                contact_name, contact_email
+         from participants where $3::text[] is null or study_id = any($3)
+         order by participant_id limit $1 offset $2",
         i64::from(limit),
-        offset as i64
+        offset as i64,
+        studies
     )
     .fetch_all(&mut *conn)
     .await?;
-    let total = sqlx::query_scalar!(r#"select count(*) as "n!" from participants"#)
-        .fetch_one(&mut *conn)
-        .await?;
+    let total = sqlx::query_scalar!(
+        r#"select count(*) as "n!" from participants where $1::text[] is null or study_id = any($1)"#,
+        studies
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     Ok((rows, total))
+}
+
+/// The study of each of `ids` that exists: participant id → study id.
+pub async fn studies_of(conn: &mut PgConnection, ids: &[&str]) -> Result<BTreeMap<String, String>> {
+    let rows = sqlx::query!(
+        "select participant_id, study_id from participants where participant_id = any($1)",
+        ids as &[&str]
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.participant_id, r.study_id))
+        .collect())
+}
+
+/// A foreign-key failure on the study becomes an error that says what to do.
+fn unknown_study(e: sqlx::Error, study: Option<&str>) -> Error {
+    match (&e, study) {
+        (sqlx::Error::Database(db), Some(study))
+            if db.constraint() == Some("participants_study_id_fkey") =>
+        {
+            Error::invalid(
+                "study",
+                format!("there is no study {study:?}; create it with `wearhouse-api study add`"),
+            )
+        }
+        _ => e.into(),
+    }
 }
 
 /// Marks whether the participant must consent again (a revoked or invalid grant).

@@ -169,6 +169,27 @@ async fn sweep_leftovers(admin: &mut PgConnection) {
     }
 }
 
+/// The API token test clients send: an admin's, made by [`grant_test_admin`]. A fixed secret
+/// so a client can be built before its database is; it exists only in test databases.
+pub const TEST_ADMIN_TOKEN: &str = "wh_test-admin-token-for-test-databases-only";
+
+/// Creates the admin `admin@test.invalid` with the API token [`TEST_ADMIN_TOKEN`]; running it
+/// again changes nothing.
+pub async fn grant_test_admin(pool: &PgPool) {
+    let mut conn = pool.acquire().await.expect("a test connection");
+    sqlx::query(
+        "with u as (
+           insert into users (email, role) values ('admin@test.invalid', 'admin')
+           on conflict do nothing returning user_id)
+         insert into api_tokens (user_id, name, token_hash)
+         select user_id, 'tests', $1 from u",
+    )
+    .bind(store::credentials::hash(TEST_ADMIN_TOKEN))
+    .execute(&mut *conn)
+    .await
+    .expect("the test admin");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,7 @@ async fn seed(db: &TestDb, now: DateTime<Utc>) {
             timezone: chrono_tz::Europe::London,
             provider: Some("synthetic".into()),
             enrolled_at: Some(now - Duration::days(30)),
+            study_id: None,
         },
     )
     .await

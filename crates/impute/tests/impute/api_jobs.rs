@@ -11,7 +11,7 @@ use wearhouse_api::startup::{Application, ServeArgs};
 use wearhouse_core::config::{DatabaseArgs, ListenArgs, LogFormat, TelemetryArgs};
 use wearhouse_core::store::participants::{self, NewParticipant};
 use wearhouse_core::store::writer::SampleWriter;
-use wearhouse_core::testing::{TestDb, backends};
+use wearhouse_core::testing::{TEST_ADMIN_TOKEN, TestDb, backends, grant_test_admin};
 use wearhouse_core::{Metric, ParticipantId, Sample};
 use wearhouse_impute::jobs::JobSettings;
 use wearhouse_impute::worker::{QueueSettings, Worker, WorkerArgs};
@@ -56,6 +56,7 @@ impl TestApp {
 
 async fn spawn_app() -> TestApp {
     let db = TestDb::new(*backends().await.last().unwrap()).await;
+    grant_test_admin(&db.pool).await;
     let listen = ListenArgs {
         listen: "127.0.0.1:0".parse().unwrap(),
     };
@@ -73,6 +74,14 @@ async fn spawn_app() -> TestApp {
         base: format!("http://{addr}"),
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
+            .default_headers(
+                [(
+                    reqwest::header::AUTHORIZATION,
+                    format!("Bearer {TEST_ADMIN_TOKEN}").parse().unwrap(),
+                )]
+                .into_iter()
+                .collect(),
+            )
             .build()
             .unwrap(),
         db: Some(db),
@@ -96,6 +105,7 @@ async fn seed_gappy_heart_rate(app: &TestApp, start: DateTime<Utc>) {
             timezone: chrono_tz::UTC,
             provider: Some("fitbit".into()),
             enrolled_at: None,
+            study_id: None,
         },
     )
     .await

@@ -47,6 +47,7 @@ pub async fn enrol(pool: &PgPool, id: &str) -> ParticipantId {
             timezone: chrono_tz::UTC,
             provider: Some("synthetic".into()),
             enrolled_at: Some(t0() - TimeDelta::days(10)),
+            study_id: None,
         },
     )
     .await

@@ -55,6 +55,11 @@ pub struct ImportArgs {
     /// How the export's timestamps are read; Google does not document it.
     #[arg(long, env = "WEARHOUSE_IMPORT_TIMESTAMPS", value_enum, default_value_t = Timestamps::Local)]
     pub timestamps: Timestamps,
+
+    /// The study the participant must belong to: a check against importing into the wrong
+    /// participant (the import refuses when they are in another study).
+    #[arg(long, env = "WEARHOUSE_IMPORT_STUDY")]
+    pub study: Option<String>,
 }
 
 /// A file that was not imported, and why.
@@ -257,6 +262,14 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<(ImportReport, String)> {
     let pool = args.database.connect().await?;
     let backend = {
         let mut conn = pool.acquire().await?;
+        if let Some(study) = &args.study {
+            let row = participants::get(&mut conn, &participant).await?;
+            anyhow::ensure!(
+                &row.study_id == study,
+                "participant {participant} belongs to study {:?}, not {study:?}; check --participant and --study",
+                row.study_id
+            );
+        }
         wearhouse_core::store::detect_backend(&mut conn).await?
     };
     let writer = SampleWriter::new(&backend);

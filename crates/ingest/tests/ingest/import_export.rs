@@ -76,6 +76,7 @@ async fn participant_in_new_york(db: &TestDb) -> ParticipantId {
             timezone: New_York,
             provider: Some("fitbit".into()),
             enrolled_at: None,
+            study_id: None,
         },
     )
     .await

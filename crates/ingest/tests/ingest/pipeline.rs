@@ -138,6 +138,7 @@ async fn enrol(pool: &PgPool, id: &str) {
             timezone: chrono_tz::UTC,
             provider: Some("scripted".into()),
             enrolled_at: Some(at(1, 0)),
+            study_id: None,
         },
     )
     .await

@@ -14,9 +14,11 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
+use wearhouse_core::store::audit;
 use wearhouse_core::store::series::Point;
 
 use super::DataRequest;
+use crate::auth::Caller;
 use crate::error::{ApiError, error_chain};
 use crate::params::QueryParams;
 
@@ -37,10 +39,16 @@ const CHUNK_BYTES: usize = 64 * 1024;
 const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// Answers a CSV export. Without `limit`, every row of the routed resolution is streamed.
-pub async fn export(pool: &PgPool, params: &QueryParams) -> Result<Response, ApiError> {
+pub async fn export(
+    pool: &PgPool,
+    caller: &Caller,
+    params: &QueryParams,
+) -> Result<Response, ApiError> {
     let request = DataRequest::parse(params, false)?;
     let mut conn = pool.acquire().await?;
-    request.check_participants(&mut conn).await?;
+    request
+        .authorize(&mut conn, caller, audit::action::EXPORT)
+        .await?;
     let plan = request.plan;
     let row_limit = if request.explicit_limit {
         plan.page.limit.map(|l| l as usize)

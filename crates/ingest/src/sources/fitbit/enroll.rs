@@ -79,6 +79,7 @@ impl FitbitSource {
                 timezone,
                 provider: Some(PROVIDER.to_owned()),
                 enrolled_at: None,
+                study_id: None,
             },
         )
         .await?;

@@ -141,6 +141,7 @@ impl GoogleHealthSource {
                 timezone,
                 provider: Some(PROVIDER.to_owned()),
                 enrolled_at: None,
+                study_id: None,
             },
         )
         .await?;

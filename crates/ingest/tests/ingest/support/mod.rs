@@ -33,6 +33,7 @@ pub async fn enrol(
             timezone: tz,
             provider: Some(provider.into()),
             enrolled_at,
+            study_id: None,
         },
     )
     .await
