@@ -431,11 +431,11 @@ function clearDashboard() {
 }
 
 /** Shows the sign-in screen with nothing of the previous session left on the page. */
-function showSignIn(notice) {
+function showSignIn(notice, email) {
   state.user = null;
   clearDashboard();
   document.title = `Sign in · ${DASHBOARD_TITLE}`;
-  return signIn.show(notice);
+  return signIn.show(notice, email);
 }
 
 /** Opens the dashboard for a signed-in user, on the view the URL holds. */
@@ -445,9 +445,11 @@ function enter(user) {
   hideError();
   document.title = DASHBOARD_TITLE;
   ui.accountEmail.textContent = user.email;
-  const studies = user.studies?.length ? ` · ${user.studies.join(', ')}` : '';
-  ui.accountRole.textContent = `${user.role}${studies}`;
-  ui.accountRole.title = user.studies?.length ? `Studies: ${user.studies.join(', ')}` : '';
+  const studies = user.studies ?? [];
+  // An admin sees every study; past a few, the count says enough and the tooltip lists them.
+  const named = studies.length > 3 ? `${studies.length} studies` : studies.join(', ');
+  ui.accountRole.textContent = named ? `${user.role} · ${named}` : user.role;
+  ui.accountRole.title = studies.length ? `Studies: ${studies.join(', ')}` : '';
   ui.account.hidden = false;
   ui.dashboard.hidden = false;
   state.view = viewFromQuery(location.search);
@@ -457,7 +459,8 @@ function enter(user) {
 /** The session ended under the user: sign in again, then the URL brings the view back. */
 function sessionEnded() {
   if (!state.user) return;
-  showSignIn('Your session has ended. Sign in again to return to the view you had open.');
+  // Most often the same person comes back; the e-mail is theirs and no secret.
+  showSignIn('Your session has ended. Sign in again to return to the view you had open.', state.user.email);
 }
 
 /** Signs out, then forgets the view so the next person starts from a blank dashboard. */

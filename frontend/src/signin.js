@@ -118,15 +118,16 @@ export function createSignIn({ onSignedIn, setStatus }) {
   }
 
   return {
-    /** Shows the screen, with an optional notice (signed out, session ended). */
-    show(notice = null) {
+    /** Shows the screen, with an optional notice (signed out, session ended) and e-mail. */
+    show(notice = null, email = null) {
       ui.section.hidden = false;
       ui.notice.textContent = notice ?? '';
       ui.notice.hidden = !notice;
+      ui.email.value = email ?? '';
       ui.password.value = '';
       if (Date.now() >= throttledUntil) setError(null);
       setBusy(false);
-      ui.email.focus();
+      (email ? ui.password : ui.email).focus();
       setStatus(notice ?? 'Sign in to see data.');
       return loadProviders();
     },

@@ -211,12 +211,9 @@ describe('signing in', () => {
     await page.screenshot({ path: join(ARTIFACTS, 'sign-in-refused.png') });
 
     // An unknown e-mail reads exactly the same, so the form does not tell who has an account.
-    await page.locator('#sign-in-form[aria-busy="false"]').waitFor();
-    await page.evaluate(() => {
-      document.getElementById('sign-in-error').textContent = '';
-    });
     await submitSignIn(page, { email: 'nobody-here@example.invalid', password: credentials.password });
-    await page.locator('#sign-in-error').filter({ hasText: GENERIC_FAILURE }).waitFor();
+    await page.locator('#sign-in-form[aria-busy="false"]').waitFor();
+    assert.match(await error.textContent(), GENERIC_FAILURE);
     assert.equal(await page.locator('#dashboard').isVisible(), false);
 
     await submitSignIn(page, credentials);
@@ -521,6 +518,8 @@ describe('who may see what', () => {
 
     await page.locator('#sign-in').waitFor({ state: 'visible' });
     assert.match(await page.locator('#sign-in-notice').textContent(), /session has ended/);
+    assert.equal(await page.getByLabel('E-mail').inputValue(), credentials.email, 'the e-mail is filled in again');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'password');
     assert.equal(await page.locator('#dashboard').isVisible(), false);
     const left = await leftOnScreen(page);
     assert.equal(left.options, 0, 'no participant or metric list is left');
