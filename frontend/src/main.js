@@ -133,7 +133,7 @@ function renderParticipants() {
   });
   const wanted = state.view.participant;
   const listed = state.participants.some((p) => p.participant_id === wanted);
-  const extra = wanted && !listed ? [new Option(`${wanted} (not in your list)`, wanted)] : [];
+  const extra = wanted && !listed ? [new Option(`${wanted} (unlisted)`, wanted)] : [];
   ui.participant.replaceChildren(...extra, ...options);
 }
 
