@@ -1,9 +1,12 @@
-// Wires the dashboard together: the pickers and range choose a view, the view lives in the
-// URL, the chart shows the whole range at the resolution the API picks, and the table pages
-// through the same series at that resolution.
+// Wires the dashboard together: nothing is shown before sign-in; the pickers and range choose
+// a view, the view lives in the URL (so it survives a session that ends and the sign-in
+// after it), the chart shows the whole range at the resolution the API picks, and the table
+// pages through the same series at that resolution.
 import { ApiError, getJson } from './api.js';
+import { currentUser, signOut } from './auth.js';
 import { clearChart, createChart, showSeries } from './chart-view.js';
 import { ZONE, formatCount, formatRange, metricLabel, resolutionName } from './format.js';
+import { createSignIn } from './signin.js';
 import { renderMessage, renderRows } from './table.js';
 import { PAGE_SIZES, apiInstant, formatDay, rangeOf, viewFromQuery, viewToQuery } from './view.js';
 
@@ -36,26 +39,38 @@ const ui = {
   next: $('next'),
   pageInfo: $('page-info'),
   footer: $('footer'),
+  dashboard: $('dashboard'),
+  account: $('account'),
+  accountEmail: $('account-email'),
+  accountRole: $('account-role'),
+  signOut: $('sign-out'),
 };
 
 const state = {
+  /** The signed-in user ({email, role, studies}), or null while signed out. */
+  user: null,
   view: viewFromQuery(location.search),
   participants: [],
   catalog: new Map(),
   /** The chart's answer: range, resolution and total, which the table pages through. */
   series: null,
   retry: null,
+  initAbort: null,
   seriesAbort: null,
   tableAbort: null,
 };
 
 const chart = createChart(ui.canvas);
+const DASHBOARD_TITLE = document.title;
+const signIn = createSignIn({ onSignedIn: enter, setStatus });
 
 function setStatus(text) {
   ui.status.textContent = text;
 }
 
 function showError(err, retry) {
+  // A 401 on any call: the session ended (idle, expired, or signed out elsewhere).
+  if (err instanceof ApiError && err.kind === 'session') return void sessionEnded();
   const apiError = err instanceof ApiError ? err : new ApiError(String(err.message ?? err), { kind: 'format' });
   ui.errorTitle.textContent = apiError.title;
   ui.errorMessage.textContent = apiError.message;
@@ -85,6 +100,7 @@ function pushView(replace = false) {
 /** Puts the view into the form controls. */
 function showView() {
   const v = state.view;
+  renderParticipants();
   ui.participant.value = v.participant ?? '';
   ui.metric.value = v.metric ?? '';
   for (const radio of ui.form.elements.range) radio.checked = radio.value === v.range;
@@ -95,12 +111,36 @@ function currentParticipant() {
   return state.participants.find((p) => p.participant_id === state.view.participant);
 }
 
-/** Chooses a valid participant and metric when the URL named none or an unknown one. */
+/**
+ * Fills the participant picker, grouped by study. A participant the URL names but the list
+ * lacks stays selected, so the API says whether it exists for this user (the list may be
+ * truncated) instead of the page silently showing someone else.
+ */
+function renderParticipants() {
+  const studies = new Map();
+  for (const p of state.participants) {
+    const status = p.status && p.status !== 'active' ? ` (${p.status})` : '';
+    const study = p.study_id ?? '';
+    if (!studies.has(study)) studies.set(study, []);
+    studies.get(study).push(new Option(`${p.participant_id}${status}`, p.participant_id));
+  }
+  const options = [...studies].flatMap(([study, opts]) => {
+    if (!study) return opts;
+    const group = document.createElement('optgroup');
+    group.label = `Study ${study}`;
+    group.append(...opts);
+    return [group];
+  });
+  const wanted = state.view.participant;
+  const listed = state.participants.some((p) => p.participant_id === wanted);
+  const extra = wanted && !listed ? [new Option(`${wanted} (unlisted)`, wanted)] : [];
+  ui.participant.replaceChildren(...extra, ...options);
+}
+
+/** Chooses a participant when the URL named none, and a valid metric. */
 function settleView() {
   const v = state.view;
-  if (!state.participants.some((p) => p.participant_id === v.participant)) {
-    v.participant = state.participants[0]?.participant_id ?? null;
-  }
+  if (!v.participant) v.participant = state.participants[0]?.participant_id ?? null;
   if (!state.catalog.has(v.metric)) {
     v.metric = state.catalog.has('heart_rate') ? 'heart_rate' : ([...state.catalog.keys()][0] ?? null);
   }
@@ -110,10 +150,13 @@ async function init() {
   hideError();
   setBusy(true);
   setStatus('Loading participants and metrics…');
+  state.initAbort?.abort();
+  const abort = new AbortController();
+  state.initAbort = abort;
   try {
     const [people, catalog] = await Promise.all([
-      getJson('participants', { limit: 1000, offset: 0 }),
-      getJson('metrics-catalog'),
+      getJson('participants', { limit: 1000, offset: 0 }, abort.signal),
+      getJson('metrics-catalog', {}, abort.signal),
     ]);
     state.participants = people.participants ?? [];
     state.catalog = new Map((catalog.metrics ?? []).map((m) => [m.name, m]));
@@ -123,18 +166,13 @@ async function init() {
         : '';
     ui.footer.textContent = `All times are in ${ZONE}, the time zone the daily rollups are cut in.${more}`;
   } catch (err) {
+    if (err.name === 'AbortError') return;
     setBusy(false);
     ui.chartTitle.textContent = 'Dashboard unavailable';
     showEmpty('Participants and metrics could not be loaded.');
     showError(err, init);
     return;
   }
-  ui.participant.replaceChildren(
-    ...state.participants.map((p) => {
-      const status = p.status && p.status !== 'active' ? ` (${p.status})` : '';
-      return new Option(`${p.participant_id}${status}`, p.participant_id);
-    }),
-  );
   ui.metric.replaceChildren(
     ...[...state.catalog.values()].map((m) => new Option(`${metricLabel(m.name)} (${m.unit})`, m.name)),
   );
@@ -143,7 +181,7 @@ async function init() {
   if (state.participants.length === 0) {
     setBusy(false);
     ui.chartTitle.textContent = 'No participants yet';
-    showEmpty('No participants are enrolled yet. Enrol a participant or load the demo cohort to see data here.');
+    showEmpty('No participants are enrolled in your studies yet. Enrol a participant or load the demo cohort to see data here.');
     setStatus('No participants enrolled.');
     return;
   }
@@ -174,9 +212,9 @@ async function loadSeries() {
   state.seriesAbort = abort;
   const v = state.view;
   const metric = state.catalog.get(v.metric);
-  const person = currentParticipant();
-  const range = rangeOf(v, person?.last_sample?.[v.metric]);
-  ui.chartTitle.textContent = `${metricLabel(metric.name)} · ${person.participant_id}`;
+  const pid = v.participant;
+  const range = rangeOf(v, currentParticipant()?.last_sample?.[v.metric]);
+  ui.chartTitle.textContent = `${metricLabel(metric.name)} · ${pid}`;
   if (range.error) {
     state.series = null;
     ui.start.value = v.start ?? '';
@@ -191,14 +229,14 @@ async function loadSeries() {
   ui.end.value = formatDay(new Date(range.end.getTime() - 1));
   ui.chartSubtitle.textContent = `${formatRange(range.start, range.end)} · times in ${ZONE}`;
   setBusy(true);
-  setStatus(`Loading ${metricLabel(metric.name).toLowerCase()} for ${person.participant_id}…`);
+  setStatus(`Loading ${metricLabel(metric.name).toLowerCase()} for ${pid}…`);
   renderMessage(ui.tableBody, 'Loading…');
   let body;
   try {
     body = await getJson(
       'data',
       {
-        participant_id: person.participant_id,
+        participant_id: pid,
         metric: metric.name,
         start_date: apiInstant(range.start),
         end_date: apiInstant(range.end),
@@ -211,6 +249,13 @@ async function loadSeries() {
     if (err.name === 'AbortError') return;
     setBusy(false);
     state.series = null;
+    if (err instanceof ApiError && (err.status === 404 || err.status === 403)) {
+      // Outside the user's studies is answered like not existing at all (404); a role
+      // without the right to read data gets 403. Neither is worth a retry.
+      showEmpty(`No data is shown for ${pid}.`);
+      showError(refusal(err, pid), null);
+      return;
+    }
     showEmpty('The chart could not be loaded.');
     renderMessage(ui.tableBody, 'The table could not be loaded.');
     showError(err, loadSeries);
@@ -218,7 +263,7 @@ async function loadSeries() {
   }
   setBusy(false);
   const points = body.series?.[0]?.points ?? [];
-  state.series = { range, resolution: body.resolution, participant: person.participant_id, metric: metric.name };
+  state.series = { range, resolution: body.resolution, participant: pid, metric: metric.name };
   ui.resolution.textContent = resolutionName(body.resolution);
   ui.resolution.dataset.resolution = body.resolution;
   ui.resolution.title = body.resolution_reason ?? '';
@@ -226,7 +271,7 @@ async function loadSeries() {
   ui.reason.hidden = !body.resolution_reason;
   ui.resolutionBox.hidden = false;
   if (points.length === 0) {
-    showEmpty(`No ${metricLabel(metric.name).toLowerCase()} data for ${person.participant_id} in this range.`);
+    showEmpty(`No ${metricLabel(metric.name).toLowerCase()} data for ${pid} in this range.`);
     ui.resolutionBox.hidden = false;
     setStatus('No data in this range.');
     return;
@@ -236,9 +281,18 @@ async function loadSeries() {
   showSeries(chart, points, { unit: body.unit ?? metric.unit, kind: metric.kind, resolution: body.resolution, stepSecs, ...range });
   const truncated = body.total_count > points.length ? ` (first ${formatCount(points.length)} of ${formatCount(body.total_count)})` : '';
   ui.chartSubtitle.textContent = `${formatRange(range.start, range.end)} · ${formatCount(points.length)} points${truncated} · times in ${ZONE}`;
-  const described = `${metricLabel(metric.name)} of ${person.participant_id}, ${formatRange(range.start, range.end)}: ${formatCount(points.length)} points at ${resolutionName(body.resolution)} resolution; the table below lists them.`;
+  const described = `${metricLabel(metric.name)} of ${pid}, ${formatRange(range.start, range.end)}: ${formatCount(points.length)} points at ${resolutionName(body.resolution)} resolution; the table below lists them.`;
   ui.canvas.setAttribute('aria-label', described);
   await loadTable();
+}
+
+/** The message for a participant the API refused to show. */
+function refusal(err, pid) {
+  const message =
+    err.status === 404
+      ? `Participant ${pid} was not found or is not in your studies.`
+      : `Participant ${pid} is not available to you: your role (${state.user?.role ?? 'unknown'}) may not read its data.`;
+  return new ApiError(message, { status: err.status, code: err.code, kind: 'refused' });
 }
 
 /** Loads the current table page at the chart's resolution. */
@@ -339,13 +393,105 @@ ui.pageSize.addEventListener('change', () => {
 });
 ui.prev.addEventListener('click', () => changeView({ page: Math.max(1, state.view.page - 1) }, { table: true }));
 ui.next.addEventListener('click', () => changeView({ page: state.view.page + 1 }, { table: true }));
-ui.retry.addEventListener('click', () => (state.retry ?? init)());
+ui.retry.addEventListener('click', () => (state.retry ?? boot)());
+ui.signOut.addEventListener('click', leave);
 window.addEventListener('popstate', () => {
   state.view = viewFromQuery(location.search);
+  if (!state.user) return;
   if (state.participants.length === 0) return void init();
   settleView();
   showView();
   loadSeries();
 });
 
-init();
+/** Removes every trace of data from the page and stops what is loading. */
+function clearDashboard() {
+  for (const abort of [state.initAbort, state.seriesAbort, state.tableAbort]) abort?.abort();
+  state.participants = [];
+  state.catalog = new Map();
+  state.series = null;
+  hideError();
+  setBusy(false);
+  for (const select of [ui.participant, ui.metric]) {
+    select.replaceChildren();
+    select.disabled = true;
+  }
+  ui.start.value = '';
+  ui.end.value = '';
+  ui.chartTitle.textContent = '';
+  ui.chartSubtitle.textContent = '';
+  ui.canvas.setAttribute('aria-label', 'Chart of the selected series');
+  showEmpty('');
+  ui.tableBody.replaceChildren();
+  ui.footer.textContent = '';
+  ui.dashboard.hidden = true;
+  ui.account.hidden = true;
+  ui.accountEmail.textContent = '';
+  ui.accountRole.textContent = '';
+}
+
+/** Shows the sign-in screen with nothing of the previous session left on the page. */
+function showSignIn(notice, email) {
+  state.user = null;
+  clearDashboard();
+  document.title = `Sign in · ${DASHBOARD_TITLE}`;
+  return signIn.show(notice, email);
+}
+
+/** Opens the dashboard for a signed-in user, on the view the URL holds. */
+function enter(user) {
+  state.user = user;
+  signIn.hide();
+  hideError();
+  document.title = DASHBOARD_TITLE;
+  ui.accountEmail.textContent = user.email;
+  const studies = user.studies ?? [];
+  // An admin sees every study; past a few, the count says enough and the tooltip lists them.
+  const named = studies.length > 3 ? `${studies.length} studies` : studies.join(', ');
+  ui.accountRole.textContent = named ? `${user.role} · ${named}` : user.role;
+  ui.accountRole.title = studies.length ? `Studies: ${studies.join(', ')}` : '';
+  ui.account.hidden = false;
+  ui.dashboard.hidden = false;
+  state.view = viewFromQuery(location.search);
+  return init();
+}
+
+/** The session ended under the user: sign in again, then the URL brings the view back. */
+function sessionEnded() {
+  if (!state.user) return;
+  // Most often the same person comes back; the e-mail is theirs and no secret.
+  showSignIn('Your session has ended. Sign in again to return to the view you had open.', state.user.email);
+}
+
+/** Signs out, then forgets the view so the next person starts from a blank dashboard. */
+async function leave() {
+  ui.signOut.disabled = true;
+  try {
+    await signOut();
+  } catch (err) {
+    showError(err, leave);
+    return;
+  } finally {
+    ui.signOut.disabled = false;
+  }
+  history.replaceState(null, '', location.pathname);
+  state.view = viewFromQuery('');
+  await showSignIn('You have signed out.');
+}
+
+/** Starts the page: the dashboard if the session cookie is still good, sign-in otherwise. */
+async function boot() {
+  hideError();
+  setStatus('Checking your session…');
+  let user;
+  try {
+    user = await currentUser();
+  } catch (err) {
+    showError(err, boot);
+    return;
+  }
+  if (user) await enter(user);
+  else await showSignIn();
+}
+
+boot();

@@ -2,6 +2,16 @@
 // deployment (nginx + the real API); without, it starts tests/browser/fake_api.mjs, which serves
 // frontend/dist and the API contract from generated data.
 //
+// Every view needs a signed-in user. Against the fake the test uses the fake's own users.
+// Against a real deployment it needs:
+//   WEARHOUSE_TEST_EMAIL, WEARHOUSE_TEST_PASSWORD   a local account that may read data of at
+//       least one study with participants (the test fails at once without them); one wrong
+//       password and one unknown e-mail are tried, well under the throttling limits
+//   WEARHOUSE_TEST_FOREIGN_PARTICIPANT   optional: a participant of a study that account is
+//       not in; without it the "another study's participant is refused" step is skipped
+// There, an expiring session is simulated by dropping the session cookie, and throttling,
+// single sign-on and the coordinator's refusal run against the fake only.
+//
 // Against a real deployment, WEARHOUSE_API_STOP_CMD / WEARHOUSE_API_START_CMD (shell commands)
 // let the test stop the API behind nginx and start it again; without them the "API answers
 // 5xx" case is skipped there, while the "unreachable" case still runs by cutting requests
@@ -15,6 +25,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { startFakeApi } from './fake_api.mjs';
+import { COOKIE, IDLE_SECS, USERS } from './fake_auth.mjs';
 
 const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts/', import.meta.url));
 const CHROMIUM = process.env.WEARHOUSE_CHROMIUM || '/usr/bin/chromium';
@@ -22,6 +33,10 @@ const STOP_API = process.env.WEARHOUSE_API_STOP_CMD;
 // A browser far from UTC shows whether the page keeps days in UTC, as the daily rollups are.
 const BROWSER_TZ = process.env.WEARHOUSE_TEST_TZ || 'America/New_York';
 const START_API = process.env.WEARHOUSE_API_START_CMD;
+const GENERIC_FAILURE = /^The e-mail address or password is incorrect\.$/;
+
+let credentials;
+let foreignParticipant;
 
 let fake = null;
 let baseUrl;
@@ -31,9 +46,18 @@ let profile;
 before(async () => {
   if (process.env.WEARHOUSE_WEB_URL) {
     baseUrl = new URL(process.env.WEARHOUSE_WEB_URL).href;
+    const email = process.env.WEARHOUSE_TEST_EMAIL;
+    const password = process.env.WEARHOUSE_TEST_PASSWORD;
+    if (!email || !password) {
+      throw new Error('against WEARHOUSE_WEB_URL, set WEARHOUSE_TEST_EMAIL and WEARHOUSE_TEST_PASSWORD to a user who may read data');
+    }
+    credentials = { email, password, role: null };
+    foreignParticipant = process.env.WEARHOUSE_TEST_FOREIGN_PARTICIPANT || null;
   } else {
     fake = await startFakeApi();
     baseUrl = fake.url;
+    credentials = USERS.find((u) => u.role === 'researcher' && u.studies.includes('demo'));
+    foreignParticipant = 'Q001';
   }
   await mkdir(ARTIFACTS, { recursive: true });
   profile = await mkdtemp(join(tmpdir(), 'wearhouse-chromium-'));
@@ -65,7 +89,8 @@ after(async () => {
 async function apiAnswers() {
   for (let attempt = 0; attempt < 120; attempt++) {
     try {
-      const response = await fetch(new URL('api/metrics-catalog', baseUrl));
+      // A public route: every other one answers 401 to this unauthenticated probe.
+      const response = await fetch(new URL('api/auth/providers', baseUrl));
       if (response.ok) return;
     } catch {
       // not listening yet
@@ -75,12 +100,57 @@ async function apiAnswers() {
   throw new Error('the API did not come back within a minute of WEARHOUSE_API_START_CMD');
 }
 
-/** Opens the dashboard (with an optional query string) in a fresh tab. */
-async function open(query = '') {
+/** Fills in the sign-in form and submits it. */
+async function submitSignIn(page, { email, password }) {
+  await page.getByLabel('E-mail').fill(email);
+  await page.getByLabel('Password').fill(password);
+  await page.locator('#sign-in-submit').click();
+}
+
+/** Signs in from the sign-in page and waits for the dashboard. */
+async function signIn(page, user = credentials) {
+  await page.locator('#sign-in').waitFor({ state: 'visible' });
+  await submitSignIn(page, user);
+  await page.locator('#dashboard').waitFor({ state: 'visible' });
+}
+
+/** A fresh tab on the page, with its errors reported. */
+async function newTab() {
   const page = await context.newPage();
   page.on('pageerror', (err) => console.error(`page error: ${err.message}`));
-  await page.goto(new URL(query, baseUrl).href);
   return page;
+}
+
+/**
+ * Opens the dashboard (with an optional query string) in a fresh tab, signing in first if
+ * the page asks; it returns early when the page can only show an error.
+ */
+async function open(query = '') {
+  const page = await newTab();
+  await page.goto(new URL(query, baseUrl).href);
+  await page.locator('#dashboard:not([hidden]), #sign-in:not([hidden]), #error:not([hidden])').first().waitFor();
+  if (await page.locator('#sign-in').isVisible()) await signIn(page);
+  return page;
+}
+
+/** The session cookie the browser holds, or undefined. */
+async function sessionCookie() {
+  return (await context.cookies(baseUrl)).find((c) => c.name === COOKIE);
+}
+
+/** Status of an API call made by the page itself, with its cookies. */
+function pageFetchStatus(page, path, init = {}) {
+  return page.evaluate(async ([p, i]) => (await fetch(p, i)).status, [path, init]);
+}
+
+/** What of the dashboard is still on the page: options, chart points, table rows, text. */
+function leftOnScreen(page) {
+  return page.evaluate(() => ({
+    options: document.querySelectorAll('#participant option, #metric option').length,
+    chartPoints: window.wearhouseChart.data.datasets.reduce((n, d) => n + d.data.length, 0),
+    rows: document.querySelectorAll('#table-body tr').length,
+    text: document.body.innerText,
+  }));
 }
 
 /** Waits until the chart finished loading and returns what it shows. */
@@ -115,6 +185,56 @@ async function tableState(page, expectedPage) {
     rows: await page.locator('#table-body tr').count(),
   };
 }
+
+describe('signing in', () => {
+  test('a wrong password shows the generic error, the right one opens the dashboard on the linked view', async () => {
+    await context.clearCookies();
+    const page = await newTab();
+    await page.goto(new URL('?metric=steps&range=week', baseUrl).href);
+    await page.locator('#sign-in').waitFor({ state: 'visible' });
+    assert.equal(await page.locator('#dashboard').isVisible(), false, 'no dashboard before sign-in');
+    assert.equal(await page.locator('#account').isVisible(), false);
+    assert.equal(await page.getByLabel('E-mail').getAttribute('autocomplete'), 'username');
+    assert.equal(await page.getByLabel('Password').getAttribute('autocomplete'), 'current-password');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'email', 'the e-mail field has focus');
+    if (fake) assert.equal(await page.locator('#sso').isVisible(), false, 'no single sign-on unless configured');
+    await page.screenshot({ path: join(ARTIFACTS, 'sign-in.png') });
+
+    const error = page.locator('#sign-in-error');
+    await submitSignIn(page, { email: credentials.email, password: `${credentials.password}-wrong` });
+    await error.waitFor({ state: 'visible' });
+    assert.match(await error.textContent(), GENERIC_FAILURE);
+    assert.equal(await error.getAttribute('role'), 'alert');
+    assert.equal(await page.getByLabel('Password').getAttribute('aria-invalid'), 'true');
+    assert.equal(await page.getByLabel('Password').inputValue(), '', 'the refused password is cleared');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'password');
+    await page.screenshot({ path: join(ARTIFACTS, 'sign-in-refused.png') });
+
+    // An unknown e-mail reads exactly the same, so the form does not tell who has an account.
+    await submitSignIn(page, { email: 'nobody-here@example.invalid', password: credentials.password });
+    await page.locator('#sign-in-form[aria-busy="false"]').waitFor();
+    assert.match(await error.textContent(), GENERIC_FAILURE);
+    assert.equal(await page.locator('#dashboard').isVisible(), false);
+
+    await submitSignIn(page, credentials);
+    await page.locator('#dashboard').waitFor({ state: 'visible' });
+    assert.equal(await page.locator('#sign-in').isVisible(), false);
+    assert.equal(await page.locator('#account-email').textContent(), credentials.email);
+    assert.match(await page.locator('#account-role').textContent(), credentials.role ? new RegExp(`^${credentials.role}\\b`) : /\w/);
+    assert.equal(await page.getByRole('button', { name: 'Sign out' }).isVisible(), true);
+    const chart = await chartState(page);
+    assert.ok(chart.average > 0, 'the chart shows the view the link named');
+    assert.equal(await page.locator('#metric').inputValue(), 'steps');
+    assert.equal(await page.locator('#range-week').isChecked(), true);
+
+    const cookie = await sessionCookie();
+    assert.ok(cookie, 'a session cookie is set');
+    assert.equal(cookie.httpOnly, true, 'the session cookie is HttpOnly');
+    assert.equal(cookie.sameSite, 'Strict');
+    assert.doesNotMatch(await page.evaluate(() => document.cookie), new RegExp(COOKIE), 'scripts cannot read it');
+    await page.close();
+  });
+});
 
 describe('the researchers dashboard', () => {
   test('loads and charts the average with its min-max band for the default view', async () => {
@@ -323,6 +443,185 @@ describe('the researchers dashboard', () => {
     assert.equal(chart.average, 0);
     assert.match(await page.locator('#chart-empty').textContent(), /No heart rate data for P004/);
     assert.equal(await page.locator('#error').isVisible(), false);
+    await page.close();
+  });
+});
+
+describe('who may see what', () => {
+  test("only the user's studies' participants are listed, and another study's participant is refused", async (t) => {
+    const page = await open('?range=week');
+    await chartState(page);
+    const ids = await page.locator('#participant option').evaluateAll((os) => os.map((o) => o.value));
+    assert.ok(ids.length > 0);
+    if (fake) {
+      assert.deepEqual(ids, ['P001', 'P002', 'P003', 'P004', 'P005'], "only the demo study's participants");
+      assert.deepEqual(await page.locator('#participant optgroup').evaluateAll((gs) => gs.map((g) => g.label)), ['Study demo']);
+    }
+    await page.close();
+    if (!foreignParticipant) {
+      t.skip('set WEARHOUSE_TEST_FOREIGN_PARTICIPANT to a participant outside the test user\'s studies to check the refusal');
+      return;
+    }
+    assert.ok(!ids.includes(foreignParticipant), `${foreignParticipant} is not offered`);
+
+    const refused = await open(`?participant=${encodeURIComponent(foreignParticipant)}&metric=heart_rate&range=week`);
+    const banner = refused.locator('#error');
+    await banner.waitFor({ state: 'visible' });
+    assert.match(await banner.textContent(), new RegExp(`${foreignParticipant} was not found or is not in your studies`));
+    assert.equal(await refused.locator('#retry').isVisible(), false, 'nothing to retry');
+    const chart = await chartState(refused);
+    assert.equal(chart.average, 0, 'no chart data');
+    assert.equal(await refused.locator('#table-body').textContent(), 'No rows.');
+    assert.equal(await refused.locator('#participant').inputValue(), foreignParticipant, 'the picker says what was asked for');
+    await refused.screenshot({ path: join(ARTIFACTS, 'dashboard-refused.png'), fullPage: true });
+
+    // Choosing one of the user's own participants from there shows data again.
+    await refused.locator('#participant').selectOption(ids[0]);
+    await refused.locator('#error').waitFor({ state: 'hidden' });
+    assert.ok((await chartState(refused)).average > 0);
+    await refused.close();
+  });
+
+  test('a role that may not read data is told so', async (t) => {
+    if (!fake) {
+      t.skip('needs a second account with a role that may not read data; the fake has one');
+      return;
+    }
+    await context.clearCookies();
+    const page = await newTab();
+    await page.goto(new URL('?participant=P001&range=week', baseUrl).href);
+    await signIn(page, USERS.find((u) => u.role === 'coordinator'));
+    const banner = page.locator('#error');
+    await banner.waitFor({ state: 'visible' });
+    assert.match(await banner.textContent(), /P001 is not available to you: your role \(coordinator\) may not read its data/);
+    assert.equal((await chartState(page)).average, 0);
+    await page.locator('#sign-out').click();
+    await page.locator('#sign-in').waitFor({ state: 'visible' });
+    await page.close();
+  });
+
+  test('a session that ends mid-use returns to sign-in, then to the same view', async () => {
+    const page = await open('?range=week');
+    await chartState(page);
+    const ids = await page.locator('#participant option').evaluateAll((os) => os.map((o) => o.value));
+    const participant = ids[ids.length > 1 ? 1 : 0];
+    await page.locator('#participant').selectOption(participant);
+    await page.locator('#metric').selectOption('steps');
+    await chartState(page);
+    assert.match(page.url(), /metric=steps/);
+
+    // The fake's clock passes the idle timeout, so its server-side session expires; a real
+    // deployment cannot be made to wait, so there the cookie is dropped instead.
+    if (fake) fake.auth.advanceClock(IDLE_SECS + 60);
+    else await context.clearCookies({ name: COOKIE });
+    await page.getByText('Month', { exact: true }).click();
+
+    await page.locator('#sign-in').waitFor({ state: 'visible' });
+    assert.match(await page.locator('#sign-in-notice').textContent(), /session has ended/);
+    assert.equal(await page.getByLabel('E-mail').inputValue(), credentials.email, 'the e-mail is filled in again');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'password');
+    assert.equal(await page.locator('#dashboard').isVisible(), false);
+    const left = await leftOnScreen(page);
+    assert.equal(left.options, 0, 'no participant or metric list is left');
+    assert.equal(left.chartPoints, 0, 'no chart data is left');
+    assert.equal(left.rows, 0, 'no table rows are left');
+    assert.ok(!left.text.includes(participant), 'the participant is no longer named on the page');
+    await page.screenshot({ path: join(ARTIFACTS, 'session-ended.png') });
+
+    await signIn(page);
+    const chart = await chartState(page);
+    assert.ok(chart.average > 0);
+    assert.equal(await page.locator('#participant').inputValue(), participant);
+    assert.equal(await page.locator('#metric').inputValue(), 'steps');
+    assert.equal(await page.locator('#range-month').isChecked(), true);
+    assert.match(page.url(), new RegExp(`participant=${participant}&metric=steps&range=month`));
+    await page.close();
+  });
+
+  test('too many failed sign-ins are throttled, with the wait shown', async (t) => {
+    if (!fake) {
+      t.skip('a real deployment would lock the test account and address out for the window');
+      return;
+    }
+    await context.clearCookies();
+    const victim = USERS.find((u) => u.studies.includes('pilot'));
+    const page = await newTab();
+    await page.goto(baseUrl);
+    const error = page.locator('#sign-in-error');
+    let text = '';
+    for (let attempt = 0; attempt < 10 && !/Too many/.test(text); attempt++) {
+      await submitSignIn(page, { email: victim.email, password: `wrong ${attempt}` });
+      await page.locator('#sign-in-form[aria-busy="false"]').waitFor();
+      text = await error.textContent();
+      if (!/Too many/.test(text)) assert.match(text, GENERIC_FAILURE);
+    }
+    assert.match(text, /^Too many sign-in attempts\. Try again in 15 minutes\.$/);
+    assert.equal(await page.locator('#sign-in-submit').isDisabled(), true, 'the form waits');
+    await page.screenshot({ path: join(ARTIFACTS, 'sign-in-throttled.png') });
+
+    // The right password does not get through the throttle either.
+    const status = await pageFetchStatus(page, 'api/auth/login', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ email: victim.email, password: victim.password }),
+    });
+    assert.equal(status, 429);
+    await page.close();
+  });
+
+  test('single sign-on is offered when configured and comes back to the view', async (t) => {
+    if (!fake) {
+      t.skip('needs an identity provider; the fake API brings its own');
+      return;
+    }
+    await context.clearCookies();
+    fake.auth.oidc = { name: 'Example SSO', email: credentials.email };
+    try {
+      const page = await newTab();
+      await page.goto(new URL('?metric=steps&range=week#chart', baseUrl).href);
+      const button = page.getByRole('button', { name: 'Sign in with Example SSO' });
+      await button.waitFor({ state: 'visible' });
+      await button.click();
+      await page.locator('#dashboard').waitFor({ state: 'visible' });
+      const start = fake.requests.findLast((u) => u.pathname === '/api/auth/oidc/start');
+      assert.equal(start.searchParams.get('return_to'), '/?metric=steps&range=week#chart');
+      assert.equal(await page.locator('#account-email').textContent(), credentials.email);
+      assert.ok((await chartState(page)).average > 0);
+      assert.equal(await page.locator('#metric').inputValue(), 'steps');
+      assert.equal(await page.locator('#range-week').isChecked(), true);
+      await page.close();
+    } finally {
+      fake.auth.oidc = null;
+    }
+  });
+
+  test('signing out ends the session on the server and leaves no data on screen', async () => {
+    const page = await open('?range=day');
+    await chartState(page);
+    const participant = await page.locator('#participant').inputValue();
+    const cookie = await sessionCookie();
+    assert.ok(cookie);
+
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.locator('#sign-in').waitFor({ state: 'visible' });
+    assert.match(await page.locator('#sign-in-notice').textContent(), /signed out/);
+    assert.equal(await page.locator('#account').isVisible(), false);
+    assert.equal(await page.locator('#dashboard').isVisible(), false);
+    const left = await leftOnScreen(page);
+    assert.deepEqual([left.options, left.chartPoints, left.rows], [0, 0, 0]);
+    assert.ok(!left.text.includes(participant), 'the participant is no longer named on the page');
+    assert.equal(new URL(page.url()).search, '', 'the next person starts from a blank view');
+    await page.screenshot({ path: join(ARTIFACTS, 'signed-out.png') });
+
+    assert.equal(await pageFetchStatus(page, 'api/auth/me'), 401);
+    assert.equal(await sessionCookie(), undefined, 'the cookie is cleared');
+    // The old cookie, replayed, no longer opens anything: the session ended on the server.
+    const replayed = await fetch(new URL('api/participants', baseUrl), { headers: { Cookie: `${COOKIE}=${cookie.value}` } });
+    assert.equal(replayed.status, 401);
+    assert.equal((await replayed.json()).error.code, 'unauthenticated');
+
+    await page.reload();
+    await page.locator('#sign-in').waitFor({ state: 'visible' });
     await page.close();
   });
 });

@@ -4,12 +4,18 @@
 // count over the range fits the budget). `setMode('unavailable')` answers every API call with
 // a 503 and `setMode('down')` drops the connections, as a stopped API behind a proxy would.
 //
-// Run it by hand with `node tests/browser/fake_api.mjs [port]` to work on the page.
+// Every route but /api/auth/providers, /api/auth/login and single sign-on needs a session
+// (fake_auth.mjs); users see only their studies' participants, and one outside them is
+// answered like one that does not exist (404).
+//
+// Run it by hand with `node tests/browser/fake_api.mjs [port]` to work on the page; it prints
+// the users it knows.
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { extname, join, normalize, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { AuthError, FakeAuth, USERS } from './fake_auth.mjs';
 
 const HOUR = 3600;
 const DAY = 86400;
@@ -33,13 +39,15 @@ const BY_NAME = new Map(METRICS.map((m) => [m.name, m]));
 const STAGES = ['wake', 'light', 'deep', 'rem'];
 
 const JUNE = Date.UTC(2025, 5, 1) / 1000;
-/** Participants and the [from, to) span their devices reported, in epoch seconds. */
+/** Participants, their study, and the [from, to) span their devices reported, in epoch seconds. */
 export const PARTICIPANTS = [
-  { id: 'P001', timezone: 'Europe/London', status: 'active', from: JUNE, to: JUNE + 30 * DAY },
-  { id: 'P002', timezone: 'America/New_York', status: 'active', from: JUNE, to: JUNE + 30 * DAY },
-  { id: 'P003', timezone: 'Europe/Berlin', status: 'active', from: JUNE + 3 * DAY, to: JUNE + 30 * DAY },
-  { id: 'P004', timezone: 'Asia/Tokyo', status: 'active', from: null, to: null },
-  { id: 'P005', timezone: 'Europe/London', status: 'withdrawn', from: JUNE, to: JUNE + 20 * DAY },
+  { id: 'P001', study: 'demo', timezone: 'Europe/London', status: 'active', from: JUNE, to: JUNE + 30 * DAY },
+  { id: 'P002', study: 'demo', timezone: 'America/New_York', status: 'active', from: JUNE, to: JUNE + 30 * DAY },
+  { id: 'P003', study: 'demo', timezone: 'Europe/Berlin', status: 'active', from: JUNE + 3 * DAY, to: JUNE + 30 * DAY },
+  { id: 'P004', study: 'demo', timezone: 'Asia/Tokyo', status: 'active', from: null, to: null },
+  { id: 'P005', study: 'demo', timezone: 'Europe/London', status: 'withdrawn', from: JUNE, to: JUNE + 20 * DAY },
+  { id: 'Q001', study: 'pilot', timezone: 'Europe/Paris', status: 'active', from: JUNE, to: JUNE + 30 * DAY },
+  { id: 'Q002', study: 'pilot', timezone: 'Europe/Paris', status: 'active', from: JUNE + 7 * DAY, to: JUNE + 30 * DAY },
 ];
 /** A day on which nobody's device synced, so month views show a gap. */
 const GAP_DAY = JUNE + 14 * DAY;
@@ -157,12 +165,13 @@ function instant(q, name) {
   return Math.floor(ms / 1000);
 }
 
-function data(q) {
+function data(q, user) {
   const metric = BY_NAME.get(q.get('metric') ?? '');
   if (!metric) throw invalid('metric', `unknown metric ${JSON.stringify(q.get('metric'))}; expected one of ${METRICS.map((m) => m.name).join(', ')}`);
   const pid = q.get('participant_id');
   if (!pid) throw invalid('participant_id', 'participant_id is required');
-  const p = PARTICIPANTS.find((x) => x.id === pid);
+  // Another study's participant is answered exactly like one that does not exist.
+  const p = PARTICIPANTS.find((x) => x.id === pid && FakeAuth.sees(user, x.study));
   if (!p) throw new BadRequest(404, 'not_found', `participant ${pid} not found`);
   const start = instant(q, 'start_date');
   const end = instant(q, 'end_date');
@@ -204,10 +213,11 @@ function data(q) {
   };
 }
 
-function participants(q) {
+function participants(q, user) {
   const limit = intParam(q, 'limit', 100, 1, 1000);
   const offset = intParam(q, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);
-  const rows = PARTICIPANTS.slice(offset, offset + limit).map((p) => {
+  const visible = PARTICIPANTS.filter((p) => FakeAuth.sees(user, p.study));
+  const rows = visible.slice(offset, offset + limit).map((p) => {
     const last = {};
     if (p.from !== null) {
       for (const m of METRICS) {
@@ -222,6 +232,7 @@ function participants(q) {
     }
     return {
       participant_id: p.id,
+      study_id: p.study,
       timezone: p.timezone,
       status: p.status,
       provider: 'synthetic',
@@ -230,7 +241,7 @@ function participants(q) {
       last_sample: last,
     };
   });
-  return { participants: rows, total_count: PARTICIPANTS.length, limit, offset };
+  return { participants: rows, total_count: visible.length, limit, offset };
 }
 
 const catalog = () => ({
@@ -253,32 +264,46 @@ async function serveStatic(dist, pathname, res) {
   createReadStream(file).pipe(res);
 }
 
-function send(res, status, type, body) {
-  res.writeHead(status, { 'Content-Type': type });
+function send(res, status, type, body, headers = {}) {
+  res.writeHead(status, body === '' ? headers : { 'Content-Type': type, ...headers });
   res.end(body);
 }
 
 /**
- * Starts the fake on `port` (0 picks a free one).
- * @returns {Promise<{url: string, setMode: (mode: 'ok'|'unavailable'|'down') => void, requests: URL[], close: () => Promise<void>}>}
+ * Starts the fake on `port` (0 picks a free one). `auth` is its FakeAuth: `advanceClock(secs)`
+ * lets sessions time out, `oidc = {name, email}` turns single sign-on on.
+ * @returns {Promise<{url: string, setMode: (mode: 'ok'|'unavailable'|'down') => void, requests: URL[],
+ *   auth: FakeAuth, close: () => Promise<void>}>}
  */
 export async function startFakeApi({ port = 0, dist = fileURLToPath(new URL('../../frontend/dist', import.meta.url)) } = {}) {
   let mode = 'ok';
   const requests = [];
+  const auth = new FakeAuth();
   const server = createServer(async (req, res) => {
     const url = new URL(req.url, 'http://fake.invalid');
     if (!url.pathname.startsWith('/api/')) return serveStatic(dist, url.pathname, res);
     requests.push(url);
     if (mode === 'down') return req.socket.destroy();
     if (mode === 'unavailable') return send(res, 503, 'application/json', JSON.stringify({ error: { code: 'unavailable', message: 'database unavailable' } }));
-    const routes = { '/api/metrics-catalog': catalog, '/api/participants': participants, '/api/data': data };
-    const route = routes[url.pathname];
+    // [handler, the permission it needs]
+    const routes = {
+      '/api/metrics-catalog': [catalog, null],
+      '/api/participants': [participants, 'list_participants'],
+      '/api/data': [data, 'read_series'],
+    };
     try {
+      const answer = await auth.route(req, url);
+      if (answer) {
+        const body = answer.body === undefined ? '' : JSON.stringify(answer.body);
+        return send(res, answer.status, 'application/json', body, answer.headers);
+      }
+      const [route, permission] = routes[url.pathname] ?? [];
       if (!route) throw new BadRequest(404, 'not_found', `no route ${url.pathname}`);
-      send(res, 200, 'application/json', JSON.stringify(route(url.searchParams)));
+      const user = auth.require(req, permission);
+      send(res, 200, 'application/json', JSON.stringify(route(url.searchParams, user)));
     } catch (err) {
-      if (!(err instanceof BadRequest)) throw err;
-      send(res, err.status, 'application/json', JSON.stringify(err.body));
+      if (!(err instanceof BadRequest || err instanceof AuthError)) throw err;
+      send(res, err.status, 'application/json', JSON.stringify(err.body), err.headers);
     }
   });
   await new Promise((ok) => server.listen(port, '127.0.0.1', ok));
@@ -288,6 +313,7 @@ export async function startFakeApi({ port = 0, dist = fileURLToPath(new URL('../
       mode = m;
     },
     requests,
+    auth,
     close: () =>
       new Promise((ok) => {
         server.closeAllConnections();
@@ -299,4 +325,5 @@ export async function startFakeApi({ port = 0, dist = fileURLToPath(new URL('../
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const fake = await startFakeApi({ port: Number(process.argv[2] ?? 8088) });
   console.log(`fake wearhouse API and dashboard at ${fake.url} (dist: ${join('frontend', 'dist')})`);
+  for (const u of USERS) console.log(`  ${u.role.padEnd(11)} ${u.email} / ${u.password}`);
 }
