@@ -10,6 +10,9 @@
 #   postgres-password       the database owner's password (db reads POSTGRES_PASSWORD_FILE)
 #   pgpass                  the same for the wearhouse binaries (PGPASSFILE, PostgreSQL format)
 #   grafana-admin-password  Grafana's admin password (GF_SECURITY_ADMIN_PASSWORD__FILE)
+#   admin-password          the first wearhouse admin's password (WEARHOUSE_ADMIN_EMAIL, made by
+#                           the migrate service with `wearhouse-api user ensure-admin`)
+#   metrics-token           the bearer token Prometheus scrapes the API's /metrics with
 #
 # As with PostgreSQL's own image, the database takes its password when it is first created:
 # changing POSTGRES_PASSWORD later needs ALTER ROLE too.
@@ -65,4 +68,13 @@ if [ -z "${GRAFANA_ADMIN_PASSWORD:-}" ] && [ "$grafana_was_there" = false ]; the
   # .env to choose it instead.
   echo "Grafana admin password (user ${GRAFANA_ADMIN_USER:-admin}): $grafana_password" >&2
 fi
+admin_was_there=false
+[ -s "$dir/admin-password" ] && admin_was_there=true
+admin_password="$(secret admin-password "${WEARHOUSE_ADMIN_PASSWORD:-}")"
+if [ -z "${WEARHOUSE_ADMIN_PASSWORD:-}" ] && [ "$admin_was_there" = false ]; then
+  echo "wearhouse admin (sign in at the dashboard): ${WEARHOUSE_ADMIN_EMAIL:-admin@wearhouse.local}, password: $admin_password" >&2
+  echo "(it stays in the secrets volume as admin-password: docker compose run --rm --entrypoint cat secrets-init /run/wearhouse-secrets/admin-password)" >&2
+fi
+secret metrics-token "" >/dev/null
+
 echo "credentials ready in $dir" >&2

@@ -50,14 +50,36 @@ trap 'exit 130' INT TERM
 echo "== native stack in $WEARHOUSE_STACK_DIR (web $WEARHOUSE_WEB_PORT, api $WEARHOUSE_API_PORT, db $WEARHOUSE_DB_PORT)"
 "$root/scripts/stack" up
 
-# The stack must answer as the README promises before the browser looks at it.
-participants="$(curl -fsS "http://127.0.0.1:$WEARHOUSE_WEB_PORT/api/participants")"
+# The stack must answer as the README promises before the browser looks at it: nothing
+# without credentials, and the demo cohort to the first admin at once.
+web="http://127.0.0.1:$WEARHOUSE_WEB_PORT"
+status="$(curl -sS -o /dev/null -w '%{http_code}' "$web/api/participants")"
+[ "$status" = 401 ] || { echo "participants without credentials answered $status, not 401" >&2; exit 1; }
+eval "$("$root/scripts/stack" env)"
+jar="$tmp/cookies"
+curl -fsS -c "$jar" -H 'content-type: application/json' \
+  -d "{\"email\": \"$WEARHOUSE_ADMIN_EMAIL\", \"password\": \"$(cat "$WEARHOUSE_ADMIN_PASSWORD_FILE")\"}" \
+  "$web/api/auth/login" >/dev/null
+participants="$(curl -fsS -b "$jar" "$web/api/participants")"
 case "$participants" in
   *'"total_count":0'*) echo "the demo cohort is missing: $participants" >&2; exit 1 ;;
 esac
 
-echo "== browser test against http://127.0.0.1:$WEARHOUSE_WEB_PORT/"
-WEARHOUSE_WEB_URL="http://127.0.0.1:$WEARHOUSE_WEB_PORT/" \
+# The browser signs in as a researcher of the demo study; a participant of another study must
+# stay out of their sight.
+researcher=researcher@wearhouse.local
+printf '%s\n' "stack-test-researcher-password" >"$tmp/researcher-password"
+"$root/scripts/stack" admin study add --id other --name "Another study" >/dev/null
+"$root/scripts/stack" admin user add --email "$researcher" --role researcher --study demo \
+  --password-file "$tmp/researcher-password" >/dev/null
+"$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/psql" "$DATABASE_URL" -qc \
+  "insert into participants (participant_id, study_id) values ('OTHER01', 'other')"
+
+echo "== browser test against $web/"
+WEARHOUSE_TEST_EMAIL="$researcher" \
+WEARHOUSE_TEST_PASSWORD="stack-test-researcher-password" \
+WEARHOUSE_TEST_FOREIGN_PARTICIPANT=OTHER01 \
+WEARHOUSE_WEB_URL="$web/" \
 WEARHOUSE_API_STOP_CMD="'$root/scripts/stack' stop api" \
 WEARHOUSE_API_START_CMD="'$root/scripts/stack' start api" \
   "$root/tests/browser/run.sh"

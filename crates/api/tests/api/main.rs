@@ -1,9 +1,12 @@
 //! The API as clients use it: the real app on port 0 against a real seeded database.
 
+mod access;
+mod admin;
 mod errors;
 mod imputation;
 mod operations;
 mod outage;
 mod paging;
 mod routes;
+mod signin;
 mod support;
