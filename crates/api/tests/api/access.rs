@@ -81,9 +81,10 @@ async fn call(app: &TestApp, method: &Method, path: &str, token: Option<&str>) -
 
 /// A concrete path for a route template.
 fn concrete(template: &str) -> String {
-    template
-        .replace("{id}", "P001")
-        .replace("/data/imputation_jobs/P001", "/data/imputation_jobs/00000000-0000-4000-8000-000000000000")
+    template.replace("{id}", "P001").replace(
+        "/data/imputation_jobs/P001",
+        "/data/imputation_jobs/00000000-0000-4000-8000-000000000000",
+    )
 }
 
 /// Every operation of the OpenAPI document and every route of the router, with the method to
@@ -117,9 +118,15 @@ async fn every_route_but_the_public_ones_answers_401_without_credentials() {
         if PUBLIC.contains(&template.as_str()) {
             assert_ne!(status, 401, "{method} {template} is public: {body}");
         } else {
-            assert_eq!(status, 401, "{method} {template} without credentials: {body}");
+            assert_eq!(
+                status, 401,
+                "{method} {template} without credentials: {body}"
+            );
             let body: Value = serde_json::from_str(&body).unwrap();
-            assert_eq!(body["error"]["code"], "unauthenticated", "{method} {template}");
+            assert_eq!(
+                body["error"]["code"], "unauthenticated",
+                "{method} {template}"
+            );
             // A token that is not one is refused the same way.
             let (status, _) = call(&app, &method, &concrete(template), Some("wh_forged")).await;
             assert_eq!(status, 401, "{method} {template} with a forged token");
@@ -200,41 +207,90 @@ async fn a_caller_sees_only_their_studies_and_every_read_is_recorded() {
     let q = "metric=steps&start_date=2025-06-01&end_date=2025-06-02";
 
     // Their own participant: data, and an audit row naming the token, its user and P001.
-    let (status, body) = call(&app, &Method::GET, &format!("/data?participant_id=P001&{q}"), Some(&own)).await;
+    let (status, body) = call(
+        &app,
+        &Method::GET,
+        &format!("/data?participant_id=P001&{q}"),
+        Some(&own),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let rows = audit_rows(&app, "read_series").await;
     assert_eq!(
         rows,
-        [("token tests of own@example.org".to_owned(), vec!["P001".to_owned()], "ok".to_owned())]
+        [(
+            "token tests of own@example.org".to_owned(),
+            vec!["P001".to_owned()],
+            "ok".to_owned()
+        )]
     );
 
     // Another study's participant is answered as one that does not exist, and the refusal is
     // recorded.
-    let (status, body) = call(&app, &Method::GET, &format!("/data?participant_id=P001&{q}"), Some(&other)).await;
+    let (status, body) = call(
+        &app,
+        &Method::GET,
+        &format!("/data?participant_id=P001&{q}"),
+        Some(&other),
+    )
+    .await;
     assert_eq!(status, 404, "{body}");
-    let (missing_status, missing) = call(&app, &Method::GET, &format!("/data?participant_id=P999&{q}"), Some(&other)).await;
+    let (missing_status, missing) = call(
+        &app,
+        &Method::GET,
+        &format!("/data?participant_id=P999&{q}"),
+        Some(&other),
+    )
+    .await;
     assert_eq!(missing_status, 404);
     let strip = |s: &str| s.replace("P001", "X").replace("P999", "X");
     assert_eq!(strip(&body), strip(&missing), "existence must not leak");
     let rows = audit_rows(&app, "read_series").await;
     assert_eq!(
         rows.last().unwrap(),
-        &("token tests of other@example.org".to_owned(), vec!["P001".to_owned()], "denied".to_owned())
+        &(
+            "token tests of other@example.org".to_owned(),
+            vec!["P001".to_owned()],
+            "denied".to_owned()
+        )
     );
     // A multi-participant query is refused if any participant is outside the caller's studies.
-    let (status, _) = call(&app, &Method::GET, &format!("/data?participant_id=Q001,P001&{q}"), Some(&other)).await;
+    let (status, _) = call(
+        &app,
+        &Method::GET,
+        &format!("/data?participant_id=Q001,P001&{q}"),
+        Some(&other),
+    )
+    .await;
     assert_eq!(status, 404);
-    let (status, _) = call(&app, &Method::GET, &format!("/data.csv?participant_id=P001&{q}"), Some(&other)).await;
+    let (status, _) = call(
+        &app,
+        &Method::GET,
+        &format!("/data.csv?participant_id=P001&{q}"),
+        Some(&other),
+    )
+    .await;
     assert_eq!(status, 404);
     let (status, _) = call(&app, &Method::GET, "/participants/P001", Some(&other)).await;
     assert_eq!(status, 404);
-    let (status, _) = call(&app, &Method::POST, "/data/run_imputation?participant_id=P001&metric=heart_rate", Some(&other)).await;
+    let (status, _) = call(
+        &app,
+        &Method::POST,
+        "/data/run_imputation?participant_id=P001&metric=heart_rate",
+        Some(&other),
+    )
+    .await;
     assert_eq!(status, 404);
 
     // The participant list holds only the caller's studies.
     let (_, body) = call(&app, &Method::GET, "/participants", Some(&other)).await;
     let body: Value = serde_json::from_str(&body).unwrap();
-    let ids: Vec<&str> = body["participants"].as_array().unwrap().iter().map(|p| p["participant_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = body["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["participant_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["Q001"]);
     assert_eq!(body["total_count"], 1);
     let (_, body) = call(&app, &Method::GET, "/participants", Some(&own)).await;
@@ -242,22 +298,59 @@ async fn a_caller_sees_only_their_studies_and_every_read_is_recorded() {
     assert_eq!(body["total_count"], 3);
 
     // Exports, participant reads and imputation requests are recorded too.
-    let (status, _) = call(&app, &Method::GET, &format!("/data.csv?participant_id=P002&{q}"), Some(&own)).await;
+    let (status, _) = call(
+        &app,
+        &Method::GET,
+        &format!("/data.csv?participant_id=P002&{q}"),
+        Some(&own),
+    )
+    .await;
     assert_eq!(status, 200);
-    assert_eq!(audit_rows(&app, "export").await[0].1, ["P002"]);
+    let exports = audit_rows(&app, "export").await;
+    assert_eq!(
+        exports[0].1,
+        ["P001"],
+        "the refused export of another study's participant"
+    );
+    assert_eq!(exports[0].2, "denied");
+    assert_eq!(exports.last().unwrap().1, ["P002"]);
+    assert_eq!(exports.last().unwrap().2, "ok");
     let (status, _) = call(&app, &Method::GET, "/participants/P003", Some(&own)).await;
     assert_eq!(status, 200);
-    assert_eq!(audit_rows(&app, "read_participant").await[0].1, ["P003"]);
-    let (status, body) = call(&app, &Method::POST, "/data/run_imputation?participant_id=P001&metric=heart_rate", Some(&own)).await;
+    let reads = audit_rows(&app, "read_participant").await;
+    assert_eq!(
+        reads[0],
+        (
+            "token tests of other@example.org".to_owned(),
+            vec!["P001".to_owned()],
+            "denied".to_owned()
+        )
+    );
+    assert_eq!(reads.last().unwrap().1, ["P003"]);
+    let (status, body) = call(
+        &app,
+        &Method::POST,
+        "/data/run_imputation?participant_id=P001&metric=heart_rate",
+        Some(&own),
+    )
+    .await;
     assert_eq!(status, 202, "{body}");
     let job: Value = serde_json::from_str(&body).unwrap();
-    let recorded: Value = sqlx::query_scalar("select detail from audit_log where action = 'imputation_requested'")
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let recorded: Value = sqlx::query_scalar(
+        "select detail from audit_log where action = 'imputation_requested' and outcome = 'ok'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
     assert_eq!(recorded["job_id"], job["job_id"]);
     // Another study's researcher cannot follow that job either.
-    let (status, _) = call(&app, &Method::GET, &format!("/data/imputation_jobs/{}", job["job_id"].as_str().unwrap()), Some(&other)).await;
+    let (status, _) = call(
+        &app,
+        &Method::GET,
+        &format!("/data/imputation_jobs/{}", job["job_id"].as_str().unwrap()),
+        Some(&other),
+    )
+    .await;
     assert_eq!(status, 404);
 }
 
@@ -269,12 +362,21 @@ async fn contact_details_reach_coordinators_and_admins_and_never_analysts() {
         .execute(pool)
         .await
         .unwrap();
-    for (role, sees) in [(Role::Coordinator, true), (Role::Admin, true), (Role::Researcher, false), (Role::Analyst, false)] {
+    for (role, sees) in [
+        (Role::Coordinator, true),
+        (Role::Admin, true),
+        (Role::Researcher, false),
+        (Role::Analyst, false),
+    ] {
         let token = user_with_token(&app, &format!("{role}@example.org"), role, &["default"]).await;
         for path in ["/participants", "/participants/P001"] {
             let (status, body) = call(&app, &Method::GET, path, Some(&token)).await;
             assert_eq!(status, 200, "{role} {path}: {body}");
-            assert_eq!(body.contains("ada@example.org"), sees, "{role} {path}: {body}");
+            assert_eq!(
+                body.contains("ada@example.org"),
+                sees,
+                "{role} {path}: {body}"
+            );
         }
     }
 }
@@ -285,23 +387,42 @@ async fn the_audit_trail_is_for_admins_filtered_and_as_csv() {
     let researcher = user_with_token(&app, "r@example.org", Role::Researcher, &["default"]).await;
     let q = "metric=steps&start_date=2025-06-01&end_date=2025-06-02";
     for p in ["P001", "P002", "P001"] {
-        let (status, _) = call(&app, &Method::GET, &format!("/data?participant_id={p}&{q}"), Some(&researcher)).await;
+        let (status, _) = call(
+            &app,
+            &Method::GET,
+            &format!("/data?participant_id={p}&{q}"),
+            Some(&researcher),
+        )
+        .await;
         assert_eq!(status, 200);
     }
     let (status, _) = call(&app, &Method::GET, "/audit", Some(&researcher)).await;
     assert_eq!(status, 403);
-    let (status, page) = app.get_json("/audit?participant_id=P001&action=read_series").await;
+    let (status, page) = app
+        .get_json("/audit?participant_id=P001&action=read_series")
+        .await;
     assert_eq!(status, 200, "{page}");
     let rows = page["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "{page}");
-    assert!(rows[0]["audit_id"].as_i64() > rows[1]["audit_id"].as_i64(), "newest first");
+    assert!(
+        rows[0]["audit_id"].as_i64() > rows[1]["audit_id"].as_i64(),
+        "newest first"
+    );
     assert_eq!(rows[0]["actor"], "token tests of r@example.org");
-    assert!(rows[0]["request_id"].as_str().is_some_and(|r| r.len() == 36));
+    assert!(
+        rows[0]["request_id"]
+            .as_str()
+            .is_some_and(|r| r.len() == 36)
+    );
     assert_eq!(rows[0]["client_addr"], "127.0.0.1");
     let (_, page) = app.get_json("/audit?actor=r@example.org&limit=1").await;
     assert_eq!(page["rows"].as_array().unwrap().len(), 1);
     let before = page["next_before"].as_i64().unwrap();
-    let (_, next) = app.get_json(&format!("/audit?actor=r@example.org&limit=1&before={before}")).await;
+    let (_, next) = app
+        .get_json(&format!(
+            "/audit?actor=r@example.org&limit=1&before={before}"
+        ))
+        .await;
     assert!(next["rows"][0]["audit_id"].as_i64().unwrap() < before);
     let (status, body) = app.get_json("/audit?from=yesterday").await;
     assert_eq!((status, &body["error"]["parameter"]), (400, &"from".into()));
@@ -316,6 +437,15 @@ async fn the_audit_trail_is_for_admins_filtered_and_as_csv() {
         .await
         .unwrap();
     let mut lines = csv.lines();
-    assert!(lines.next().unwrap().starts_with("audit_id,at,actor_user_id,actor,action"));
-    assert_eq!(lines.filter(|l| l.contains("read_series")).count(), 1, "{csv}");
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("audit_id,at,actor_user_id,actor,action")
+    );
+    assert_eq!(
+        lines.filter(|l| l.contains("read_series")).count(),
+        1,
+        "{csv}"
+    );
 }

@@ -42,37 +42,102 @@ async fn studies_users_and_tokens_from_the_command_line() {
     let app = spawn_app().await;
     let pool = &app.db.as_ref().unwrap().pool;
 
-    let (ok, out) = cli(&app, &["study", "add", "--id", "trial-2", "--name", "Second trial"]);
+    let (ok, out) = cli(
+        &app,
+        &["study", "add", "--id", "trial-2", "--name", "Second trial"],
+    );
     assert!(ok, "{out}");
-    let (ok, out) = cli(&app, &["study", "add", "--id", "trial-2", "--name", "Again"]);
+    let (ok, out) = cli(
+        &app,
+        &["study", "add", "--id", "trial-2", "--name", "Again"],
+    );
     assert!(!ok && out.contains("exists already"), "{out}");
     let (ok, out) = cli(&app, &["study", "add", "--id", "no spaces", "--name", "X"]);
     assert!(!ok && out.contains("not a study id"), "{out}");
     let (ok, out) = cli(&app, &["study", "list"]);
-    assert!(ok && out.contains("trial-2") && out.contains("Second trial"), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("default") && l.contains(" 3 ")), "{out}");
+    assert!(
+        ok && out.contains("trial-2") && out.contains("Second trial"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("default") && l.contains(" 3 ")),
+        "{out}"
+    );
 
     // Without a password file, a generated password is printed once.
-    let (ok, out) = cli(&app, &["user", "add", "--email", "r@example.org", "--role", "researcher", "--study", "trial-2"]);
+    let (ok, out) = cli(
+        &app,
+        &[
+            "user",
+            "add",
+            "--email",
+            "r@example.org",
+            "--role",
+            "researcher",
+            "--study",
+            "trial-2",
+        ],
+    );
     assert!(ok, "{out}");
     let password = last_line(&out);
     assert_eq!(password.len(), 24, "{out}");
-    let stored: String = sqlx::query_scalar("select password_hash from users where email = 'r@example.org'")
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let stored: String =
+        sqlx::query_scalar("select password_hash from users where email = 'r@example.org'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
     assert!(stored.starts_with("$argon2id$") && !stored.contains(&password));
-    let (ok, out) = cli(&app, &["user", "add", "--email", "x@example.org", "--role", "boss"]);
+    let (ok, out) = cli(
+        &app,
+        &["user", "add", "--email", "x@example.org", "--role", "boss"],
+    );
     assert!(!ok && out.contains("boss"), "{out}");
-    let (ok, out) = cli(&app, &["user", "add", "--email", "x@example.org", "--role", "analyst", "--study", "nope"]);
+    let (ok, out) = cli(
+        &app,
+        &[
+            "user",
+            "add",
+            "--email",
+            "x@example.org",
+            "--role",
+            "analyst",
+            "--study",
+            "nope",
+        ],
+    );
     assert!(!ok && out.contains("no such study: nope"), "{out}");
     let short = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(short.path(), "short\n").unwrap();
-    let (ok, out) = cli(&app, &["user", "add", "--email", "x@example.org", "--role", "analyst", "--password-file", short.path().to_str().unwrap()]);
+    let (ok, out) = cli(
+        &app,
+        &[
+            "user",
+            "add",
+            "--email",
+            "x@example.org",
+            "--role",
+            "analyst",
+            "--password-file",
+            short.path().to_str().unwrap(),
+        ],
+    );
     assert!(!ok && out.contains("too short"), "{out}");
 
     // A token is printed once, as the last line, and only its hash is stored.
-    let (ok, out) = cli(&app, &["token", "create", "--email", "r@example.org", "--name", "notebook", "--expires-in-days", "30"]);
+    let (ok, out) = cli(
+        &app,
+        &[
+            "token",
+            "create",
+            "--email",
+            "r@example.org",
+            "--name",
+            "notebook",
+            "--expires-in-days",
+            "30",
+        ],
+    );
     assert!(ok, "{out}");
     let token = last_line(&out);
     assert!(token.starts_with("wh_"), "{out}");
@@ -89,7 +154,10 @@ async fn studies_users_and_tokens_from_the_command_line() {
     .unwrap();
     assert_eq!((matching, containing), (1, 0));
     let (ok, out) = cli(&app, &["token", "list"]);
-    assert!(ok && out.contains("notebook") && out.contains("live") && !out.contains(&token), "{out}");
+    assert!(
+        ok && out.contains("notebook") && out.contains("live") && !out.contains(&token),
+        "{out}"
+    );
 
     // The token works for the user's study, not for another.
     sqlx::query("insert into participants (participant_id, study_id) values ('T001', 'trial-2')")
@@ -98,10 +166,30 @@ async fn studies_users_and_tokens_from_the_command_line() {
         .unwrap();
     assert_eq!(get(&app, "/participants/T001", &token).await, 200);
     assert_eq!(get(&app, "/participants/P001", &token).await, 404);
-    let (ok, out) = cli(&app, &["user", "grant", "--email", "r@example.org", "--study", "default"]);
+    let (ok, out) = cli(
+        &app,
+        &[
+            "user",
+            "grant",
+            "--email",
+            "r@example.org",
+            "--study",
+            "default",
+        ],
+    );
     assert!(ok && out.contains("default, trial-2"), "{out}");
     assert_eq!(get(&app, "/participants/P001", &token).await, 200);
-    let (ok, out) = cli(&app, &["user", "revoke", "--email", "r@example.org", "--study", "default"]);
+    let (ok, out) = cli(
+        &app,
+        &[
+            "user",
+            "revoke",
+            "--email",
+            "r@example.org",
+            "--study",
+            "default",
+        ],
+    );
     assert!(ok, "{out}");
     assert_eq!(get(&app, "/participants/P001", &token).await, 404);
 
@@ -110,25 +198,52 @@ async fn studies_users_and_tokens_from_the_command_line() {
     assert!(ok);
     assert_eq!(get(&app, "/participants/T001", &token).await, 401);
     let (ok, out) = cli(&app, &["user", "list"]);
-    assert!(ok && out.lines().any(|l| l.contains("r@example.org") && l.contains("disabled")), "{out}");
+    assert!(
+        ok && out
+            .lines()
+            .any(|l| l.contains("r@example.org") && l.contains("disabled")),
+        "{out}"
+    );
     let (ok, _) = cli(&app, &["user", "enable", "--email", "r@example.org"]);
     assert!(ok);
     assert_eq!(get(&app, "/participants/T001", &token).await, 200);
-    let (ok, out) = cli(&app, &["token", "revoke", "--email", "r@example.org", "--name", "notebook"]);
+    let (ok, out) = cli(
+        &app,
+        &[
+            "token",
+            "revoke",
+            "--email",
+            "r@example.org",
+            "--name",
+            "notebook",
+        ],
+    );
     assert!(ok, "{out}");
     assert_eq!(get(&app, "/participants/T001", &token).await, 401);
     let (ok, out) = cli(&app, &["token", "list", "--email", "r@example.org"]);
     assert!(ok && out.contains("revoked"), "{out}");
 
     // An expired token is refused.
-    let (ok, out) = cli(&app, &["token", "create", "--email", "r@example.org", "--name", "short"]);
+    let (ok, out) = cli(
+        &app,
+        &[
+            "token",
+            "create",
+            "--email",
+            "r@example.org",
+            "--name",
+            "short",
+        ],
+    );
     assert!(ok, "{out}");
     let short_token = last_line(&out);
     assert_eq!(get(&app, "/participants/T001", &short_token).await, 200);
-    sqlx::query("update api_tokens set expires_at = now() - interval '1 second' where name = 'short'")
-        .execute(pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "update api_tokens set expires_at = now() - interval '1 second' where name = 'short'",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
     assert_eq!(get(&app, "/participants/T001", &short_token).await, 401);
 
     // Every change is in the audit trail, by the operating-system user.
@@ -141,7 +256,17 @@ async fn studies_users_and_tokens_from_the_command_line() {
     let kinds: Vec<&str> = changes.iter().map(|c| c.0.as_str()).collect();
     assert_eq!(
         kinds,
-        ["study_changed", "user_changed", "token_changed", "user_changed", "user_changed", "user_changed", "user_changed", "token_changed", "token_changed"]
+        [
+            "study_changed",
+            "user_changed",
+            "token_changed",
+            "user_changed",
+            "user_changed",
+            "user_changed",
+            "user_changed",
+            "token_changed",
+            "token_changed"
+        ]
     );
     assert!(changes.iter().all(|c| c.1 == "cli operator"), "{changes:?}");
 }
@@ -163,7 +288,10 @@ async fn audit_verify_passes_and_then_names_the_row_a_superuser_altered_or_remov
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("append-only"), "{refused}");
-    let refused = sqlx::query("delete from audit_log").execute(pool).await.unwrap_err();
+    let refused = sqlx::query("delete from audit_log")
+        .execute(pool)
+        .await
+        .unwrap_err();
     assert!(refused.to_string().contains("append-only"), "{refused}");
 
     // A superuser who turns the trigger off can alter a row; verify names it.
@@ -172,7 +300,10 @@ async fn audit_verify_passes_and_then_names_the_row_a_superuser_altered_or_remov
         .await
         .unwrap();
     let mut conn = pool.acquire().await.unwrap();
-    sqlx::query("set session_replication_role = replica").execute(&mut *conn).await.unwrap();
+    sqlx::query("set session_replication_role = replica")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
     sqlx::query("update audit_log set participant_ids = '{P009}' where audit_id = $1")
         .bind(ids[1])
         .execute(&mut *conn)
@@ -180,7 +311,10 @@ async fn audit_verify_passes_and_then_names_the_row_a_superuser_altered_or_remov
         .unwrap();
     let (ok, out) = cli(&app, &["audit", "verify"]);
     assert!(!ok, "{out}");
-    assert!(out.contains(&format!("BROKEN at row {}", ids[1])) && out.contains("altered"), "{out}");
+    assert!(
+        out.contains(&format!("BROKEN at row {}", ids[1])) && out.contains("altered"),
+        "{out}"
+    );
 
     // Putting it back and removing another row instead: the row after the gap is named.
     sqlx::query("update audit_log set participant_ids = '{P002}' where audit_id = $1")
@@ -196,7 +330,10 @@ async fn audit_verify_passes_and_then_names_the_row_a_superuser_altered_or_remov
         .await
         .unwrap();
     let (ok, out) = cli(&app, &["audit", "verify"]);
-    assert!(!ok && out.contains(&format!("BROKEN at row {}", ids[3])) && out.contains("removed"), "{out}");
+    assert!(
+        !ok && out.contains(&format!("BROKEN at row {}", ids[3])) && out.contains("removed"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -206,7 +343,10 @@ async fn the_apis_database_role_cannot_touch_the_audit_trail_or_the_grants() {
     let (status, _) = app.get_json("/participants").await;
     assert_eq!(status, 200);
     let mut conn = pool.acquire().await.unwrap();
-    sqlx::query("set role wearhouse_api").execute(&mut *conn).await.unwrap();
+    sqlx::query("set role wearhouse_api")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
     for sql in [
         "update audit_log set actor = 'x'",
         "delete from audit_log",
@@ -219,10 +359,12 @@ async fn the_apis_database_role_cannot_touch_the_audit_trail_or_the_grants() {
         assert!(e.to_string().contains("permission denied"), "{sql}: {e}");
     }
     // It appends through the chain's function only.
-    let id: i64 = sqlx::query_scalar("select audit_append(null, 'x', 'login', null, null, null, null, 'ok', null)")
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
+    let id: i64 = sqlx::query_scalar(
+        "select audit_append(null, 'x', 'login', null, null, null, null, 'ok', null)",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
     assert!(id > 0);
     let (ok, out) = cli(&app, &["audit", "verify"]);
     assert!(ok, "{out}");

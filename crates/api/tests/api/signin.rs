@@ -82,7 +82,10 @@ async fn a_user_signs_in_reads_and_signs_out_and_the_session_ends_on_the_server(
     // The e-mail is matched in any letter case.
     let (status, me, set_cookie) = login(&app, "READER@example.org", PASSWORD).await;
     assert_eq!(status, 200, "{me}");
-    assert_eq!(me, json!({"email": "Reader@Example.org", "role": "researcher", "studies": ["default"]}));
+    assert_eq!(
+        me,
+        json!({"email": "Reader@Example.org", "role": "researcher", "studies": ["default"]})
+    );
     let set_cookie = set_cookie.expect("a session cookie");
     assert!(set_cookie.starts_with("wearhouse_session="), "{set_cookie}");
     assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
@@ -123,7 +126,16 @@ async fn a_user_signs_in_reads_and_signs_out_and_the_session_ends_on_the_server(
 
     let actions = actions(&app).await;
     let kinds: Vec<&str> = actions.iter().map(|(a, _)| a.as_str()).collect();
-    assert_eq!(kinds, ["login_failed", "login_failed", "login", "read_series", "logout"]);
+    assert_eq!(
+        kinds,
+        [
+            "login_failed",
+            "login_failed",
+            "login",
+            "read_series",
+            "logout"
+        ]
+    );
     assert_eq!(actions[0].1, "reader@example.org");
     assert_eq!(actions[2].1, "Reader@Example.org");
 }
@@ -168,7 +180,9 @@ async fn a_session_ends_after_the_idle_time_and_after_its_lifetime() {
     // Disabling the user ends the rest at once.
     let mut conn = pool.acquire().await.unwrap();
     let user = users::require(&mut conn, "idle@example.org").await.unwrap();
-    users::set_disabled(&mut conn, user.user_id, true).await.unwrap();
+    users::set_disabled(&mut conn, user.user_id, true)
+        .await
+        .unwrap();
     assert_eq!(with_cookie(&app, "/auth/me", &active).await, 401);
     let (status, _, _) = login(&app, "idle@example.org", PASSWORD).await;
     assert_eq!(status, 401);
@@ -176,7 +190,8 @@ async fn a_session_ends_after_the_idle_time_and_after_its_lifetime() {
 
 #[tokio::test]
 async fn idle_and_lifetime_limits_are_settings() {
-    let mut args = ScrapeToken::new().args();
+    let scrape = ScrapeToken::new();
+    let mut args = scrape.args();
     args.auth.session_idle_minutes = 1;
     let app = spawn_with(preferred_backend().await, args).await;
     add_user(&app, "short@example.org", Role::Analyst).await;
@@ -205,7 +220,11 @@ async fn repeated_sign_ins_are_throttled_per_account_with_a_retry_after() {
         .await
         .unwrap();
     assert_eq!(r.status(), 429, "even the right password waits");
-    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "throttled");
