@@ -173,6 +173,48 @@ async fn a_synthetic_load_on_plain_postgresql_leaves_adherence_days_for_every_pa
     }
 }
 
+#[tokio::test]
+async fn the_synthetic_cohort_joins_the_demo_study_or_the_one_named_and_an_unknown_study_is_refused()
+ {
+    let db = TestDb::new(TestBackend::Postgres).await;
+    run_ok(synthetic(&db.url, 2, 1, 3));
+    let studies: Vec<(String, String)> =
+        sqlx::query_as("select participant_id, study_id from participants order by 1")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        studies,
+        [("SYN0001".into(), "demo".into()), ("SYN0002".into(), "demo".into())]
+    );
+
+    let out = synthetic(&db.url, 1, 1, 3)
+        .args(["--study", "trial-9"])
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("no study \"trial-9\"") && text.contains("wearhouse-api study add"),
+        "{text}"
+    );
+
+    sqlx::query("insert into studies (study_id, name) values ('trial-9', 'Trial 9')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let mut again = synthetic(&db.url, 1, 1, 3);
+    again.args(["--study", "trial-9"]);
+    run_ok(again);
+    let study: String =
+        sqlx::query_scalar("select study_id from participants where participant_id = 'SYN0001'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(study, "trial-9");
+}
+
 /// A load of over 100,000 rows takes the bulk path: statistics before the refresh, and on
 /// TimescaleDB the 1-minute buckets compressed as they are materialised. The run itself
 /// leaves every rollup materialised and equal to raw data (read here without real-time
