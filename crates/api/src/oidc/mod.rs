@@ -4,13 +4,15 @@
 //! and turned into an [`Identity`], with the roles an issuer grants in a configurable claim.
 //! What the sign-in routes keep between the redirect and the callback is a [`PendingLogin`].
 
-use std::path::PathBuf;
+mod error;
+mod identity;
+mod settings;
+
 use std::sync::RwLock;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
-use clap::Args;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreErrorResponseType, CoreGenderClaim, CoreJsonWebKey,
     CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreProviderMetadata,
@@ -18,89 +20,28 @@ use openidconnect::core::{
     CoreTokenIntrospectionResponse, CoreTokenType,
 };
 use openidconnect::{
-    AccessTokenHash, AdditionalClaims, AuthType, AuthenticationFlow, AuthorizationCode,
-    ClaimsVerificationError, Client, ClientId, ClientSecret, CsrfToken, EmptyExtraTokenFields,
-    EndpointMaybeSet, EndpointNotSet, EndpointSet, IdTokenClaims, IdTokenFields, IdTokenVerifier,
-    IssuerUrl, JsonWebKeySet, JwsSigningAlgorithm as _, Nonce, OAuth2TokenResponse as _,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope,
-    SignatureVerificationError, StandardErrorResponse, StandardTokenResponse, TokenResponse as _,
-    reqwest,
+    AccessTokenHash, AuthType, AuthenticationFlow, AuthorizationCode, ClaimsVerificationError,
+    Client, ClientId, CsrfToken, EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, IdTokenClaims, IdTokenFields, IdTokenVerifier, IssuerUrl, JsonWebKeySet,
+    JwsSigningAlgorithm as _, Nonce, OAuth2TokenResponse as _, PkceCodeChallenge, PkceCodeVerifier,
+    Scope, SignatureVerificationError, StandardErrorResponse, StandardTokenResponse,
+    TokenResponse as _, reqwest,
 };
-use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
+
+pub use error::OidcError;
+pub use identity::{ClaimedGrant, Identity};
+pub use settings::OidcArgs;
+
+use error::token_error;
+use identity::{OtherClaims, claimed_grants};
+use settings::Settings;
 
 /// How long a sign-in may take between the redirect to the issuer and the callback.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 /// Requests to the issuer (discovery, JWKS, token exchange) give up after this long.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// `WEARHOUSE_OIDC_*` settings of single sign-on; flattened into the API's serve arguments.
-#[derive(Debug, Clone, Args)]
-pub struct OidcArgs {
-    /// Issuer URL of the OpenID Provider (its discovery document is under
-    /// `/.well-known/openid-configuration`); single sign-on is off when unset. Kept exactly as
-    /// given, since the issuer in the provider's tokens must match it character for character.
-    #[arg(long = "oidc-issuer", env = "WEARHOUSE_OIDC_ISSUER")]
-    pub issuer: Option<String>,
-
-    /// Client id registered at the issuer.
-    #[arg(long = "oidc-client-id", env = "WEARHOUSE_OIDC_CLIENT_ID")]
-    pub client_id: Option<String>,
-
-    /// File holding the client secret (a Docker secret); its content is never logged.
-    #[arg(
-        long = "oidc-client-secret-file",
-        env = "WEARHOUSE_OIDC_CLIENT_SECRET_FILE"
-    )]
-    pub client_secret_file: Option<PathBuf>,
-
-    /// Callback URL registered at the issuer, e.g. `https://host/api/auth/oidc/callback`.
-    #[arg(long = "oidc-redirect-url", env = "WEARHOUSE_OIDC_REDIRECT_URL")]
-    pub redirect_url: Option<url::Url>,
-
-    /// Label of the sign-in button ("Sign in with …").
-    #[arg(
-        long = "oidc-name",
-        env = "WEARHOUSE_OIDC_NAME",
-        default_value = "single sign-on"
-    )]
-    pub display_name: String,
-
-    /// ID token claim that carries roles as `role` or `role:study` strings (a list, or one
-    /// space-separated string). Unset: roles are granted in wearhouse, not by the issuer.
-    #[arg(long = "oidc-roles-claim", env = "WEARHOUSE_OIDC_ROLES_CLAIM")]
-    pub roles_claim: Option<String>,
-
-    /// Scopes asked for besides `openid`, comma-separated.
-    #[arg(
-        long = "oidc-scopes",
-        env = "WEARHOUSE_OIDC_SCOPES",
-        value_delimiter = ',',
-        default_value = "email,profile"
-    )]
-    pub scopes: Vec<String>,
-}
-
-impl Default for OidcArgs {
-    /// Single sign-on off, with the command line's defaults.
-    fn default() -> Self {
-        OidcArgs {
-            issuer: None,
-            client_id: None,
-            client_secret_file: None,
-            redirect_url: None,
-            display_name: "single sign-on".into(),
-            roles_claim: None,
-            scopes: vec!["email".into(), "profile".into()],
-        }
-    }
-}
-
-/// The ID token's claims beyond the standard ones, of which the roles claim is read.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct OtherClaims(serde_json::Map<String, serde_json::Value>);
-impl AdditionalClaims for OtherClaims {}
 
 type Claims = IdTokenClaims<OtherClaims, CoreGenderClaim>;
 type TokenAnswer = StandardTokenResponse<
@@ -183,172 +124,19 @@ impl std::fmt::Debug for PendingLogin {
     }
 }
 
-/// Who signed in, as the issuer vouches for them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// The issuer identifier (`iss`); together with `subject` the user's stable key.
-    pub issuer: String,
-    /// The issuer's identifier of the user (`sub`).
-    pub subject: String,
-    pub email: Option<String>,
-    /// Whether the issuer verified `email`; an unverified address must not link accounts.
-    pub email_verified: bool,
-    pub name: Option<String>,
-    /// The roles claim's grants when a roles claim is configured (empty when the token carries
-    /// none); `None` when roles are granted in wearhouse.
-    pub claimed: Option<Vec<ClaimedGrant>>,
-}
-
-/// One grant from the roles claim: `role` (every study) or `role:study`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaimedGrant {
-    pub role: String,
-    pub study: Option<String>,
-}
-
-impl ClaimedGrant {
-    fn parse(text: &str) -> Option<ClaimedGrant> {
-        let (role, study) = match text.split_once(':') {
-            Some((role, study)) => (role.trim(), Some(study.trim())),
-            None => (text.trim(), None),
-        };
-        if role.is_empty() || study.is_some_and(str::is_empty) {
-            return None;
-        }
-        Some(ClaimedGrant {
-            role: role.to_owned(),
-            study: study.map(str::to_owned),
-        })
-    }
-}
-
-/// Why a sign-in was refused. Messages are safe to log: they never carry a token, code, secret
-/// or verifier.
-#[derive(Debug, thiserror::Error)]
-pub enum OidcError {
-    #[error("the sign-in took longer than {} minutes", LOGIN_TIMEOUT.as_secs() / 60)]
-    LoginExpired,
-    #[error("the callback's state does not match the sign-in it claims to finish")]
-    StateMismatch,
-    #[error("the token endpoint could not be used: {0}")]
-    TokenEndpoint(String),
-    #[error(
-        "the token endpoint refused the code: {error}{}",
-        in_parens(description)
-    )]
-    TokenRefused {
-        /// The OAuth error code, e.g. `invalid_grant`.
-        error: String,
-        description: Option<String>,
-    },
-    #[error("the token answer carries no ID token")]
-    NoIdToken,
-    #[error("the ID token's signature does not verify: {0}")]
-    BadSignature(String),
-    #[error("the ID token is for another audience: {0}")]
-    WrongAudience(String),
-    #[error("the ID token's nonce is wrong: {0}")]
-    WrongNonce(String),
-    #[error("the ID token has expired: {0}")]
-    Expired(String),
-    #[error("the ID token is from another issuer: {0}")]
-    WrongIssuer(String),
-    #[error("the ID token is invalid: {0}")]
-    InvalidToken(String),
-    #[error("the roles claim `{claim}` is not a list of role strings")]
-    RolesClaim { claim: String },
-}
-
-impl OidcError {
-    /// A short stable name of the refusal, for the audit trail and metrics labels.
-    pub fn code(&self) -> &'static str {
-        match self {
-            OidcError::LoginExpired => "login_expired",
-            OidcError::StateMismatch => "state_mismatch",
-            OidcError::TokenEndpoint(_) => "token_endpoint",
-            OidcError::TokenRefused { .. } => "token_refused",
-            OidcError::NoIdToken => "no_id_token",
-            OidcError::BadSignature(_) => "bad_signature",
-            OidcError::WrongAudience(_) => "wrong_audience",
-            OidcError::WrongNonce(_) => "wrong_nonce",
-            OidcError::Expired(_) => "expired",
-            OidcError::WrongIssuer(_) => "wrong_issuer",
-            OidcError::InvalidToken(_) => "invalid_token",
-            OidcError::RolesClaim { .. } => "roles_claim",
-        }
-    }
-}
-
-impl From<ClaimsVerificationError> for OidcError {
-    fn from(e: ClaimsVerificationError) -> Self {
-        use ClaimsVerificationError as E;
-        match e {
-            E::SignatureVerification(e) => OidcError::BadSignature(e.to_string()),
-            E::InvalidAudience(m) => OidcError::WrongAudience(m),
-            E::InvalidNonce(m) => OidcError::WrongNonce(m),
-            E::Expired(m) => OidcError::Expired(m),
-            E::InvalidIssuer(m) => OidcError::WrongIssuer(m),
-            other => OidcError::InvalidToken(other.to_string()),
-        }
-    }
-}
-
-/// The value of a setting that must be set once single sign-on is on.
-fn required<'a, T>(value: &'a Option<T>, setting: &str) -> anyhow::Result<&'a T> {
-    value.as_ref().with_context(|| {
-        format!("{setting} must be set when WEARHOUSE_OIDC_ISSUER is (single sign-on is half configured)")
-    })
-}
-
-fn read_secret(path: &PathBuf) -> anyhow::Result<SecretString> {
-    let text = std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "read the client secret file {} (WEARHOUSE_OIDC_CLIENT_SECRET_FILE)",
-            path.display()
-        )
-    })?;
-    let secret = text.trim();
-    if secret.is_empty() {
-        bail!(
-            "the client secret file {} (WEARHOUSE_OIDC_CLIENT_SECRET_FILE) is empty",
-            path.display()
-        );
-    }
-    Ok(SecretString::from(secret))
-}
-
 impl Oidc {
     /// The configured issuer, discovered; `None` when no issuer is configured. An error names
     /// the setting that is missing when the settings are half set, or says why discovery failed.
     pub async fn discover(args: &OidcArgs) -> anyhow::Result<Option<Oidc>> {
-        let Some(issuer) = &args.issuer else {
-            let stray = [
-                ("WEARHOUSE_OIDC_CLIENT_ID", args.client_id.is_some()),
-                (
-                    "WEARHOUSE_OIDC_CLIENT_SECRET_FILE",
-                    args.client_secret_file.is_some(),
-                ),
-                ("WEARHOUSE_OIDC_REDIRECT_URL", args.redirect_url.is_some()),
-                ("WEARHOUSE_OIDC_ROLES_CLAIM", args.roles_claim.is_some()),
-            ];
-            if let Some((setting, _)) = stray.iter().find(|(_, set)| *set) {
-                bail!(
-                    "{setting} is set but WEARHOUSE_OIDC_ISSUER is not (single sign-on is half configured)"
-                );
-            }
+        let Some(Settings {
+            issuer,
+            client_id,
+            client_secret,
+            redirect,
+        }) = args.settings()?
+        else {
             return Ok(None);
         };
-        let client_id = required(&args.client_id, "WEARHOUSE_OIDC_CLIENT_ID")?;
-        let secret_file = required(
-            &args.client_secret_file,
-            "WEARHOUSE_OIDC_CLIENT_SECRET_FILE",
-        )?;
-        let redirect = required(&args.redirect_url, "WEARHOUSE_OIDC_REDIRECT_URL")?;
-        let secret = read_secret(secret_file)?;
-        let issuer = IssuerUrl::new(issuer.clone())
-            .with_context(|| format!("WEARHOUSE_OIDC_ISSUER `{issuer}` is not a URL"))?;
-        let redirect = RedirectUrl::from_url(redirect.clone());
-
         let http = reqwest::Client::builder()
             // Following redirects would let a hostile or compromised issuer point the server at
             // internal addresses (server-side request forgery).
@@ -406,11 +194,10 @@ impl Oidc {
         };
         let jwks = metadata.jwks().clone();
         let jwks_uri = metadata.jwks_uri().clone();
-        let client_id = ClientId::new(client_id.clone());
         let client = OidcClient::<EndpointMaybeSet>::from_provider_metadata(
             metadata,
             client_id.clone(),
-            Some(ClientSecret::new(secret.expose_secret().to_owned())),
+            Some(client_secret),
         )
         .set_token_uri(token_url)
         .set_redirect_uri(redirect)
@@ -470,7 +257,8 @@ impl Oidc {
     /// Finishes a sign-in at the callback: checks `state` against the pending login, exchanges
     /// the code (with the PKCE verifier), verifies the ID token (signature against the JWKS,
     /// issuer, audience, expiry, nonce, access token hash) and returns who signed in.
-    #[tracing::instrument(skip_all, err, fields(issuer = self.issuer.as_str()))]
+    // A refused sign-in is a warning: it is most often a user's stale tab or a forged callback.
+    #[tracing::instrument(skip_all, err(level = "warn"), fields(issuer = self.issuer.as_str()))]
     pub async fn finish(
         &self,
         code: &str,
@@ -572,60 +360,4 @@ impl Oidc {
             claimed,
         })
     }
-}
-
-/// The grants in the roles claim: a list of strings, or one space-separated string; absent
-/// means none. Entries that are not `role` or `role:study` are skipped: issuers put other
-/// groups in the same claim.
-fn claimed_grants(claims: &OtherClaims, claim: &str) -> Result<Vec<ClaimedGrant>, OidcError> {
-    let refuse = || OidcError::RolesClaim {
-        claim: claim.to_owned(),
-    };
-    let texts: Vec<&str> = match claims.0.get(claim) {
-        None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(serde_json::Value::String(s)) => s.split_whitespace().collect(),
-        Some(serde_json::Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().ok_or_else(refuse))
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(refuse()),
-    };
-    Ok(texts.into_iter().filter_map(ClaimedGrant::parse).collect())
-}
-
-/// A token endpoint failure, without the answer's body (it may hold tokens).
-fn token_error(
-    e: RequestTokenError<
-        openidconnect::HttpClientError<reqwest::Error>,
-        StandardErrorResponse<CoreErrorResponseType>,
-    >,
-) -> OidcError {
-    match e {
-        RequestTokenError::ServerResponse(answer) => OidcError::TokenRefused {
-            error: answer.error().as_ref().to_owned(),
-            description: answer.error_description().cloned(),
-        },
-        RequestTokenError::Request(e) => OidcError::TokenEndpoint(error_chain(&e)),
-        RequestTokenError::Parse(e, _body) => {
-            OidcError::TokenEndpoint(format!("unreadable answer at `{}`", e.path()))
-        }
-        RequestTokenError::Other(m) => OidcError::TokenEndpoint(m),
-    }
-}
-
-fn in_parens(text: &Option<String>) -> String {
-    text.as_deref()
-        .map(|t| format!(" ({t})"))
-        .unwrap_or_default()
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
