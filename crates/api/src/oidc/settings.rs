@@ -140,3 +140,49 @@ fn read_secret(path: &Path) -> anyhow::Result<SecretString> {
     }
     Ok(SecretString::from(secret))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::OidcArgs;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        oidc: OidcArgs,
+    }
+
+    #[test]
+    fn the_defaults_in_code_are_those_of_the_command_line() {
+        let parsed = Command::try_parse_from(["serve"]).unwrap().oidc;
+        let default = OidcArgs::default();
+        assert_eq!(parsed.issuer, default.issuer);
+        assert_eq!(parsed.display_name, default.display_name);
+        assert_eq!(parsed.scopes, default.scopes);
+        assert_eq!(parsed.roles_claim, default.roles_claim);
+    }
+
+    #[test]
+    fn every_setting_has_its_flag() {
+        let parsed = Command::try_parse_from([
+            "serve",
+            "--oidc-issuer=https://login.example.org/realms/trial",
+            "--oidc-client-id=wearhouse",
+            "--oidc-client-secret-file=/run/secrets/oidc",
+            "--oidc-redirect-url=https://wearhouse.example.org/api/auth/oidc/callback",
+            "--oidc-name=Hospital login",
+            "--oidc-roles-claim=wearhouse_roles",
+            "--oidc-scopes=email,profile,roles",
+        ])
+        .unwrap()
+        .oidc;
+        // The issuer stays exactly as written: no trailing slash is added.
+        assert_eq!(
+            parsed.issuer.as_deref(),
+            Some("https://login.example.org/realms/trial")
+        );
+        assert_eq!(parsed.scopes, ["email", "profile", "roles"]);
+        assert_eq!(parsed.display_name, "Hospital login");
+    }
+}

@@ -242,6 +242,45 @@ async fn the_login_hint_or_the_chosen_user_signs_in() {
 }
 
 #[tokio::test]
+async fn a_code_expires_after_ten_minutes() {
+    let fake = issuer().await;
+    let code = code(&fake).await;
+    fake.advance(chrono::Duration::minutes(11));
+    let answer = exchange(&fake, &code, VERIFIER).await;
+    assert_eq!(answer.status(), 400);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn a_code_issued_to_one_client_is_refused_to_another() {
+    let config =
+        FakeOidcConfig::new("wearhouse", "s3cret", REDIRECT).client("other", "o", REDIRECT);
+    let fake = FakeOidcIssuer::start(config).await;
+    fake.add_user(FakeOidcUser::new("sub-1", "ada@example.org"));
+    let code = code(&fake).await;
+    let answer = reqwest::Client::new()
+        .post(format!("{}/token", fake.url()))
+        .basic_auth("other", Some("o"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    assert_eq!(
+        fake.token_requests()[0].error.as_deref(),
+        Some("invalid_grant")
+    );
+    // The rightful client still can.
+    assert_eq!(exchange(&fake, &code, VERIFIER).await.status(), 200);
+}
+
+#[tokio::test]
 async fn a_failing_token_endpoint_fails_once_and_keeps_the_code() {
     let fake = issuer().await;
     fake.inject([OidcFault::TokenEndpointStatus(500)]);
