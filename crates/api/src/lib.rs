@@ -14,6 +14,7 @@ pub mod contact;
 pub mod error;
 pub mod metrics;
 pub mod migrate;
+pub mod oidc;
 pub mod openapi;
 pub mod params;
 pub mod routes;

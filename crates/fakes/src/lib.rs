@@ -1,13 +1,14 @@
-//! wearhouse-fakes: local fake servers of the providers the tests cannot reach (the Fitbit Web
-//! API and Google Health with their OAuth endpoints), faults included. A dev-dependency only,
-//! never in a release binary. The fakes speak HTTP and JSON as the real services do and share
-//! no code with the clients they test, so a misreading of a provider is not repeated on both
-//! sides.
+//! wearhouse-fakes: local fake servers of the services the tests cannot reach (the Fitbit Web
+//! API and Google Health with their OAuth endpoints, and an OpenID Provider for single sign-on),
+//! faults included. A dev-dependency only, never in a release binary. The fakes speak HTTP and
+//! JSON as the real services do and share no code with the clients they test, so a misreading
+//! of a provider is not repeated on both sides.
 
 pub mod fitbit;
 pub mod google;
 mod grants;
 mod localtime;
+pub mod oidc;
 mod rng;
 mod state;
 mod token;
@@ -18,6 +19,9 @@ pub use fitbit::{
 pub use google::{
     FakeGoogleConfig, FakeGoogleHealth, FakeGoogleTokens, FakeGoogleUser, GoogleFault,
     GoogleRequest,
+};
+pub use oidc::{
+    FakeOidcClient, FakeOidcConfig, FakeOidcIssuer, FakeOidcUser, OidcFault, OidcTokenRequest,
 };
 
 use std::net::SocketAddr;
