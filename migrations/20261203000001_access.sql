@@ -156,7 +156,7 @@ create trigger audit_log_no_truncate
   for each statement execute function audit_log_append_only();
 
 -- The API's own database role: it reads what it serves, keeps sessions, tokens' last use,
--- imputation jobs and contact requests, and appends to the audit trail through audit_append
+-- imputation jobs and contact requests, provisions single-sign-on users, and appends to the audit trail through audit_append
 -- only; it cannot read participants' OAuth grants nor change or remove an audit row. Where
 -- the migrating user may not create roles, the grants are left to the operator.
 do $$
@@ -176,6 +176,9 @@ begin
   execute 'grant insert, update on imputation_jobs, contact_requests to wearhouse_api';
   execute 'grant insert, update, delete on sessions to wearhouse_api';
   execute 'grant update on api_tokens, users to wearhouse_api';
+  -- Single sign-on with an issuer's roles claim creates users and sets their studies.
+  execute 'grant insert on users to wearhouse_api';
+  execute 'grant insert, delete on user_studies to wearhouse_api';
   execute 'grant usage on all sequences in schema public to wearhouse_api';
   execute 'revoke all on function audit_append from public';
   execute 'grant execute on function audit_append to wearhouse_api';

@@ -27,6 +27,9 @@ pub enum ApiError {
     /// A sign-in with a wrong e-mail or password (one message whatever was wrong).
     #[error("wrong e-mail or password")]
     InvalidCredentials,
+    /// A single sign-on that did not lead to a wearhouse user; the message says why.
+    #[error("sign-in refused: {0}")]
+    SignInRefused(String),
     /// Too many sign-in attempts.
     #[error("too many attempts")]
     Throttled { retry_after_secs: u64 },
@@ -58,7 +61,9 @@ impl ApiError {
         match self {
             ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Unauthenticated | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated
+            | ApiError::InvalidCredentials
+            | ApiError::SignInRefused(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -86,6 +91,9 @@ impl ApiError {
                 None,
                 "wrong e-mail or password".into(),
             ),
+            ApiError::SignInRefused(why) => {
+                ("sign_in_refused", None, format!("sign-in refused: {why}"))
+            }
             ApiError::Throttled { retry_after_secs } => (
                 "throttled",
                 None,

@@ -29,6 +29,7 @@ use crate::contact::ContactService;
 use crate::contact::settings::ContactArgs;
 use crate::error::ApiError;
 use crate::metrics::{self, ApiMetrics};
+use crate::oidc::{Oidc, OidcArgs};
 use crate::routes;
 use crate::state::AppState;
 
@@ -75,6 +76,9 @@ pub struct ServeArgs {
     pub auth: AuthArgs,
 
     #[command(flatten)]
+    pub oidc: OidcArgs,
+
+    #[command(flatten)]
     pub contact: ContactArgs,
 }
 
@@ -110,7 +114,11 @@ impl Application {
             ContactService::new(pool.clone(), &args.contact)
                 .context("invalid contact form settings")?,
         );
-        let router = app_with(pool.clone(), args, contact.clone())?;
+        let oidc = Oidc::discover(&args.oidc).await?;
+        if let Some(o) = &oidc {
+            tracing::info!(issuer = o.issuer(), "single sign-on configured");
+        }
+        let router = app_with(pool.clone(), args, contact.clone(), oidc)?;
         Ok(Application {
             listener,
             router,
@@ -194,14 +202,15 @@ pub fn app(pool: PgPool, args: &ServeArgs) -> anyhow::Result<Router> {
         ContactService::new(pool.clone(), &args.contact)
             .context("invalid contact form settings")?,
     );
-    app_with(pool, args, contact)
+    app_with(pool, args, contact, None)
 }
 
-/// [`app`] with a given contact service (whose outbox the caller runs).
+/// [`app`] with a given contact service (whose outbox the caller runs) and single sign-on.
 pub fn app_with(
     pool: PgPool,
     args: &ServeArgs,
     contact: Arc<ContactService>,
+    oidc: Option<Oidc>,
 ) -> anyhow::Result<Router> {
     let routes = routes::routes();
     let metrics = Arc::new(ApiMetrics::new(
@@ -213,6 +222,7 @@ pub fn app_with(
         pool.clone(),
         routes.access().clone(),
         &args.auth,
+        oidc.map(|o| (o, &args.oidc)),
     )?);
     let state = AppState {
         pool,

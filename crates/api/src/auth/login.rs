@@ -171,7 +171,7 @@ pub fn session_cookie(auth: &Auth, headers: &HeaderMap, secret: String) -> Cooki
 }
 
 /// Whether to mark the cookie `Secure`: in `auto`, always but for plain HTTP to localhost.
-fn secure(setting: CookieSecure, headers: &HeaderMap) -> bool {
+pub fn secure(setting: CookieSecure, headers: &HeaderMap) -> bool {
     match setting {
         CookieSecure::Always => true,
         CookieSecure::Never => false,

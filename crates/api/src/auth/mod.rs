@@ -8,6 +8,7 @@
 pub mod login;
 pub mod password;
 pub mod settings;
+pub mod sso;
 pub mod throttle;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use wearhouse_core::store::{participants, studies};
 
 use crate::client::ClientInfo;
 use crate::error::ApiError;
+use crate::oidc::{Oidc, OidcArgs};
 pub use settings::AuthArgs;
 
 /// The session cookie's name.
@@ -234,6 +236,9 @@ pub struct Auth {
     pub scrape_token_hash: Option<Vec<u8>>,
     pub settings: AuthArgs,
     pub throttle: throttle::LoginThrottle,
+    /// Single sign-on, when configured, and the signer of its pending-sign-in cookie.
+    pub oidc: Option<Oidc>,
+    pub pending_signer: Option<sso::PendingSigner>,
 }
 
 impl Auth {
@@ -243,7 +248,12 @@ impl Auth {
         pool: PgPool,
         access: HashMap<&'static str, Access>,
         settings: &AuthArgs,
+        oidc: Option<(Oidc, &OidcArgs)>,
     ) -> anyhow::Result<Self> {
+        let pending_signer = match &oidc {
+            Some((_, args)) => sso::PendingSigner::new(args)?,
+            None => None,
+        };
         let scrape_token_hash = match &settings.metrics_token_file {
             Some(path) => {
                 let token = std::fs::read_to_string(path).map_err(|e| {
@@ -276,12 +286,14 @@ impl Auth {
                 settings.login_client_burst,
             ),
             settings: settings.clone(),
+            oidc: oidc.map(|(o, _)| o),
+            pending_signer,
         })
     }
 
     /// The single-sign-on provider's name, when one is configured.
     pub fn oidc_name(&self) -> Option<&str> {
-        None
+        self.oidc.as_ref().map(Oidc::display_name)
     }
 }
 

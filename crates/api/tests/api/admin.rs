@@ -353,7 +353,8 @@ async fn the_apis_database_role_cannot_touch_the_audit_trail_or_the_grants() {
         "insert into audit_log (audit_id, at, actor, action, outcome, prev_hash, hash) values (99, now(), 'x', 'x', 'ok', '', '')",
         "select * from oauth_tokens",
         "update participants set study_id = 'demo'",
-        "insert into users (email, role) values ('x@y.z', 'admin')",
+        "delete from users",
+        "insert into api_tokens (user_id, name, token_hash) values (1, 'x', '')",
     ] {
         let e = sqlx::query(sql).execute(&mut *conn).await.unwrap_err();
         assert!(e.to_string().contains("permission denied"), "{sql}: {e}");

@@ -9,4 +9,5 @@ mod outage;
 mod paging;
 mod routes;
 mod signin;
+mod sso;
 mod support;

@@ -115,10 +115,15 @@ pub async fn spawn_seeded(backend: TestBackend) -> TestApp {
 
 /// [`spawn_seeded`] with these settings.
 pub async fn spawn_with(backend: TestBackend, args: ServeArgs) -> TestApp {
+    spawn_seeded_on(backend, args, 0).await
+}
+
+/// [`spawn_with`] listening on `port` (0: any).
+pub async fn spawn_seeded_on(backend: TestBackend, args: ServeArgs, port: u16) -> TestApp {
     let db = TestDb::new(backend).await;
     seed(&db).await;
     grant_test_admin(&db.pool).await;
-    let mut app = spawn_at(database(db.url.clone()), args).await;
+    let mut app = spawn_listening(database(db.url.clone()), args, port).await;
     app.db = Some(db);
     app
 }
@@ -134,8 +139,12 @@ pub fn database(url: impl Into<String>) -> DatabaseArgs {
 
 /// The app against whatever `database` points at.
 pub async fn spawn_at(database: DatabaseArgs, args: ServeArgs) -> TestApp {
+    spawn_listening(database, args, 0).await
+}
+
+async fn spawn_listening(database: DatabaseArgs, args: ServeArgs, port: u16) -> TestApp {
     let listen = ListenArgs {
-        listen: "127.0.0.1:0".parse().unwrap(),
+        listen: ([127, 0, 0, 1], port).into(),
     };
     let app = Application::build(&database, &listen, &args).await.unwrap();
     let addr = app.local_addr();

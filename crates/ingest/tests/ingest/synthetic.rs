@@ -185,7 +185,10 @@ async fn the_synthetic_cohort_joins_the_demo_study_or_the_one_named_and_an_unkno
             .unwrap();
     assert_eq!(
         studies,
-        [("SYN0001".into(), "demo".into()), ("SYN0002".into(), "demo".into())]
+        [
+            ("SYN0001".into(), "demo".into()),
+            ("SYN0002".into(), "demo".into())
+        ]
     );
 
     let out = synthetic(&db.url, 1, 1, 3)
