@@ -131,17 +131,6 @@ pub enum AuditCommand {
     Verify,
 }
 
-/// The actor of a command-line change: the operating-system user.
-fn cli_actor() -> Actor {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    Actor {
-        user_id: None,
-        label: format!("cli {user}"),
-    }
-}
-
 async fn connect(database: &DatabaseArgs) -> anyhow::Result<PgConnection> {
     let options = database
         .connect_options()
@@ -160,7 +149,7 @@ async fn record(
     audit::append(
         &mut *conn,
         &Entry {
-            actor: &cli_actor(),
+            actor: &Actor::cli(),
             action,
             study_id: study,
             participant_ids: &[],

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 use wearhouse_core::ParticipantId;
 use wearhouse_core::config::DatabaseArgs;
+use wearhouse_core::store::audit;
 use wearhouse_core::store::participants::{self, NewParticipant};
 
 use crate::metrics::SourceMetrics;
@@ -120,6 +121,12 @@ pub async fn run(args: &EnrollArgs, shutdown: &CancellationToken) -> anyhow::Res
                 },
             )
             .await?;
+            record(
+                &mut conn,
+                &participant,
+                serde_json::json!({"change": "created", "study": args.study}),
+            )
+            .await?;
             tracing::info!(participant = %participant, timezone = %args.timezone, "participant created");
         }
     }
@@ -198,8 +205,41 @@ pub async fn run(args: &EnrollArgs, shutdown: &CancellationToken) -> anyhow::Res
     };
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    if let Ok(text) = &outcome {
+        let mut conn = pool.acquire().await?;
+        record(
+            &mut conn,
+            &participant,
+            serde_json::json!({"change": "enrolled", "outcome": text}),
+        )
+        .await?;
+    }
     pool.close().await;
     outcome
+}
+
+/// Records a change to the participant in the audit trail, by the operating-system user.
+async fn record(
+    conn: &mut sqlx::PgConnection,
+    participant: &ParticipantId,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    let study = participants::get(conn, participant).await?.study_id;
+    audit::append(
+        &mut *conn,
+        &audit::Entry {
+            actor: &audit::Actor::cli(),
+            action: audit::action::PARTICIPANT_CHANGED,
+            study_id: Some(&study),
+            participant_ids: &[participant.to_string()],
+            request_id: None,
+            client_addr: None,
+            outcome: audit::outcome::OK,
+            detail,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

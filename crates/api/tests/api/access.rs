@@ -12,7 +12,7 @@ use wearhouse_core::store::users::{self, NewUser, Role};
 use crate::support::*;
 
 /// The routes anyone may call, by design.
-const PUBLIC: [&str; 8] = [
+const PUBLIC: [&str; 10] = [
     "/health",
     "/ready",
     "/openapi.json",
@@ -21,6 +21,8 @@ const PUBLIC: [&str; 8] = [
     "/docs/swagger-ui.css",
     "/auth/login",
     "/auth/providers",
+    "/auth/oidc/start",
+    "/auth/oidc/callback",
 ];
 
 /// The permission matrix as the README states it: route → the roles that may call it (any

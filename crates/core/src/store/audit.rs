@@ -43,6 +43,19 @@ pub struct Actor {
     pub label: String,
 }
 
+impl Actor {
+    /// The operating-system user running a command-line change.
+    pub fn cli() -> Actor {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into());
+        Actor {
+            user_id: None,
+            label: format!("cli {user}"),
+        }
+    }
+}
+
 /// One row to append.
 #[derive(Debug, Clone)]
 pub struct Entry<'a> {

@@ -114,6 +114,21 @@ async fn enrolling_with_fitbit_through_the_binary_stores_the_grant_and_creates_t
     .unwrap();
     assert_eq!(token_user, "7QX2LB");
     assert!(has_refresh);
+    // Creating and enrolling the participant are both in the audit trail.
+    let changes: Vec<(String, String, Vec<String>, serde_json::Value)> = sqlx::query_as(
+        "select action, coalesce(study_id, ''), participant_ids, detail from audit_log order by audit_id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert!(
+        changes
+            .iter()
+            .all(|c| c.0 == "participant_changed" && c.1 == "default" && c.2 == ["P001"])
+    );
+    assert_eq!(changes[0].3["change"], "created");
+    assert_eq!(changes[1].3["change"], "enrolled");
 }
 
 #[tokio::test]
