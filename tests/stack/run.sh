@@ -75,6 +75,23 @@ printf '%s\n' "stack-test-researcher-password" >"$tmp/researcher-password"
 "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/psql" "$DATABASE_URL" -qc \
   "insert into participants (participant_id, study_id) values ('OTHER01', 'other')"
 
+# A researcher's API token reads the demo cohort, the read is in the audit trail under their
+# name, and the trail's chain holds.
+token="$("$root/scripts/stack" admin token create --email "$researcher" --name stack-test | tail -n 1)"
+range="metric=heart_rate&start_date=2000-01-01&end_date=2100-01-01"
+status="$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" \
+  "$web/api/data?participant_id=SYN0001&$range")"
+[ "$status" = 200 ] || { echo "the researcher's token read SYN0001 with $status, not 200" >&2; exit 1; }
+status="$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" \
+  "$web/api/data?participant_id=OTHER01&$range")"
+[ "$status" = 404 ] || { echo "another study's participant answered $status, not 404" >&2; exit 1; }
+audit="$(curl -fsS -b "$jar" "$web/api/audit?participant_id=SYN0001&action=read_series")"
+case "$audit" in
+  *"\"actor\":\"token stack-test of $researcher\""*) ;;
+  *) echo "no audit row names the researcher's read of SYN0001: $audit" >&2; exit 1 ;;
+esac
+"$root/scripts/stack" admin audit verify
+
 echo "== browser test against $web/"
 WEARHOUSE_TEST_EMAIL="$researcher" \
 WEARHOUSE_TEST_PASSWORD="stack-test-researcher-password" \
