@@ -9,7 +9,7 @@ use chrono::Utc;
 use clap::Subcommand;
 use sqlx::{Connection as _, PgConnection};
 use wearhouse_core::config::DatabaseArgs;
-use wearhouse_core::store::audit::{self, Actor, Entry};
+use wearhouse_core::store::audit;
 use wearhouse_core::store::users::{self, NewUser, Role};
 use wearhouse_core::store::{credentials, studies};
 
@@ -146,20 +146,7 @@ async fn record(
     study: Option<&str>,
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
-    audit::append(
-        &mut *conn,
-        &Entry {
-            actor: &Actor::cli(),
-            action,
-            study_id: study,
-            participant_ids: &[],
-            request_id: None,
-            client_addr: None,
-            outcome: audit::outcome::OK,
-            detail,
-        },
-    )
-    .await?;
+    audit::append_cli(&mut *conn, action, study, &[], detail).await?;
     Ok(())
 }
 
@@ -346,12 +333,7 @@ pub async fn user(database: &DatabaseArgs, command: UserCommand) -> anyhow::Resu
             .await?;
             let user = users::get(&mut tx, user.user_id).await?;
             tx.commit().await?;
-            println!(
-                "user {}: {} (studies: {})",
-                user.email,
-                user.role,
-                list_or_none(&user.studies)
-            );
+            print_user(&user);
         }
         UserCommand::Revoke { email, studies } => {
             let mut tx = conn.begin().await?;
@@ -366,12 +348,7 @@ pub async fn user(database: &DatabaseArgs, command: UserCommand) -> anyhow::Resu
             .await?;
             let user = users::get(&mut tx, user.user_id).await?;
             tx.commit().await?;
-            println!(
-                "user {}: {} (studies: {})",
-                user.email,
-                user.role,
-                list_or_none(&user.studies)
-            );
+            print_user(&user);
         }
         UserCommand::SetPassword {
             email,
@@ -416,6 +393,15 @@ async fn set_disabled(conn: &mut PgConnection, email: &str, disabled: bool) -> a
     tx.commit().await?;
     println!("user {} {change}", user.email);
     Ok(())
+}
+
+fn print_user(user: &users::User) {
+    println!(
+        "user {}: {} (studies: {})",
+        user.email,
+        user.role,
+        list_or_none(&user.studies)
+    );
 }
 
 fn list_or_none(studies: &[String]) -> String {

@@ -225,18 +225,12 @@ async fn record(
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
     let study = participants::get(conn, participant).await?.study_id;
-    audit::append(
+    audit::append_cli(
         &mut *conn,
-        &audit::Entry {
-            actor: &audit::Actor::cli(),
-            action: audit::action::PARTICIPANT_CHANGED,
-            study_id: Some(&study),
-            participant_ids: &[participant.to_string()],
-            request_id: None,
-            client_addr: None,
-            outcome: audit::outcome::OK,
-            detail,
-        },
+        audit::action::PARTICIPANT_CHANGED,
+        Some(&study),
+        &[participant.to_string()],
+        detail,
     )
     .await?;
     Ok(())

@@ -81,24 +81,13 @@ pub async fn login(
         tokio::task::spawn_blocking(move || password::verify(&password, stored.as_deref()))
             .await
             .map_err(|e| ApiError::Internal(e.into()))?;
-    let addr = client.addr.to_string();
     let Some(user) = user.filter(|u| matches && u.disabled_at.is_none()) else {
-        let actor = Actor {
-            user_id: None,
-            label: body.email.trim().chars().take(200).collect(),
-        };
-        audit::append(
-            &mut *conn,
-            &Entry {
-                actor: &actor,
-                action: audit::action::LOGIN_FAILED,
-                study_id: None,
-                participant_ids: &[],
-                request_id: client.request_id.as_deref(),
-                client_addr: Some(&addr),
-                outcome: audit::outcome::FAILED,
-                detail: serde_json::json!({"method": "password"}),
-            },
+        let tried = body.email.trim().chars().take(200).collect();
+        record_failure(
+            &mut conn,
+            &client,
+            tried,
+            serde_json::json!({"method": "password"}),
         )
         .await?;
         return Err(ApiError::InvalidCredentials);
@@ -108,6 +97,33 @@ pub async fn login(
     let mut response = Json(me).into_response();
     set_cookie(&mut response, session_cookie(&auth, &headers, secret));
     Ok(response)
+}
+
+/// Records a failed sign-in (any method) under the identity that was tried.
+pub async fn record_failure(
+    conn: &mut sqlx::PgConnection,
+    client: &ClientInfo,
+    tried: String,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    audit::append(
+        &mut *conn,
+        &Entry {
+            actor: &Actor {
+                user_id: None,
+                label: tried,
+            },
+            action: audit::action::LOGIN_FAILED,
+            study_id: None,
+            participant_ids: &[],
+            request_id: client.request_id.as_deref(),
+            client_addr: Some(&client.addr.to_string()),
+            outcome: audit::outcome::FAILED,
+            detail,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// Starts a session for the user (any sign-in method) and records it; returns the secret.

@@ -15,7 +15,6 @@ use hmac::{Hmac, Mac as _};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use sqlx::PgConnection;
-use wearhouse_core::store::audit::{self, Actor, Entry};
 use wearhouse_core::store::studies;
 use wearhouse_core::store::users::{self, NewUser, Role, User};
 
@@ -219,24 +218,8 @@ async fn refuse(
     who: String,
     why: String,
 ) -> Result<Response, ApiError> {
-    let addr = client.addr.to_string();
-    audit::append(
-        &mut *conn,
-        &Entry {
-            actor: &Actor {
-                user_id: None,
-                label: who,
-            },
-            action: audit::action::LOGIN_FAILED,
-            study_id: None,
-            participant_ids: &[],
-            request_id: client.request_id.as_deref(),
-            client_addr: Some(&addr),
-            outcome: audit::outcome::FAILED,
-            detail: serde_json::json!({"method": "oidc", "reason": why}),
-        },
-    )
-    .await?;
+    let detail = serde_json::json!({"method": "oidc", "reason": why});
+    login::record_failure(conn, client, who, detail).await?;
     Err(ApiError::SignInRefused(why))
 }
 

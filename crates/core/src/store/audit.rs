@@ -88,6 +88,31 @@ pub async fn append(db: impl PgExecutor<'_>, e: &Entry<'_>) -> Result<i64> {
     .await?)
 }
 
+/// Appends a row for a command-line change, by the operating-system user (no request, no
+/// client address).
+pub async fn append_cli(
+    db: impl PgExecutor<'_>,
+    action: &str,
+    study_id: Option<&str>,
+    participant_ids: &[String],
+    detail: serde_json::Value,
+) -> Result<i64> {
+    append(
+        db,
+        &Entry {
+            actor: &Actor::cli(),
+            action,
+            study_id,
+            participant_ids,
+            request_id: None,
+            client_addr: None,
+            outcome: outcome::OK,
+            detail,
+        },
+    )
+    .await
+}
+
 /// A stored row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Row {
