@@ -160,11 +160,7 @@ pub async fn start(
 
 async fn me_of(conn: &mut sqlx::PgConnection, user: &users::User) -> Result<Me, ApiError> {
     let studies = if user.role == Role::Admin {
-        wearhouse_core::store::studies::list(conn)
-            .await?
-            .into_iter()
-            .map(|s| s.study_id)
-            .collect()
+        wearhouse_core::store::studies::ids(conn).await?
     } else {
         user.studies.clone()
     };

@@ -367,11 +367,7 @@ async fn authenticate(
     };
     let user = users::get(&mut conn, user_id).await?;
     let studies = if user.role == Role::Admin {
-        studies::list(&mut conn)
-            .await?
-            .into_iter()
-            .map(|s| s.study_id)
-            .collect()
+        studies::ids(&mut conn).await?
     } else {
         user.studies
     };

@@ -54,7 +54,8 @@ pub async fn start_session(
     Ok(secret)
 }
 
-/// The user of a live session, noting this use; `None` when the secret is unknown, the
+/// The user of a live session, noting this use (at most every 30 s, so that a read stays a
+/// read: the idle limit is then kept to within 30 s); `None` when the secret is unknown, the
 /// session ended, sat idle too long or outlived its lifetime, or the user is disabled.
 pub async fn resume_session(
     conn: &mut PgConnection,
@@ -62,13 +63,17 @@ pub async fn resume_session(
     limits: SessionLimits,
 ) -> Result<Option<i64>> {
     Ok(sqlx::query_scalar!(
-        "update sessions s set last_seen_at = now()
-         from users u
-         where s.session_hash = $1 and u.user_id = s.user_id and u.disabled_at is null
-           and s.ended_at is null
-           and s.last_seen_at > now() - $2::interval
-           and s.created_at > now() - $3::interval
-         returning s.user_id",
+        r#"with live as (
+             select s.session_hash, s.user_id, s.last_seen_at
+             from sessions s join users u on u.user_id = s.user_id
+             where s.session_hash = $1 and u.disabled_at is null and s.ended_at is null
+               and s.last_seen_at > now() - $2::interval
+               and s.created_at > now() - $3::interval),
+           touched as (
+             update sessions set last_seen_at = now() from live
+             where sessions.session_hash = live.session_hash
+               and live.last_seen_at < now() - interval '30 seconds')
+           select user_id as "user_id!" from live"#,
         hash(secret),
         to_interval(limits.idle),
         to_interval(limits.lifetime)
@@ -148,18 +153,23 @@ pub async fn create_token(
     Ok((token, secret))
 }
 
-/// The user and name of a usable token, noting this use; `None` when the secret is unknown,
+/// The user and name of a usable token, noting its use at most once a minute; `None` when the secret is unknown,
 /// revoked, expired, or its user disabled.
 pub async fn resolve_token(conn: &mut PgConnection, secret: &str) -> Result<Option<(i64, String)>> {
     if !secret.starts_with(TOKEN_PREFIX) {
         return Ok(None);
     }
     let row = sqlx::query!(
-        "update api_tokens t set last_used_at = now()
-         from users u
-         where t.token_hash = $1 and u.user_id = t.user_id and u.disabled_at is null
-           and t.revoked_at is null and (t.expires_at is null or t.expires_at > now())
-         returning t.user_id, t.name",
+        r#"with live as (
+             select t.token_id, t.user_id, t.name, t.last_used_at
+             from api_tokens t join users u on u.user_id = t.user_id
+             where t.token_hash = $1 and u.disabled_at is null and t.revoked_at is null
+               and (t.expires_at is null or t.expires_at > now())),
+           touched as (
+             update api_tokens set last_used_at = now() from live
+             where api_tokens.token_id = live.token_id
+               and (live.last_used_at is null or live.last_used_at < now() - interval '1 minute'))
+           select user_id as "user_id!", name as "name!" from live"#,
         hash(secret)
     )
     .fetch_optional(&mut *conn)

@@ -74,6 +74,15 @@ pub async fn list(conn: &mut PgConnection) -> Result<Vec<Study>> {
     .await?)
 }
 
+/// Every study's id, ordered.
+pub async fn ids(conn: &mut PgConnection) -> Result<Vec<String>> {
+    Ok(
+        sqlx::query_scalar!("select study_id from studies order by study_id")
+            .fetch_all(&mut *conn)
+            .await?,
+    )
+}
+
 /// Which of `ids` do not name a study.
 pub async fn missing(conn: &mut PgConnection, ids: &[String]) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar!(
