@@ -63,10 +63,22 @@ pub enum Permission {
     ReadAudit,
     /// Prometheus metrics (also open to the scrape token).
     ReadMetrics,
+    /// Add participants to their studies, edit their details and create consent links.
+    ManageParticipants,
+    /// Withdraw a participant: collection stops, the data collected so far stays.
+    WithdrawParticipants,
+    /// One participant's whole record as an archive (data portability, subject access).
+    ExportParticipants,
+    /// Erase a participant's data everywhere (irreversible).
+    EraseParticipants,
+    /// The Grafana dashboards, through the web server's sign-in check.
+    ViewDashboards,
+    /// Prometheus and AlertManager, through the web server's sign-in check.
+    ViewOperations,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 8] = [
+    pub const ALL: [Permission; 14] = [
         Permission::ReadParticipants,
         Permission::ReadContactDetails,
         Permission::ReadData,
@@ -75,6 +87,12 @@ impl Permission {
         Permission::SendContact,
         Permission::ReadAudit,
         Permission::ReadMetrics,
+        Permission::ManageParticipants,
+        Permission::WithdrawParticipants,
+        Permission::ExportParticipants,
+        Permission::EraseParticipants,
+        Permission::ViewDashboards,
+        Permission::ViewOperations,
     ];
 }
 
@@ -83,12 +101,15 @@ pub fn permits(role: Role, permission: Permission) -> bool {
     use Permission::*;
     match role {
         Role::Admin => true,
-        Role::Coordinator => matches!(permission, ReadParticipants | ReadContactDetails),
+        Role::Coordinator => matches!(
+            permission,
+            ReadParticipants | ReadContactDetails | ManageParticipants | WithdrawParticipants
+        ),
         Role::Researcher => matches!(
             permission,
-            ReadParticipants | ReadData | Export | RunImputation | SendContact
+            ReadParticipants | ReadData | Export | RunImputation | SendContact | ViewDashboards
         ),
-        Role::Analyst => matches!(permission, ReadParticipants | ReadData),
+        Role::Analyst => matches!(permission, ReadParticipants | ReadData | ViewDashboards),
     }
 }
 
