@@ -1,11 +1,13 @@
 // Wires the dashboard together: nothing is shown before sign-in; the pickers and range choose
 // a view, the view lives in the URL (so it survives a session that ends and the sign-in
 // after it), the chart shows the whole range at the resolution the API picks, and the table
-// pages through the same series at that resolution.
+// pages through the same series at that resolution. Coordinators and admins also have the
+// participants page (`#participants`), where participants are added and invited.
 import { ApiError, getJson } from './api.js';
 import { currentUser, signOut } from './auth.js';
 import { clearChart, createChart, showSeries } from './chart-view.js';
 import { ZONE, formatCount, formatRange, metricLabel, resolutionName } from './format.js';
+import { MANAGING_ROLES, createParticipantsPage } from './participants.js';
 import { createSignIn } from './signin.js';
 import { renderMessage, renderRows } from './table.js';
 import { PAGE_SIZES, apiInstant, formatDay, rangeOf, viewFromQuery, viewToQuery } from './view.js';
@@ -44,6 +46,9 @@ const ui = {
   accountEmail: $('account-email'),
   accountRole: $('account-role'),
   signOut: $('sign-out'),
+  nav: $('nav'),
+  navData: $('nav-data'),
+  navParticipants: $('nav-participants'),
 };
 
 const state = {
@@ -63,6 +68,41 @@ const state = {
 const chart = createChart(ui.canvas);
 const DASHBOARD_TITLE = document.title;
 const signIn = createSignIn({ onSignedIn: enter, setStatus });
+const participantsPage = createParticipantsPage({ onError: (err, retry) => showError(err, retry), setStatus });
+
+/** Whether the user's role has the participants page. */
+const manages = (user) => MANAGING_ROLES.includes(user?.role);
+
+/**
+ * The page the URL asks for: `#participants` or `#data`; without either, a coordinator (who
+ * may not read data) starts on participants unless the URL names a data view.
+ */
+function pageOf(user) {
+  if (!manages(user)) return 'data';
+  if (location.hash === '#participants') return 'participants';
+  if (location.hash === '#data') return 'data';
+  return user.role === 'coordinator' && !location.search ? 'participants' : 'data';
+}
+
+/** Shows the page the URL asks for. */
+function route() {
+  const page = pageOf(state.user);
+  hideError();
+  ui.navData.toggleAttribute('aria-current', false);
+  ui.navParticipants.toggleAttribute('aria-current', false);
+  (page === 'participants' ? ui.navParticipants : ui.navData).setAttribute('aria-current', 'page');
+  if (page === 'participants') {
+    for (const abort of [state.initAbort, state.seriesAbort, state.tableAbort]) abort?.abort();
+    ui.dashboard.hidden = true;
+    document.title = `Participants · ${DASHBOARD_TITLE}`;
+    return participantsPage.show(state.user);
+  }
+  participantsPage.hide();
+  ui.dashboard.hidden = false;
+  document.title = DASHBOARD_TITLE;
+  state.view = viewFromQuery(location.search);
+  return init();
+}
 
 function setStatus(text) {
   ui.status.textContent = text;
@@ -395,9 +435,12 @@ ui.prev.addEventListener('click', () => changeView({ page: Math.max(1, state.vie
 ui.next.addEventListener('click', () => changeView({ page: state.view.page + 1 }, { table: true }));
 ui.retry.addEventListener('click', () => (state.retry ?? boot)());
 ui.signOut.addEventListener('click', leave);
+window.addEventListener('hashchange', () => {
+  if (state.user) route();
+});
 window.addEventListener('popstate', () => {
   state.view = viewFromQuery(location.search);
-  if (!state.user) return;
+  if (!state.user || pageOf(state.user) === 'participants') return;
   if (state.participants.length === 0) return void init();
   settleView();
   showView();
@@ -425,6 +468,8 @@ function clearDashboard() {
   ui.tableBody.replaceChildren();
   ui.footer.textContent = '';
   ui.dashboard.hidden = true;
+  participantsPage.clear();
+  ui.nav.hidden = true;
   ui.account.hidden = true;
   ui.accountEmail.textContent = '';
   ui.accountRole.textContent = '';
@@ -451,9 +496,8 @@ function enter(user) {
   ui.accountRole.textContent = named ? `${user.role} · ${named}` : user.role;
   ui.accountRole.title = studies.length ? `Studies: ${studies.join(', ')}` : '';
   ui.account.hidden = false;
-  ui.dashboard.hidden = false;
-  state.view = viewFromQuery(location.search);
-  return init();
+  ui.nav.hidden = !manages(user);
+  return route();
 }
 
 /** The session ended under the user: sign in again, then the URL brings the view back. */

@@ -102,7 +102,7 @@ async function apiAnswers() {
 
 /** Fills in the sign-in form and submits it. */
 async function submitSignIn(page, { email, password }) {
-  await page.getByLabel('E-mail').fill(email);
+  await page.getByLabel('E-mail', { exact: true }).fill(email);
   await page.getByLabel('Password').fill(password);
   await page.locator('#sign-in-submit').click();
 }
@@ -194,7 +194,7 @@ describe('signing in', () => {
     await page.locator('#sign-in').waitFor({ state: 'visible' });
     assert.equal(await page.locator('#dashboard').isVisible(), false, 'no dashboard before sign-in');
     assert.equal(await page.locator('#account').isVisible(), false);
-    assert.equal(await page.getByLabel('E-mail').getAttribute('autocomplete'), 'username');
+    assert.equal(await page.getByLabel('E-mail', { exact: true }).getAttribute('autocomplete'), 'username');
     assert.equal(await page.getByLabel('Password').getAttribute('autocomplete'), 'current-password');
     assert.equal(await page.evaluate(() => document.activeElement.id), 'email', 'the e-mail field has focus');
     if (fake) assert.equal(await page.locator('#sso').isVisible(), false, 'no single sign-on unless configured');
@@ -518,7 +518,7 @@ describe('who may see what', () => {
 
     await page.locator('#sign-in').waitFor({ state: 'visible' });
     assert.match(await page.locator('#sign-in-notice').textContent(), /session has ended/);
-    assert.equal(await page.getByLabel('E-mail').inputValue(), credentials.email, 'the e-mail is filled in again');
+    assert.equal(await page.getByLabel('E-mail', { exact: true }).inputValue(), credentials.email, 'the e-mail is filled in again');
     assert.equal(await page.evaluate(() => document.activeElement.id), 'password');
     assert.equal(await page.locator('#dashboard').isVisible(), false);
     const left = await leftOnScreen(page);
@@ -622,6 +622,122 @@ describe('who may see what', () => {
 
     await page.reload();
     await page.locator('#sign-in').waitFor({ state: 'visible' });
+    await page.close();
+  });
+});
+
+describe('participants page', () => {
+  // Against a deployment this needs a coordinator's account (tests/stack/run.sh creates one);
+  // the consent link then goes through the ingest daemon to the stack's fake provider.
+  const coordinator = () =>
+    fake
+      ? USERS.find((u) => u.role === 'coordinator')
+      : process.env.WEARHOUSE_TEST_COORDINATOR_EMAIL && {
+          email: process.env.WEARHOUSE_TEST_COORDINATOR_EMAIL,
+          password: process.env.WEARHOUSE_TEST_COORDINATOR_PASSWORD,
+        };
+
+  after(() => fake?.resetAdded());
+
+  test('a coordinator adds a participant, copies a consent link, and the consent makes them active', async (t) => {
+    const user = coordinator();
+    if (!user) {
+      t.skip('set WEARHOUSE_TEST_COORDINATOR_EMAIL and WEARHOUSE_TEST_COORDINATOR_PASSWORD');
+      return;
+    }
+    await context.clearCookies();
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(baseUrl).origin });
+    const page = await newTab();
+    await page.goto(baseUrl);
+    await page.locator('#sign-in').waitFor({ state: 'visible' });
+    await submitSignIn(page, user);
+    // A coordinator may not read data, so the page opens on the participants.
+    const list = page.locator('#participants-page');
+    await list.waitFor({ state: 'visible' });
+    assert.equal(await page.locator('#dashboard').isVisible(), false);
+    assert.equal(await page.getByRole('link', { name: 'Participants' }).getAttribute('aria-current'), 'page');
+    await page.locator('#participants-body tr[data-participant]').first().waitFor();
+    if (fake) {
+      const stateOf = (id) => page.locator(`#participants-body tr[data-participant="${id}"] .state`).textContent();
+      assert.equal(await stateOf('P001'), 'Active');
+      assert.equal(await stateOf('P003'), 'Needs re-consent');
+      assert.match(await page.locator('tr[data-participant="P003"]').textContent(), /a scope was not granted/);
+      assert.equal(await stateOf('P005'), 'Withdrawn');
+      assert.equal(await page.locator('tr[data-participant="P005"] button').count(), 0, 'no link for a withdrawn participant');
+      assert.equal(await page.locator('tr[data-participant="Q001"]').count(), 0, 'only the coordinator\'s studies');
+    }
+
+    // A time zone that is none is refused, named, and the field takes the focus.
+    await page.getByLabel('Time zone').fill('Mars/Olympus');
+    await page.getByRole('button', { name: 'Add participant' }).click();
+    const formError = page.locator('#add-error');
+    await formError.waitFor({ state: 'visible' });
+    assert.match(await formError.textContent(), /timezone/);
+    assert.equal(await page.getByLabel('Time zone').getAttribute('aria-invalid'), 'true');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'add-timezone');
+
+    // A generated pseudonymous id, with a contact e-mail to send the link to.
+    const email = `participant-${Date.now()}@example.org`;
+    await page.getByLabel('Time zone').fill('Europe/London');
+    await page.getByLabel('Contact e-mail (optional)').fill(email);
+    await page.getByRole('button', { name: 'Add participant' }).click();
+    const done = page.locator('#add-done');
+    await done.waitFor({ state: 'visible' });
+    const id = (await done.textContent()).match(/Participant (\S+) was added/)[1];
+    assert.match(id, /^[A-Z0-9]+-[2-9A-HJKMNP-Z]{6}$/, 'a study prefix and a code without ambiguous characters');
+    assert.equal(await formError.isVisible(), false);
+    const row = page.locator(`#participants-body tr[data-participant="${id}"]`);
+    await row.waitFor();
+    assert.equal(await row.locator('.state').textContent(), 'Invited');
+
+    // The consent link: shown once, copied, and offered as an e-mail to the contact.
+    await row.getByRole('button', { name: `Consent link for ${id}` }).click();
+    const dialog = page.getByRole('dialog', { name: `Consent link for ${id}` });
+    await dialog.waitFor({ state: 'visible' });
+    await dialog.getByLabel('Fitbit').check();
+    await dialog.getByRole('button', { name: 'Create link' }).click();
+    const urlField = dialog.getByLabel('Link for the participant');
+    await urlField.waitFor({ state: 'visible' });
+    const link = await urlField.inputValue();
+    assert.match(link, /\/consent\/[A-Za-z0-9_-]{43}$/);
+    await dialog.getByRole('button', { name: 'Copy link' }).click();
+    await dialog.getByText('Copied.').waitFor();
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), link);
+    const mail = dialog.getByRole('link', { name: `E-mail it to ${email}` });
+    const href = await mail.getAttribute('href');
+    assert.ok(href.startsWith(`mailto:${encodeURIComponent(email)}?`), href);
+    assert.ok(decodeURIComponent(href).includes(link), 'the e-mail carries the link');
+    await page.screenshot({ path: join(ARTIFACTS, 'consent-link.png') });
+    await page.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'hidden' });
+
+    // The participant opens the copied link (no wearhouse account), consents, and is active.
+    const consentTab = await newTab();
+    const answer = await consentTab.goto(link);
+    assert.equal(answer.status(), 200, await consentTab.content());
+    assert.match(await consentTab.locator('body').textContent(), new RegExp(`Participant ${id} is enrolled with Fitbit`));
+    // Single use: the same link a second time is refused with a page saying so.
+    const again = await consentTab.goto(link);
+    assert.equal(again.status(), 410);
+    assert.match(await consentTab.locator('body').textContent(), /used already/);
+    await consentTab.close();
+
+    await page.getByRole('link', { name: 'Data' }).click();
+    await page.getByRole('link', { name: 'Participants' }).click();
+    await page.locator(`#participants-body tr[data-participant="${id}"] .state`).filter({ hasText: /^Active$/ }).waitFor();
+    await page.screenshot({ path: join(ARTIFACTS, 'participants.png'), fullPage: true });
+    await page.close();
+  });
+
+  test('the participants page is not offered to a role that may not manage participants', async () => {
+    await context.clearCookies();
+    const page = await open();
+    await chartState(page);
+    assert.equal(await page.locator('#nav').isVisible(), false);
+    assert.equal(await page.locator('#participants-page').isVisible(), false);
+    await page.goto(new URL('#participants', baseUrl).href);
+    await page.locator('#dashboard').waitFor({ state: 'visible' });
+    assert.equal(await page.locator('#participants-page').isVisible(), false);
     await page.close();
   });
 });

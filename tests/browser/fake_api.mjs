@@ -8,6 +8,11 @@
 // (fake_auth.mjs); users see only their studies' participants, and one outside them is
 // answered like one that does not exist (404).
 //
+// Coordinators and admins add participants (POST /api/participants) and create consent links
+// (POST /api/participants/{id}/consent-links) as the real API does; `GET /consent/{token}`
+// stands for the provider's consent and the ingest callback behind it: a fresh link makes its
+// participant active, a second use is refused.
+//
 // Run it by hand with `node tests/browser/fake_api.mjs [port]` to work on the page; it prints
 // the users it knows.
 import { createReadStream } from 'node:fs';
@@ -15,7 +20,8 @@ import { stat } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { extname, join, normalize, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AuthError, FakeAuth, USERS } from './fake_auth.mjs';
+import { randomBytes } from 'node:crypto';
+import { AuthError, FakeAuth, USERS, readJson } from './fake_auth.mjs';
 
 const HOUR = 3600;
 const DAY = 86400;
@@ -43,7 +49,7 @@ const JUNE = Date.UTC(2025, 5, 1) / 1000;
 export const PARTICIPANTS = [
   { id: 'P001', study: 'demo', timezone: 'Europe/London', status: 'active', from: JUNE, to: JUNE + 30 * DAY },
   { id: 'P002', study: 'demo', timezone: 'America/New_York', status: 'active', from: JUNE, to: JUNE + 30 * DAY },
-  { id: 'P003', study: 'demo', timezone: 'Europe/Berlin', status: 'active', from: JUNE + 3 * DAY, to: JUNE + 30 * DAY },
+  { id: 'P003', study: 'demo', timezone: 'Europe/Berlin', status: 'active', from: JUNE + 3 * DAY, to: JUNE + 30 * DAY, reconsent: 'a scope was not granted: heartrate' },
   { id: 'P004', study: 'demo', timezone: 'Asia/Tokyo', status: 'active', from: null, to: null },
   { id: 'P005', study: 'demo', timezone: 'Europe/London', status: 'withdrawn', from: JUNE, to: JUNE + 20 * DAY },
   { id: 'Q001', study: 'pilot', timezone: 'Europe/Paris', status: 'active', from: JUNE, to: JUNE + 30 * DAY },
@@ -230,18 +236,116 @@ function participants(q, user) {
         }
       }
     }
+    const provider = p.provider === undefined ? 'synthetic' : p.provider;
+    const state = p.status === 'active' ? (provider === null ? 'invited' : p.reconsent ? 'needs_reconsent' : 'active') : p.status;
+    const lastData = Object.values(last).sort().at(-1) ?? null;
     return {
       participant_id: p.id,
       study_id: p.study,
       timezone: p.timezone,
       status: p.status,
-      provider: 'synthetic',
+      state,
+      provider,
       enrolled_at: iso(p.from ?? JUNE),
-      needs_reconsent: false,
+      needs_reconsent: Boolean(p.reconsent),
+      reconsent_reason: p.reconsent ?? null,
+      last_device_sync: p.to === null ? null : iso(p.to - HOUR),
+      last_data_at: lastData,
       last_sample: last,
+      ...(FakeAuth.may(user, 'contact_details') ? { contact: { name: p.contactName ?? null, email: p.contactEmail ?? null } } : {}),
     };
   });
   return { participants: rows, total_count: visible.length, limit, offset };
+}
+
+/** Participants added and consent links created while the fake runs (by token hash stand-in). */
+const ADDED_AT_START = PARTICIPANTS.length;
+const LINKS = new Map();
+const ALPHABET = '23456789ABCDEFGHJKMNPQRSTUVWXYZ';
+
+/** `POST /api/participants`, with the real API's checks and answers. */
+function addParticipant(body, user, auth) {
+  const studies = auth.profile(user).studies;
+  if (typeof body.study_id !== 'string' || !studies.includes(body.study_id)) {
+    throw invalid('study_id', `invalid study_id: ${JSON.stringify(body.study_id)} is not one of your studies`);
+  }
+  let zoneOk = false;
+  try {
+    zoneOk = typeof body.timezone === 'string' && Boolean(new Intl.DateTimeFormat('en', { timeZone: body.timezone }));
+  } catch {
+    zoneOk = false;
+  }
+  if (!zoneOk || !body.timezone.includes('/')) {
+    throw invalid('timezone', `invalid timezone: ${JSON.stringify(body.timezone)} is not an IANA time zone such as Europe/London`);
+  }
+  if (body.contact_email && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(body.contact_email)) {
+    throw invalid('contact_email', `invalid contact_email: ${JSON.stringify(body.contact_email)} is not an e-mail address`);
+  }
+  let id = body.participant_id;
+  if (id !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(id)) {
+    throw invalid('participant_id', `invalid participant_id: ${JSON.stringify(id)} may hold letters, digits, '-', '_' or '.'`);
+  }
+  if (id === undefined) {
+    const code = [...randomBytes(6)].map((b) => ALPHABET[b % ALPHABET.length]).join('');
+    id = `${body.study_id.replace(/[^A-Za-z0-9]/g, '').slice(0, 8).toUpperCase()}-${code}`;
+  }
+  if (PARTICIPANTS.some((p) => p.id === id)) throw new BadRequest(409, 'conflict', `participant ${id} exists`);
+  const p = {
+    id,
+    study: body.study_id,
+    timezone: body.timezone,
+    status: 'active',
+    provider: null,
+    from: null,
+    to: null,
+    contactName: body.contact_name ?? null,
+    contactEmail: body.contact_email ?? null,
+  };
+  PARTICIPANTS.push(p);
+  return participants(new URLSearchParams(), user).participants.find((row) => row.participant_id === id);
+}
+
+/** `POST /api/participants/{id}/consent-links`. */
+function createLink(p, body, req) {
+  if (!['fitbit', 'google-health'].includes(body.provider)) {
+    throw invalid('provider', `invalid provider: ${JSON.stringify(body.provider)} is not one of fitbit, google-health`);
+  }
+  const hours = body.expires_in_hours ?? 72;
+  if (!Number.isInteger(hours) || hours < 1 || hours > 336) throw invalid('expires_in_hours', `invalid expires_in_hours: ${hours} is outside 1 to 336`);
+  if (p.status === 'withdrawn') throw new BadRequest(409, 'conflict', `participant ${p.id} is withdrawn`);
+  const token = randomBytes(32).toString('base64url');
+  const link = {
+    link_id: LINKS.size + 1,
+    participant_id: p.id,
+    provider: body.provider,
+    state: 'open',
+    allow_account_change: Boolean(body.allow_account_change),
+    created_at: new Date().toISOString(),
+    expires_at: new Date(Date.now() + hours * 3600_000).toISOString(),
+    used_at: null,
+    revoked_at: null,
+  };
+  LINKS.set(token, link);
+  return { ...link, url: `http://${req.headers.host}/consent/${token}` };
+}
+
+/** `GET /consent/{token}`: the provider's consent and our callback in one step. */
+function consent(token, res) {
+  const link = LINKS.get(token);
+  const page = (status, text) => send(res, status, 'text/html; charset=utf-8', `<!doctype html><title>wearhouse enrolment</title><p>${text}</p>`);
+  if (!link) return page(404, 'This consent link is not valid.');
+  if (link.used_at) return page(410, 'This consent link was used already.');
+  const p = PARTICIPANTS.find((x) => x.id === link.participant_id);
+  link.used_at = new Date().toISOString();
+  link.state = 'used';
+  p.provider = link.provider;
+  return page(200, `Participant ${p.id} is enrolled with ${link.provider === 'fitbit' ? 'Fitbit' : 'Google Health'}. You can close this window.`);
+}
+
+/** Forgets participants and links added by a test. */
+function resetAdded() {
+  PARTICIPANTS.splice(ADDED_AT_START);
+  LINKS.clear();
 }
 
 const catalog = () => ({
@@ -281,6 +385,8 @@ export async function startFakeApi({ port = 0, dist = fileURLToPath(new URL('../
   const auth = new FakeAuth();
   const server = createServer(async (req, res) => {
     const url = new URL(req.url, 'http://fake.invalid');
+    const consentPath = /^\/consent\/([A-Za-z0-9_-]+)$/.exec(url.pathname);
+    if (consentPath) return consent(consentPath[1], res);
     if (!url.pathname.startsWith('/api/')) return serveStatic(dist, url.pathname, res);
     requests.push(url);
     if (mode === 'down') return req.socket.destroy();
@@ -296,6 +402,20 @@ export async function startFakeApi({ port = 0, dist = fileURLToPath(new URL('../
       if (answer) {
         const body = answer.body === undefined ? '' : JSON.stringify(answer.body);
         return send(res, answer.status, 'application/json', body, answer.headers);
+      }
+      if (url.pathname === '/api/participants' && req.method === 'POST') {
+        const user = auth.require(req, 'manage_participants');
+        return send(res, 201, 'application/json', JSON.stringify(addParticipant(await readJson(req), user, auth)));
+      }
+      const linkPath = /^\/api\/participants\/([^/]+)\/consent-links$/.exec(url.pathname);
+      if (linkPath) {
+        const user = auth.require(req, 'manage_participants');
+        const id = decodeURIComponent(linkPath[1]);
+        const p = PARTICIPANTS.find((x) => x.id === id && FakeAuth.sees(user, x.study));
+        if (!p) throw new BadRequest(404, 'not_found', `participant ${id} not found`);
+        if (req.method === 'POST') return send(res, 201, 'application/json', JSON.stringify(createLink(p, await readJson(req), req)));
+        const links = [...LINKS.values()].filter((l) => l.participant_id === id).reverse();
+        return send(res, 200, 'application/json', JSON.stringify({ links }));
       }
       const [route, permission] = routes[url.pathname] ?? [];
       if (!route) throw new BadRequest(404, 'not_found', `no route ${url.pathname}`);
@@ -314,6 +434,7 @@ export async function startFakeApi({ port = 0, dist = fileURLToPath(new URL('../
     },
     requests,
     auth,
+    resetAdded,
     close: () =>
       new Promise((ok) => {
         server.closeAllConnections();

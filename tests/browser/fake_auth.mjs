@@ -27,10 +27,10 @@ export const USERS = [
 
 /** What each role may do, as far as the dashboard's routes go. */
 const PERMISSIONS = {
-  admin: ['list_participants', 'read_series'],
+  admin: ['list_participants', 'read_series', 'manage_participants', 'contact_details'],
   researcher: ['list_participants', 'read_series'],
   analyst: ['list_participants', 'read_series'],
-  coordinator: ['list_participants'],
+  coordinator: ['list_participants', 'manage_participants', 'contact_details'],
 };
 
 export class AuthError extends Error {
@@ -64,7 +64,7 @@ function safeReturnTo(value) {
   return typeof value === 'string' && /^\/(?![/\\])/.test(value) ? value : null;
 }
 
-async function readJson(req) {
+export async function readJson(req) {
   if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) {
     throw new AuthError(415, 'unsupported_media_type', 'send the credentials as application/json');
   }
@@ -120,6 +120,11 @@ export class FakeAuth {
       throw new AuthError(403, 'forbidden', `the ${user.role} role may not do this`);
     }
     return user;
+  }
+
+  /** Whether the user's role has the permission. */
+  static may(user, permission) {
+    return PERMISSIONS[user.role]?.includes(permission) ?? false;
   }
 
   /** Whether a user may see a participant of `study`. */
