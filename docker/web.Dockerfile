@@ -18,6 +18,7 @@ ENV NGINX_ENVSUBST_FILTER=^WEARHOUSE_ \
     WEARHOUSE_WEB_LISTEN=80 \
     WEARHOUSE_WEB_ROOT=/usr/share/nginx/html \
     WEARHOUSE_API_UPSTREAM=api:8000 \
+    WEARHOUSE_INGEST_UPSTREAM=ingest:9102 \
     WEARHOUSE_NGINX_RESOLVER=127.0.0.11 \
     WEARHOUSE_NGINX_ACCESS_LOG=/var/log/nginx/access.log
 RUN rm -f /etc/nginx/conf.d/default.conf /usr/share/nginx/html/*

@@ -2,6 +2,8 @@
 # End-to-end test of the native stack: `scripts/stack up` in a temporary folder on free ports
 # (a developer's own .data/ and ports stay untouched), then the browser test against its nginx,
 # stopping and starting the real API for the "API down" case; everything is torn down on exit.
+# The stack runs with the fake providers (WEARHOUSE_FAKE_PROVIDERS=1), so a coordinator's
+# consent link goes through nginx, the ingest daemon and a provider's consent page and back.
 # Screenshots land in test-artifacts/, and the stack's logs in test-artifacts/stack-logs/.
 #
 #   tests/stack/run.sh
@@ -27,10 +29,10 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
 }
 read -r WEARHOUSE_WEB_PORT WEARHOUSE_API_PORT WEARHOUSE_DB_PORT WEARHOUSE_INGEST_PORT \
-  WEARHOUSE_IMPUTE_PORT <<<"$(free_ports 5)"
+  WEARHOUSE_IMPUTE_PORT WEARHOUSE_FAKE_FITBIT_PORT WEARHOUSE_FAKE_GOOGLE_PORT <<<"$(free_ports 7)"
 export WEARHOUSE_WEB_PORT WEARHOUSE_API_PORT WEARHOUSE_DB_PORT WEARHOUSE_INGEST_PORT \
-  WEARHOUSE_IMPUTE_PORT
-export WEARHOUSE_DEMO=true
+  WEARHOUSE_IMPUTE_PORT WEARHOUSE_FAKE_FITBIT_PORT WEARHOUSE_FAKE_GOOGLE_PORT
+export WEARHOUSE_DEMO=true WEARHOUSE_FAKE_PROVIDERS=1
 
 cleanup() {
   local status=$?
@@ -92,7 +94,18 @@ case "$audit" in
 esac
 "$root/scripts/stack" admin audit verify
 
+# A coordinator of the demo study adds a participant and invites them in the browser test.
+coordinator=coordinator@wearhouse.local
+printf '%s\n' "stack-test-coordinator-password" >"$tmp/coordinator-password"
+"$root/scripts/stack" admin user add --email "$coordinator" --role coordinator --study demo \
+  --password-file "$tmp/coordinator-password" >/dev/null
+# A consent link's page is the ingest daemon's, through nginx: an unknown token is refused.
+status="$(curl -sS -o /dev/null -w '%{http_code}' "$web/consent/not-a-link")"
+[ "$status" = 404 ] || { echo "an unknown consent link answered $status, not 404" >&2; exit 1; }
+
 echo "== browser test against $web/"
+WEARHOUSE_TEST_COORDINATOR_EMAIL="$coordinator" \
+WEARHOUSE_TEST_COORDINATOR_PASSWORD="stack-test-coordinator-password" \
 WEARHOUSE_TEST_EMAIL="$researcher" \
 WEARHOUSE_TEST_PASSWORD="stack-test-researcher-password" \
 WEARHOUSE_TEST_FOREIGN_PARTICIPANT=OTHER01 \

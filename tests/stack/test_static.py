@@ -293,6 +293,7 @@ IMAGE_VALUES = {
     "WEARHOUSE_WEB_LISTEN": "80",
     "WEARHOUSE_WEB_ROOT": "/usr/share/nginx/html",
     "WEARHOUSE_API_UPSTREAM": "api:8000",
+    "WEARHOUSE_INGEST_UPSTREAM": "ingest:9102",
     "WEARHOUSE_NGINX_RESOLVER": "127.0.0.11",
     "WEARHOUSE_NGINX_ACCESS_LOG": "/var/log/nginx/access.log",
 }
@@ -305,6 +306,10 @@ class NginxConfiguration(unittest.TestCase):
         self.assertNotRegex(result.stdout, r"\$\{WEARHOUSE_[A-Z0-9_]*\}")
         self.assertIn("set $wearhouse_api api:8000;", result.stdout)
         self.assertIn("proxy_pass http://$wearhouse_api$wearhouse_api_uri;", result.stdout)
+        # Consent links and the providers' callbacks go to the ingest daemon, path unchanged.
+        self.assertIn("set $wearhouse_ingest ingest:9102;", result.stdout)
+        self.assertIn("location ~ ^/(consent|oauth)/ {", result.stdout)
+        self.assertIn("proxy_pass http://$wearhouse_ingest$request_uri;", result.stdout)
 
     def test_rendering_refuses_an_unset_placeholder(self):
         values = dict(IMAGE_VALUES)
@@ -324,6 +329,7 @@ class NginxConfiguration(unittest.TestCase):
                 "WEARHOUSE_WEB_LISTEN": "127.0.0.1:18080",
                 "WEARHOUSE_WEB_ROOT": str(tmp / "html"),
                 "WEARHOUSE_API_UPSTREAM": "127.0.0.1:18000",
+                "WEARHOUSE_INGEST_UPSTREAM": "127.0.0.1:19102",
                 "WEARHOUSE_NGINX_RESOLVER": "127.0.0.1",
                 "WEARHOUSE_NGINX_ACCESS_LOG": str(tmp / "access.log"),
             }
