@@ -66,6 +66,71 @@ pub async fn upsert(conn: &mut PgConnection, p: &NewParticipant) -> Result<Parti
     .map_err(|e| unknown_study(e, p.study_id.as_deref()))
 }
 
+/// A participant a coordinator adds before they consent (no provider yet).
+#[derive(Debug, Clone)]
+pub struct Addition {
+    pub participant_id: ParticipantId,
+    pub study_id: String,
+    pub timezone: chrono_tz::Tz,
+    pub contact_name: Option<String>,
+    pub contact_email: Option<String>,
+}
+
+/// Adds the participant; `None` when the id is taken (in any study).
+pub async fn add(conn: &mut PgConnection, a: &Addition) -> Result<Option<Participant>> {
+    sqlx::query_as!(
+        Participant,
+        r#"insert into participants (participant_id, timezone, study_id, contact_name, contact_email)
+           values ($1, $2, $3, $4, $5)
+           on conflict (participant_id) do nothing
+           returning participant_id, timezone, status, enrolled_at, provider, provider_user_id,
+                     needs_reconsent, reconsent_reason, last_device_sync, study_id,
+                     contact_name, contact_email"#,
+        a.participant_id.as_str(),
+        a.timezone.name(),
+        a.study_id,
+        a.contact_name,
+        a.contact_email
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| unknown_study(e, Some(&a.study_id)))
+}
+
+/// What a coordinator may change of a participant; `None` leaves a field as it is, and a
+/// contact field set to `Some(None)` is cleared.
+#[derive(Debug, Clone, Default)]
+pub struct DetailsChange {
+    pub timezone: Option<chrono_tz::Tz>,
+    pub contact_name: Option<Option<String>>,
+    pub contact_email: Option<Option<String>>,
+}
+
+/// Applies the change and returns the participant as it now is.
+pub async fn change_details(
+    conn: &mut PgConnection,
+    id: &ParticipantId,
+    c: &DetailsChange,
+) -> Result<Participant> {
+    sqlx::query!(
+        "update participants set
+           timezone = coalesce($2, timezone),
+           contact_name = case when $3 then $4 else contact_name end,
+           contact_email = case when $5 then $6 else contact_email end,
+           updated_at = now()
+         where participant_id = $1",
+        id.as_str(),
+        c.timezone.map(|t| t.name()),
+        c.contact_name.is_some(),
+        c.contact_name.clone().flatten(),
+        c.contact_email.is_some(),
+        c.contact_email.clone().flatten()
+    )
+    .execute(&mut *conn)
+    .await?;
+    get(conn, id).await
+}
+
 /// The participant, or [`Error::NotFound`].
 pub async fn get(conn: &mut PgConnection, id: &ParticipantId) -> Result<Participant> {
     sqlx::query_as!(
