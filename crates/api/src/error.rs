@@ -33,6 +33,9 @@ pub enum ApiError {
     /// Too many sign-in attempts.
     #[error("too many attempts")]
     Throttled { retry_after_secs: u64 },
+    /// The request contradicts what is stored (an id that exists, a link already used).
+    #[error("{0}")]
+    Conflict(String),
     /// The route exists but not for this method.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -65,6 +68,7 @@ impl ApiError {
             | ApiError::InvalidCredentials
             | ApiError::SignInRefused(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
@@ -80,6 +84,7 @@ impl ApiError {
                 format!("invalid {parameter}: {message}"),
             ),
             ApiError::NotFound(m) => ("not_found", None, m.clone()),
+            ApiError::Conflict(m) => ("conflict", None, m.clone()),
             ApiError::Unauthenticated => (
                 "unauthenticated",
                 None,
@@ -156,7 +161,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// `invalid_parameter`, `unauthenticated`, `forbidden`, `invalid_credentials`,
-    /// `throttled`, `not_found`, `method_not_allowed`, `unavailable`, `timeout` or `internal`.
+    /// `throttled`, `not_found`, `conflict`, `method_not_allowed`, `unavailable`, `timeout` or `internal`.
     #[schema(example = "invalid_parameter")]
     pub code: String,
     /// The query parameter at fault, as the caller spelled it (400 only).

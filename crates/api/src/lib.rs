@@ -12,6 +12,7 @@ pub mod cli;
 pub mod client;
 pub mod contact;
 pub mod error;
+pub mod json;
 pub mod metrics;
 pub mod migrate;
 pub mod oidc;

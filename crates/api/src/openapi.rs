@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::auth::{SESSION_COOKIE, login};
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{audit, catalog, data, imputation, ops, participants};
+use crate::routes::{audit, catalog, data, enrolment, imputation, ops, participants};
 
 /// The two ways to authenticate: an API token as a bearer token, or the session cookie that
 /// `POST /auth/login` sets.
@@ -55,6 +55,11 @@ impl Modify for Security {
         imputation::job,
         participants::list,
         participants::detail,
+        enrolment::create,
+        enrolment::change,
+        enrolment::create_link,
+        enrolment::links,
+        enrolment::revoke_link,
         catalog::catalog,
         ops::health,
         ops::ready,
@@ -69,7 +74,7 @@ impl Modify for Security {
     tags(
         (name = "data", description = "Series of one metric"),
         (name = "imputation", description = "Imputation jobs: queue one, follow it"),
-        (name = "participants", description = "Enrolled participants"),
+        (name = "participants", description = "Participants: listing, adding, consent links"),
         (name = "catalog", description = "The metric catalogue"),
         (name = "operations", description = "Health, readiness and metrics"),
         (name = "auth", description = "Signing in and out"),

@@ -31,6 +31,7 @@ use crate::error::ApiError;
 use crate::metrics::{self, ApiMetrics};
 use crate::oidc::{Oidc, OidcArgs};
 use crate::routes;
+use crate::routes::enrolment::{EnrolmentArgs, PublicUrl};
 use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -80,6 +81,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub contact: ContactArgs,
+
+    #[command(flatten)]
+    pub enrolment: EnrolmentArgs,
 }
 
 /// The defaults of the command line (environment variables aside).
@@ -229,6 +233,7 @@ pub fn app_with(
         metrics,
         contact,
         auth,
+        public_url: PublicUrl(args.enrolment.public_url.clone()),
     };
     let timeout = Duration::from_secs(args.request_timeout_secs);
     let trace = TraceLayer::new_for_http()

@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use crate::auth::Auth;
 use crate::contact::ContactService;
 use crate::metrics::ApiMetrics;
+use crate::routes::enrolment::PublicUrl;
 
 /// Application state, cheap to clone.
 #[derive(Clone, FromRef)]
@@ -20,4 +21,6 @@ pub struct AppState {
     pub contact: Arc<ContactService>,
     /// Sign-in: sessions, tokens, throttling and every route's access rule.
     pub auth: Arc<Auth>,
+    /// Where participants reach the stack: the base of consent links.
+    pub public_url: PublicUrl,
 }

@@ -11,7 +11,6 @@ pub mod settings;
 pub mod sso;
 pub mod throttle;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
@@ -28,6 +27,7 @@ use wearhouse_core::store::{participants, studies};
 use crate::client::ClientInfo;
 use crate::error::ApiError;
 use crate::oidc::{Oidc, OidcArgs};
+use crate::routes::AccessRules;
 pub use settings::AuthArgs;
 
 /// The session cookie's name.
@@ -252,7 +252,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 /// the scrape token's hash.
 pub struct Auth {
     pub pool: PgPool,
-    pub access: HashMap<&'static str, Access>,
+    pub access: AccessRules,
     pub limits: SessionLimits,
     pub scrape_token_hash: Option<Vec<u8>>,
     pub settings: AuthArgs,
@@ -267,7 +267,7 @@ impl Auth {
     /// token's file.
     pub fn new(
         pool: PgPool,
-        access: HashMap<&'static str, Access>,
+        access: AccessRules,
         settings: &AuthArgs,
         oidc: Option<(Oidc, &OidcArgs)>,
     ) -> anyhow::Result<Self> {
@@ -323,7 +323,7 @@ pub async fn guard(State(auth): State<Arc<Auth>>, mut request: Request, next: Ne
     let Some(route) = request.extensions().get::<MatchedPath>() else {
         return next.run(request).await;
     };
-    let Some(&access) = auth.access.get(route.as_str()) else {
+    let Some(access) = auth.access.of(request.method(), route.as_str()) else {
         // Unreachable through `Routes`; refuse rather than serve an unguarded route.
         tracing::error!(route = route.as_str(), "route without an access rule");
         return ApiError::Forbidden.into_response();

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod catalog;
 pub mod data;
 pub mod docs;
+pub mod enrolment;
 pub mod imputation;
 pub mod ops;
 pub mod participants;
@@ -12,11 +13,41 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::handler::Handler;
-use axum::routing::{MethodRouter, get};
+use axum::http::Method;
+use axum::routing::{MethodFilter, MethodRouter, get, on};
 
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// The access rule of every route: one for all methods of a template, and, where methods of
+/// one template need different permissions (reading participants and adding one), one per
+/// method that takes precedence.
+#[derive(Debug, Clone, Default)]
+pub struct AccessRules(HashMap<&'static str, HashMap<Option<Method>, Access>>);
+
+impl AccessRules {
+    /// The rule for `method` on the route `template`, if the route has one.
+    pub fn of(&self, method: &Method, template: &str) -> Option<Access> {
+        let rules = self.0.get(template)?;
+        rules
+            .get(&Some(method.clone()))
+            .or_else(|| rules.get(&None))
+            .copied()
+    }
+
+    /// Every route template that has a rule.
+    pub fn templates(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.0.keys().copied()
+    }
+
+    fn insert(&mut self, path: &'static str, method: Option<Method>, access: Access) {
+        let rules = self.0.entry(path).or_default();
+        if let Some(old) = rules.insert(method.clone(), access) {
+            assert_eq!(old, access, "two access rules for {method:?} {path}");
+        }
+    }
+}
 
 /// A resource's routes, each with the access it asks of its caller, and the templates of its
 /// GET routes: the request metrics export a series for each of those from the start, so the
@@ -24,7 +55,7 @@ use crate::state::AppState;
 pub struct Routes {
     router: Router<AppState>,
     get_templates: Vec<&'static str>,
-    access: HashMap<&'static str, Access>,
+    access: AccessRules,
 }
 
 impl Routes {
@@ -33,14 +64,12 @@ impl Routes {
         Routes {
             router: Router::new(),
             get_templates: Vec::new(),
-            access: HashMap::new(),
+            access: AccessRules::default(),
         }
     }
 
     fn rule(&mut self, path: &'static str, access: Access) {
-        if let Some(old) = self.access.insert(path, access) {
-            assert_eq!(old, access, "two access rules for {path}");
-        }
+        self.access.insert(path, None, access);
     }
 
     /// A GET route whose requests are counted from the start.
@@ -68,12 +97,34 @@ impl Routes {
         self
     }
 
+    /// A route for one method whose access differs from the rule of the template's other
+    /// methods (e.g. `POST /participants` next to `GET /participants`).
+    pub fn method<H, T>(
+        mut self,
+        method: Method,
+        path: &'static str,
+        access: Access,
+        handler: H,
+    ) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone())
+            .unwrap_or_else(|_| panic!("{method} cannot be routed"));
+        self.access.insert(path, Some(method), access);
+        self.router = self.router.route(path, on(filter, handler));
+        self
+    }
+
     /// Adds another resource's routes.
     pub fn merge(mut self, other: Routes) -> Self {
         self.router = self.router.merge(other.router);
         self.get_templates.extend(other.get_templates);
-        for (path, access) in other.access {
-            self.rule(path, access);
+        for (path, rules) in other.access.0 {
+            for (method, access) in rules {
+                self.access.insert(path, method, access);
+            }
         }
         self
     }
@@ -83,8 +134,8 @@ impl Routes {
         &self.get_templates
     }
 
-    /// The access rule of every route, by its template.
-    pub fn access(&self) -> &HashMap<&'static str, Access> {
+    /// The access rule of every route.
+    pub fn access(&self) -> &AccessRules {
         &self.access
     }
 
@@ -105,6 +156,7 @@ pub fn routes() -> Routes {
     let routes = Routes::new()
         .merge(data::routes())
         .merge(participants::routes())
+        .merge(enrolment::routes())
         .merge(imputation::routes())
         .merge(catalog::routes())
         .merge(ops::routes())

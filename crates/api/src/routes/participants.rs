@@ -48,6 +48,11 @@ pub struct ParticipantView {
     /// `active`, `paused`, `withdrawn` or `completed`.
     #[schema(example = "active")]
     pub status: String,
+    /// Where the participant stands in the study's lifecycle: `invited` (added, no consent
+    /// yet), `active`, `needs_reconsent` (see `reconsent_reason`), `withdrawn`, or for the
+    /// other statuses the status itself (`paused`, `completed`).
+    #[schema(example = "active")]
+    pub state: String,
     /// Data source, e.g. `fitbit`; null before a device is linked.
     pub provider: Option<String>,
     pub enrolled_at: DateTime<Utc>,
@@ -56,6 +61,8 @@ pub struct ParticipantView {
     pub reconsent_reason: Option<String>,
     /// The device's last sync as the provider reported it.
     pub last_device_sync: Option<DateTime<Utc>>,
+    /// The latest sample of any metric: the participant's last data.
+    pub last_data_at: Option<DateTime<Utc>>,
     /// Latest sample time per metric name; metrics without data are absent.
     #[schema(value_type = BTreeMap<String, DateTime<Utc>>)]
     pub last_sample: BTreeMap<String, DateTime<Utc>>,
@@ -75,19 +82,33 @@ pub struct ContactView {
     pub email: Option<String>,
 }
 
+/// The lifecycle state of a participant row (see [`ParticipantView::state`]).
+pub fn lifecycle_state(p: &participants::Participant) -> &str {
+    match p.status.as_str() {
+        "active" if p.provider.is_none() => "invited",
+        "active" if p.needs_reconsent => "needs_reconsent",
+        other => other,
+    }
+}
+
 impl ParticipantView {
-    fn new(
+    /// The view of `p` for `caller` (contact details only for roles that may read them).
+    pub fn new(
         p: participants::Participant,
         last_sample: BTreeMap<String, DateTime<Utc>>,
         caller: &Caller,
     ) -> Self {
+        let state = lifecycle_state(&p).to_owned();
         let contact = caller
             .may(Permission::ReadContactDetails)
             .then_some(ContactView {
                 name: p.contact_name,
                 email: p.contact_email,
             });
+        let last_data_at = last_sample.values().max().copied();
         ParticipantView {
+            state,
+            last_data_at,
             study_id: p.study_id,
             contact,
             participant_id: p.participant_id,

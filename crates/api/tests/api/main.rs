@@ -2,6 +2,7 @@
 
 mod access;
 mod admin;
+mod enrolment;
 mod errors;
 mod imputation;
 mod operations;
