@@ -17,6 +17,7 @@ use wearhouse_core::store::audit;
 use wearhouse_core::store::participants::{self, NewParticipant};
 
 use crate::metrics::SourceMetrics;
+use crate::oauth::Binding;
 use crate::sources::registry::{self, ProviderArgs, SourceContext};
 
 /// A provider participants consent at.
@@ -56,6 +57,11 @@ pub struct EnrollArgs {
     /// its host is local and on every interface otherwise.
     #[arg(long, env = "WEARHOUSE_ENROLL_LISTEN")]
     pub listen: Option<SocketAddr>,
+
+    /// Accept a provider account other than the one on record for the participant (it
+    /// replaces it); without this such a consent is refused.
+    #[arg(long, env = "WEARHOUSE_ENROLL_ALLOW_ACCOUNT_CHANGE")]
+    pub allow_account_change: bool,
 
     /// How long to wait for the consent before giving up, in seconds.
     #[arg(
@@ -131,6 +137,11 @@ pub async fn run(args: &EnrollArgs, shutdown: &CancellationToken) -> anyhow::Res
         }
     }
 
+    let binding = if args.allow_account_change {
+        Binding::AccountChangeAllowed
+    } else {
+        Binding::None
+    };
     let (done, mut enrolled) = mpsc::unbounded_channel::<String>();
     let (router, redirect_uri, consent_url) = match args.provider {
         OAuthProvider::Fitbit => {
@@ -151,7 +162,11 @@ pub async fn run(args: &EnrollArgs, shutdown: &CancellationToken) -> anyhow::Res
                     ));
                 }
             });
-            (router, redirect.clone(), source.consent_url(&participant))
+            (
+                router,
+                redirect.clone(),
+                source.consent_url_bound(&participant, binding),
+            )
         }
         OAuthProvider::GoogleHealth => {
             let source = registry::google_health(&args.providers, &ctx)?
@@ -172,7 +187,11 @@ pub async fn run(args: &EnrollArgs, shutdown: &CancellationToken) -> anyhow::Res
                     ));
                 }
             });
-            (router, redirect.clone(), source.consent_url(&participant))
+            (
+                router,
+                redirect.clone(),
+                source.consent_url_bound(&participant, binding),
+            )
         }
     };
     drop(done);

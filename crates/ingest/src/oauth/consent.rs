@@ -68,7 +68,8 @@ struct CallbackQuery {
     error_description: Option<String>,
 }
 
-fn page(status: StatusCode, msg: &str) -> Response {
+/// A short page for the participant saying what happened.
+pub(crate) fn page(status: StatusCode, msg: &str) -> Response {
     let msg = msg.replace('&', "&amp;").replace('<', "&lt;");
     (
         status,

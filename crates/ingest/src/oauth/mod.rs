@@ -9,6 +9,7 @@
 
 pub mod consent;
 pub mod google;
+pub mod links;
 pub mod pkce;
 pub mod state;
 pub mod store;
@@ -23,7 +24,7 @@ use serde::Deserialize;
 use url::Url;
 
 pub use pkce::Pkce;
-pub use state::StateSigner;
+pub use state::{Binding, StateSigner};
 pub use tokens::TokenManager;
 
 /// How the client proves who it is to the token endpoint.

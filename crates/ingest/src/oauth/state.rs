@@ -2,6 +2,11 @@
 //! signed with HMAC-SHA256, and the PKCE verifier is derived from it with the same key. So any
 //! process holding the key (the `enroll` command's own callback server or a running daemon)
 //! can complete a consent that another one started, and no pending consent is stored.
+//!
+//! A state may also be bound ([`Binding`]) to a coordinator's consent link (the callback then
+//! claims that link) or carry the command line's confirmation that another provider account
+//! may replace the one on record. States without the field, as issued before it existed,
+//! open unbound.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -19,6 +24,46 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// How long a consent link stays usable.
 const STATE_TTL_SECS: i64 = 3600;
+
+/// What a consent is bound to besides its participant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Binding {
+    /// A consent started from the command line; another provider account than the one on
+    /// record is refused.
+    #[default]
+    None,
+    /// A command-line consent whose operator confirmed an account change.
+    AccountChangeAllowed,
+    /// A coordinator's consent link (its id), which says whether an account may change.
+    Link(i64),
+}
+
+impl Binding {
+    fn encode(self) -> String {
+        match self {
+            Binding::None => "n".into(),
+            Binding::AccountChangeAllowed => "a".into(),
+            Binding::Link(id) => format!("l{id}"),
+        }
+    }
+
+    fn decode(raw: &str) -> Option<Binding> {
+        match raw {
+            "n" => Some(Binding::None),
+            "a" => Some(Binding::AccountChangeAllowed),
+            _ => raw.strip_prefix('l')?.parse().ok().map(Binding::Link),
+        }
+    }
+}
+
+/// A state that checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    pub participant: ParticipantId,
+    /// The PKCE verifier the state stands for.
+    pub verifier: String,
+    pub binding: Binding,
+}
 
 /// Issues and checks signed `state` values for one provider.
 #[derive(Clone)]
@@ -64,12 +109,18 @@ impl StateSigner {
 
     /// A fresh state for `participant` and the PKCE pair it stands for.
     pub fn issue(&self, participant: &ParticipantId) -> (String, Pkce) {
+        self.issue_bound(participant, Binding::None)
+    }
+
+    /// [`issue`](Self::issue) with a binding.
+    pub fn issue_bound(&self, participant: &ParticipantId, binding: Binding) -> (String, Pkce) {
         let payload = format!(
-            "{}.{}.{}.{}",
+            "{}.{}.{}.{}.{}",
             self.tag,
             URL_SAFE_NO_PAD.encode(participant.as_str()),
             Utc::now().timestamp(),
-            random_token(12)
+            random_token(12),
+            binding.encode()
         );
         let mac = URL_SAFE_NO_PAD.encode(self.mac(payload.as_bytes()).finalize().into_bytes());
         let verifier = self.verifier_for(&payload);
@@ -80,8 +131,9 @@ impl StateSigner {
         (format!("{payload}.{mac}"), pkce)
     }
 
-    /// Checks `state`, returning the participant and the PKCE verifier it stands for.
-    pub fn open(&self, state: &str) -> Result<(ParticipantId, String), OAuthError> {
+    /// Checks `state`, returning the participant, the PKCE verifier and the binding it stands
+    /// for.
+    pub fn open(&self, state: &str) -> Result<Opened, OAuthError> {
         let bad = |why: &str| OAuthError::Callback(why.to_owned());
         let (payload, mac) = state
             .rsplit_once('.')
@@ -94,8 +146,15 @@ impl StateSigner {
             return Err(bad("state does not match a consent link we issued"));
         }
         let parts: Vec<&str> = payload.split('.').collect();
-        let [tag, id, issued, _] = parts[..] else {
-            return Err(bad("malformed state"));
+        let (tag, id, issued, binding) = match parts[..] {
+            [tag, id, issued, _] => (tag, id, issued, Binding::None),
+            [tag, id, issued, _, binding] => (
+                tag,
+                id,
+                issued,
+                Binding::decode(binding).ok_or_else(|| bad("malformed state"))?,
+            ),
+            _ => return Err(bad("malformed state")),
         };
         if tag != self.tag {
             return Err(bad("malformed state"));
@@ -110,7 +169,11 @@ impl StateSigner {
             .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(|| bad("malformed state"))?;
         let participant = ParticipantId::parse(&id).map_err(|e| bad(&e.to_string()))?;
-        Ok((participant, self.verifier_for(payload)))
+        Ok(Opened {
+            participant,
+            verifier: self.verifier_for(payload),
+            binding,
+        })
     }
 }
 
@@ -123,9 +186,10 @@ mod tests {
         let signer = StateSigner::new("t1", b"key");
         let p = ParticipantId::parse("P001").unwrap();
         let (state, pkce) = signer.issue(&p);
-        let (back, verifier) = signer.open(&state).unwrap();
-        assert_eq!(back, p);
-        assert_eq!(s256_challenge(&verifier), pkce.challenge);
+        let opened = signer.open(&state).unwrap();
+        assert_eq!(opened.participant, p);
+        assert_eq!(opened.binding, Binding::None);
+        assert_eq!(s256_challenge(&opened.verifier), pkce.challenge);
         assert!(StateSigner::new("t1", b"other").open(&state).is_err());
     }
 
@@ -134,6 +198,33 @@ mod tests {
         let p = ParticipantId::parse("P001").unwrap();
         let (state, _) = StateSigner::new("v1", b"key").issue(&p);
         assert!(StateSigner::new("g1", b"key").open(&state).is_err());
+    }
+
+    #[test]
+    fn a_state_carries_its_binding_and_the_binding_cannot_be_changed() {
+        let signer = StateSigner::new("t1", b"key");
+        let p = ParticipantId::parse("P001").unwrap();
+        for binding in [Binding::AccountChangeAllowed, Binding::Link(42)] {
+            let (state, _) = signer.issue_bound(&p, binding);
+            assert_eq!(signer.open(&state).unwrap().binding, binding);
+        }
+        let (state, _) = signer.issue_bound(&p, Binding::Link(42));
+        let forged = state.replacen(".l42.", ".l43.", 1);
+        assert_ne!(forged, state);
+        assert!(signer.open(&forged).is_err());
+    }
+
+    #[test]
+    fn a_state_issued_before_bindings_existed_opens_unbound() {
+        let signer = StateSigner::new("t1", b"key");
+        let payload = format!(
+            "t1.{}.{}.nonce",
+            URL_SAFE_NO_PAD.encode("P001"),
+            Utc::now().timestamp()
+        );
+        let mac = URL_SAFE_NO_PAD.encode(signer.mac(payload.as_bytes()).finalize().into_bytes());
+        let opened = signer.open(&format!("{payload}.{mac}")).unwrap();
+        assert_eq!(opened.binding, Binding::None);
     }
 
     #[test]

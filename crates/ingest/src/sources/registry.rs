@@ -18,6 +18,7 @@ use super::fitbit::{ApiObserver, FitbitArgs, FitbitSource};
 use super::google_health::{GoogleHealthArgs, GoogleHealthSource};
 use super::synthetic::SyntheticSource;
 use crate::metrics::SourceMetrics;
+use crate::oauth::links;
 
 /// A data provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -132,21 +133,28 @@ pub fn callback_path(redirect_uri: &str) -> String {
 
 /// HTTP routes the providers serve from the daemon: each configured OAuth provider's consent
 /// callback at the path of its redirect URI, so a consent link opened at any time completes
-/// there. Merged next to `/health` and `/metrics`.
+/// there, and coordinators' consent links (`/consent/{token}`). Merged next to `/health` and
+/// `/metrics`.
 pub fn routes(args: &ProviderArgs, ctx: &SourceContext) -> anyhow::Result<Router> {
     let mut router = Router::new();
-    if let Some(fitbit) = fitbit(args, ctx)? {
+    let fitbit = fitbit(args, ctx)?;
+    let google = google_health(args, ctx)?;
+    if let Some(fitbit) = &fitbit {
         router = router.merge(fitbit.callback_router(
             ctx.pool.clone(),
             &callback_path(&args.fitbit.redirect_uri),
             None,
         ));
     }
-    if let Some(google) = google_health(args, ctx)? {
+    if let Some(google) = &google {
         router =
             router.merge(google.callback_router(&callback_path(&args.google.redirect_uri), None));
     }
-    Ok(router)
+    Ok(router.merge(links::router(links::LinkRoutes {
+        pool: ctx.pool.clone(),
+        fitbit,
+        google,
+    })))
 }
 
 /// The sources of a run, by provider name.

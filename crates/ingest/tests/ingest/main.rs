@@ -1,8 +1,10 @@
 //! Ingest as its users meet it, in one test binary: the delta load against a real database,
 //! the providers' clients against local fakes of Fitbit and Google Health, the binary's
-//! commands (`run`, `daemon`, `enroll`, `synthetic`) and imports of exported files.
+//! commands (`run`, `daemon`, `enroll`, `synthetic`), coordinators' consent links and imports of
+//! exported files.
 
 mod alert_e2e;
+mod consent_links;
 mod daemon;
 mod enroll;
 mod fitbit_api;

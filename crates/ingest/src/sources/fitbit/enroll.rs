@@ -16,7 +16,7 @@ use wearhouse_core::store::participants::{self, NewParticipant};
 
 use super::{FitbitSource, PROVIDER};
 use crate::oauth::consent::{self, Consent};
-use crate::oauth::{OAuthError, store};
+use crate::oauth::{Binding, OAuthError, links, store};
 
 /// A completed enrolment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,24 +30,33 @@ pub struct Enrolled {
 impl FitbitSource {
     /// The consent URL for `participant`: send the participant's browser there.
     pub fn consent_url(&self, participant: &ParticipantId) -> Url {
-        let (state, pkce) = self.signer.issue(participant);
+        self.consent_url_bound(participant, Binding::None)
+    }
+
+    /// [`consent_url`](Self::consent_url) with a state bound to a consent link or carrying a
+    /// confirmed account change.
+    pub fn consent_url_bound(&self, participant: &ParticipantId, binding: Binding) -> Url {
+        let (state, pkce) = self.signer.issue_bound(participant, binding);
         self.api.tokens().client().authorize_url(&state, &pkce)
     }
 
     /// Completes a consent: checks `state`, exchanges `code`, reads the time zone and stores
-    /// everything. The participant row is created when it does not exist yet.
+    /// everything. The participant row is created when it does not exist yet. A consent
+    /// through a coordinator's link claims the link with the grant; a Fitbit account other
+    /// than the one on record is refused unless the change was confirmed.
     pub async fn complete_enrolment(
         &self,
         pool: &sqlx::PgPool,
         state: &str,
         code: &str,
     ) -> Result<Enrolled, OAuthError> {
-        let (participant, verifier) = self.signer.open(state)?;
+        let opened = self.signer.open(state)?;
+        let (participant, verifier) = (opened.participant.clone(), &opened.verifier);
         let tokens = self
             .api
             .tokens()
             .client()
-            .exchange_code(code, &verifier)
+            .exchange_code(code, verifier)
             .await?;
         #[derive(Deserialize)]
         struct Profile {
@@ -58,7 +67,28 @@ impl FitbitSource {
             timezone: Option<String>,
         }
         let mut conn = pool.begin().await?;
+        let claimed = match links::claim(&mut conn, &opened, PROVIDER).await {
+            Ok(c) => c,
+            Err(e) => {
+                drop(conn);
+                self.discard(&tokens).await;
+                return Err(e);
+            }
+        };
         let existing = participants::get(&mut conn, &participant).await.ok();
+        let on_record = existing
+            .as_ref()
+            .filter(|p| p.provider.as_deref() == Some(PROVIDER))
+            .and_then(|p| p.provider_user_id.clone());
+        let changed = on_record
+            .as_deref()
+            .is_some_and(|old| tokens.user_id.as_deref() != Some(old));
+        if changed && !claimed.allow_account_change {
+            drop(conn);
+            tracing::warn!(participant = %participant, on_record = ?on_record, consented = ?tokens.user_id, "consent of another fitbit account refused");
+            self.discard(&tokens).await;
+            return Err(links::account_change_refused("Fitbit"));
+        }
         let timezone = match self
             .api
             .get_with_token::<Profile>(&tokens.access_token, "/1/user/-/profile.json")
@@ -92,6 +122,16 @@ impl FitbitSource {
         )
         .await?;
         participants::set_needs_reconsent(&mut conn, &participant, None).await?;
+        links::record(
+            &mut conn,
+            &participant,
+            &claimed,
+            serde_json::json!({
+                "provider_user_id": tokens.user_id,
+                "account_changed": changed,
+            }),
+        )
+        .await?;
         conn.commit().await?;
         tracing::info!(participant = %participant, %timezone, "fitbit enrolment complete");
         Ok(Enrolled {
@@ -99,6 +139,19 @@ impl FitbitSource {
             provider_user_id: tokens.user_id,
             timezone,
         })
+    }
+
+    /// Revokes a grant that will not be stored, so no usable token outlives a refusal.
+    async fn discard(&self, tokens: &crate::oauth::TokenResponse) {
+        if let Err(e) = self
+            .api
+            .tokens()
+            .client()
+            .revoke(&tokens.access_token)
+            .await
+        {
+            tracing::warn!(error = %e, "revoking a refused fitbit grant failed");
+        }
     }
 
     /// Routes serving the OAuth callback at `path` (the path of the redirect URI, usually

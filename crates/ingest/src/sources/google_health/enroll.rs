@@ -22,7 +22,7 @@ use super::api::NOT_LINKED_REASON;
 use super::{GoogleHealthSource, PROVIDER};
 use crate::migration;
 use crate::oauth::consent::{self, Consent};
-use crate::oauth::{OAuthError, google, store};
+use crate::oauth::{Binding, OAuthError, google, links, store};
 use crate::sources::fitbit::PROVIDER as FITBIT;
 
 /// A completed enrolment.
@@ -49,20 +49,30 @@ struct Identity {
 impl GoogleHealthSource {
     /// The consent URL for `participant`: send the participant's browser there.
     pub fn consent_url(&self, participant: &ParticipantId) -> Url {
-        let (state, pkce) = self.signer.issue(participant);
+        self.consent_url_bound(participant, Binding::None)
+    }
+
+    /// [`consent_url`](Self::consent_url) with a state bound to a consent link or carrying a
+    /// confirmed account change.
+    pub fn consent_url_bound(&self, participant: &ParticipantId, binding: Binding) -> Url {
+        let (state, pkce) = self.signer.issue_bound(participant, binding);
         google::consent_url(self.api.tokens().client(), &state, &pkce)
     }
 
     /// Completes a consent: checks `state`, exchanges `code`, reads identity and time zone,
-    /// moves a Fitbit participant over, and stores everything.
+    /// moves a Fitbit participant over, and stores everything. A consent through a
+    /// coordinator's link claims the link with the grant; a Google account other than the one
+    /// on record (or, for a Fitbit participant, one their Fitbit account did not move to) is
+    /// refused unless the change was confirmed.
     pub async fn complete_enrolment(
         &self,
         state: &str,
         code: &str,
     ) -> Result<Enrolled, OAuthError> {
-        let (participant, verifier) = self.signer.open(state)?;
+        let opened = self.signer.open(state)?;
+        let participant = opened.participant.clone();
         let client = self.api.tokens().client();
-        let mut tokens = client.exchange_code(code, &verifier).await?;
+        let mut tokens = client.exchange_code(code, &opened.verifier).await?;
         let pool = &self.pool;
         let identity: Identity = match self
             .api
@@ -103,7 +113,26 @@ impl GoogleHealthSource {
         };
 
         let mut tx = pool.begin().await?;
+        let claimed = match links::claim(&mut tx, &opened, PROVIDER).await {
+            Ok(c) => c,
+            Err(e) => {
+                drop(tx);
+                let _ = client.revoke(&tokens.access_token).await;
+                return Err(e);
+            }
+        };
         let existing = participants::get(&mut tx, &participant).await.ok();
+        let changed = existing
+            .as_ref()
+            .filter(|p| p.provider.as_deref() == Some(PROVIDER))
+            .and_then(|p| p.provider_user_id.as_deref())
+            .is_some_and(|old| old != identity.health_user_id);
+        if changed && !claimed.allow_account_change {
+            drop(tx);
+            tracing::warn!(participant = %participant, consented = %identity.health_user_id, "consent of another google account refused");
+            let _ = client.revoke(&tokens.access_token).await;
+            return Err(links::account_change_refused("Google"));
+        }
         let owner = match &legacy {
             Some(l) => migration::participant_with_user_id(&mut *tx, FITBIT, l).await?,
             None => None,
@@ -121,6 +150,7 @@ impl GoogleHealthSource {
             .filter(|p| p.provider.as_deref() == Some(FITBIT));
         if let Some(p) = on_fitbit
             && owner.is_none()
+            && !claimed.allow_account_change
         {
             drop(tx);
             let _ = client.revoke(&tokens.access_token).await;
@@ -155,6 +185,17 @@ impl GoogleHealthSource {
         )
         .await?;
         participants::set_needs_reconsent(&mut tx, &participant, None).await?;
+        links::record(
+            &mut tx,
+            &participant,
+            &claimed,
+            serde_json::json!({
+                "provider_user_id": identity.health_user_id,
+                "account_changed": changed,
+                "moved_from_fitbit": moving,
+            }),
+        )
+        .await?;
         if moving {
             let handed = migration::hand_over(
                 &mut tx,
