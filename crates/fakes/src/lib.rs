@@ -36,9 +36,13 @@ struct LocalServer {
 
 impl LocalServer {
     async fn start(app: Router, name: &str) -> LocalServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        Self::start_at(app, name, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    async fn start_at(app: Router, name: &str, addr: SocketAddr) -> LocalServer {
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .unwrap_or_else(|e| panic!("bind the {name} server: {e}"));
+            .unwrap_or_else(|e| panic!("bind the {name} server to {addr}: {e}"));
         let addr = listener.local_addr().expect("local address");
         let name = name.to_owned();
         let task = tokio::spawn(async move {

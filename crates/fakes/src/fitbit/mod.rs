@@ -191,6 +191,11 @@ pub struct FakeFitbit {
 impl FakeFitbit {
     /// Starts the fake on a free port of 127.0.0.1.
     pub async fn start(config: FakeFitbitConfig) -> FakeFitbit {
+        Self::start_at(config, ([127, 0, 0, 1], 0).into()).await
+    }
+
+    /// Starts the fake on `addr` (the `wearhouse-fake-providers` binary).
+    pub async fn start_at(config: FakeFitbitConfig, addr: std::net::SocketAddr) -> FakeFitbit {
         let shared = Shared::new(config);
         let app = Router::new()
             .route("/oauth2/authorize", get(oauth::authorize))
@@ -199,7 +204,7 @@ impl FakeFitbit {
             .fallback(data::handle)
             .with_state(shared.clone());
         FakeFitbit {
-            server: LocalServer::start(app, "fake fitbit").await,
+            server: LocalServer::start_at(app, "fake fitbit", addr).await,
             shared,
         }
     }

@@ -176,6 +176,14 @@ pub struct FakeGoogleHealth {
 impl FakeGoogleHealth {
     /// Starts the fake on a free port of 127.0.0.1.
     pub async fn start(config: FakeGoogleConfig) -> FakeGoogleHealth {
+        Self::start_at(config, ([127, 0, 0, 1], 0).into()).await
+    }
+
+    /// Starts the fake on `addr` (the `wearhouse-fake-providers` binary).
+    pub async fn start_at(
+        config: FakeGoogleConfig,
+        addr: std::net::SocketAddr,
+    ) -> FakeGoogleHealth {
         let shared = Shared::new(config);
         let app = Router::new()
             .route("/o/oauth2/v2/auth", get(oauth::authorize))
@@ -184,7 +192,7 @@ impl FakeGoogleHealth {
             .fallback(data::handle)
             .with_state(shared.clone());
         FakeGoogleHealth {
-            server: LocalServer::start(app, "fake google").await,
+            server: LocalServer::start_at(app, "fake google", addr).await,
             shared,
         }
     }
