@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::auth::{SESSION_COOKIE, login};
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{audit, catalog, data, imputation, ops, participants};
+use crate::routes::{audit, catalog, data, imputation, lifecycle, ops, participants};
 
 /// The two ways to authenticate: an API token as a bearer token, or the session cookie that
 /// `POST /auth/login` sets.
@@ -55,6 +55,9 @@ impl Modify for Security {
         imputation::job,
         participants::list,
         participants::detail,
+        lifecycle::withdraw,
+        lifecycle::erase,
+        lifecycle::export_archive,
         catalog::catalog,
         ops::health,
         ops::ready,

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod data;
 pub mod docs;
 pub mod imputation;
+pub mod lifecycle;
 pub mod ops;
 pub mod participants;
 
@@ -105,6 +106,7 @@ pub fn routes() -> Routes {
     let routes = Routes::new()
         .merge(data::routes())
         .merge(participants::routes())
+        .merge(lifecycle::routes())
         .merge(imputation::routes())
         .merge(catalog::routes())
         .merge(ops::routes())

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use crate::error::{Error, Result};
 use crate::participant::ParticipantId;
@@ -196,7 +196,7 @@ struct Erased {
 /// that transaction. Refused with [`Error::Invalid`] (parameter `participant`) while a grant
 /// is still to be revoked or the ingest is loading the participant.
 pub async fn erase(
-    conn: &mut PgConnection,
+    pool: &PgPool,
     backend: &Backend,
     id: &ParticipantId,
     actor: &Actor,
@@ -211,19 +211,23 @@ pub async fn erase(
         request_id,
         client_addr
     )
-    .fetch_one(&mut *conn)
+    .fetch_one(pool)
     .await
     .map_err(|e| erase_error(e, id))?;
     let erased: Erased = serde_json::from_value(answer)
         .map_err(|e| Error::Database(sqlx::Error::Decode(Box::new(e))))?;
-    if let (Some(from), Some(to)) = (erased.samples_from, erased.samples_to) {
+    if let (Some(from), Some(to), false) = (
+        erased.samples_from,
+        erased.samples_to,
+        backend.rollups_are_tables,
+    ) {
         // The aggregates' own rows of the participant are already gone; refreshing the span
         // settles the invalidations the delete logged, so no later refresh recomputes from a
         // stale materialisation.
         // The erasure itself has committed either way: a failed refresh is reported, not
         // returned, and the refresh policies settle the span later.
         let range = TimeRange::new(from, to + chrono::Duration::days(1))?;
-        if let Err(e) = refresh::refresh_rollups(conn, backend, range).await {
+        if let Err(e) = refresh_on_own_thread(pool, backend, range).await {
             tracing::warn!(participant = %id, error = %e, "participant erased; refreshing the continuous aggregates over their span failed");
         }
     }
@@ -232,6 +236,25 @@ pub async fn erase(
         study_id: erased.study_id,
         rows: erased.rows,
     })
+}
+
+/// [`refresh::refresh_rollups`] on a blocking thread of its own. Its statements go through
+/// `raw_sql`, whose futures are not `Send` (the executor's lifetimes), and the erasure is
+/// awaited by HTTP handlers, which must be: run there, the erasing future stays `Send`.
+async fn refresh_on_own_thread(pool: &PgPool, backend: &Backend, range: TimeRange) -> Result<()> {
+    let (pool, backend) = (pool.clone(), backend.clone());
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        runtime.block_on(async move {
+            let mut conn = pool.acquire().await?;
+            refresh::refresh_rollups(&mut conn, &backend, range).await
+        })
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "the aggregate refresh task failed");
+        Error::Database(sqlx::Error::WorkerCrashed)
+    })?
 }
 
 /// The function's refusals become errors that say what to do.
