@@ -4,6 +4,7 @@ mod access;
 mod admin;
 mod errors;
 mod imputation;
+mod lifecycle;
 mod operations;
 mod outage;
 mod paging;
