@@ -61,6 +61,14 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// A participant's data: `participant erase --participant P --confirm P`,
+    /// `participant export --participant P --out P.zip`.
+    Participant {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(subcommand)]
+        command: crate::participant::ParticipantCommand,
+    },
     /// The audit trail: `audit verify`.
     Audit {
         #[command(flatten)]
@@ -86,6 +94,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Study { database, command } => admin::study(&database, command).await,
         Command::User { database, command } => admin::user(&database, command).await,
         Command::Token { database, command } => admin::token(&database, command).await,
+        Command::Participant { database, command } => {
+            crate::participant::run(&database, command).await
+        }
         Command::Audit { database, command } => {
             if admin::audit(&database, command).await? {
                 Ok(())

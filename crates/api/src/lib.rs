@@ -18,6 +18,7 @@ pub mod migrate;
 pub mod oidc;
 pub mod openapi;
 pub mod params;
+pub mod participant;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::auth::{SESSION_COOKIE, login};
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{audit, catalog, data, enrolment, imputation, ops, participants};
+use crate::routes::{audit, catalog, data, enrolment, imputation, lifecycle, ops, participants};
 
 /// The two ways to authenticate: an API token as a bearer token, or the session cookie that
 /// `POST /auth/login` sets.
@@ -60,6 +60,9 @@ impl Modify for Security {
         enrolment::create_link,
         enrolment::links,
         enrolment::revoke_link,
+        lifecycle::withdraw,
+        lifecycle::erase,
+        lifecycle::export_archive,
         catalog::catalog,
         ops::health,
         ops::ready,

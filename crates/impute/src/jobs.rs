@@ -23,6 +23,7 @@ use sqlx::PgPool;
 use wearhouse_core::store::imputed::{self, OutputRow};
 pub use wearhouse_core::store::imputed::{aggregate, default_range, floor_to_grid, grid_step};
 use wearhouse_core::store::jobs::{self as queue, Claim, JobRecord};
+use wearhouse_core::store::lifecycle;
 use wearhouse_core::{ImputationStrategy, Metric, TimeRange};
 
 use crate::arima::{ArimaOrder, FitOptions, OrderGrid};
@@ -71,6 +72,9 @@ pub enum JobError {
     /// Another worker took the job after this one's lease expired; its result was discarded.
     #[error("the lease on the job was lost")]
     LeaseLost,
+    /// The participant withdrew: their data is kept as it is, nothing more is derived.
+    #[error("the participant is withdrawn; their data is no longer processed")]
+    Withdrawn,
     /// The fill task panicked.
     #[error("the fill task failed: {0}")]
     Task(String),
@@ -288,6 +292,9 @@ async fn run_claimed(
     settings: &JobSettings,
 ) -> Result<Outcome, JobError> {
     let job = &claim.job;
+    if lifecycle::is_withdrawn(pool, &job.participant_id).await? {
+        return Err(JobError::Withdrawn);
+    }
     let metric = Metric::parse(&job.data_type)
         .map_err(|_| JobError::UnknownMetric(job.data_type.clone()))?;
     let step = grid_step(metric);

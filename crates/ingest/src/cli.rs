@@ -55,6 +55,11 @@ pub enum Command {
     /// List the participants who must consent again (revoked or invalid grants, accounts not
     /// moved to Google Health), with provider, since when and why.
     ReconsentList(ReconsentListArgs),
+
+    /// A participant's lifecycle: `participant withdraw --participant P --reason R` stops
+    /// collection, keeps the data and revokes the grant at the provider.
+    #[command(subcommand)]
+    Participant(crate::withdraw::ParticipantCommand),
 }
 
 /// Settings of `wearhouse-ingest run`.
@@ -102,6 +107,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => {
             let (_, summary) = crate::import::run(&args).await?;
             print!("{summary}");
+            Ok(())
+        }
+        Command::Participant(command) => {
+            print!("{}", crate::withdraw::run(command).await?);
             Ok(())
         }
         Command::ReconsentList(args) => {

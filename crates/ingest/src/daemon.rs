@@ -42,6 +42,16 @@ pub struct DaemonArgs {
     #[arg(long, env = "WEARHOUSE_INGEST_LISTEN", default_value = "0.0.0.0:9102")]
     pub listen: SocketAddr,
 
+    /// Seconds between sweeps that revoke the grants of withdrawn participants at their
+    /// provider (the first sweep runs at start).
+    #[arg(
+        long,
+        env = "WEARHOUSE_INGEST_REVOCATION_SWEEP_SECS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub revocation_sweep_secs: u64,
+
     #[command(flatten)]
     pub database: DatabaseArgs,
 
@@ -91,6 +101,14 @@ pub async fn run(args: DaemonArgs, shutdown: CancellationToken) -> anyhow::Resul
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "cannot read the last successful run yet"),
     }
+
+    let sweeper = tokio::spawn(crate::withdraw::sweep_forever(
+        pool.clone(),
+        crate::withdraw::Revokers::configured(&args.providers, &ctx)?,
+        metrics.clone(),
+        Duration::from_secs(args.revocation_sweep_secs),
+        shutdown.clone(),
+    ));
 
     // Ticks go through a one-slot channel to a single runner: a tick while a run is in
     // progress finds the slot full (or taken) and is dropped, so runs never overlap.
@@ -150,6 +168,7 @@ pub async fn run(args: DaemonArgs, shutdown: CancellationToken) -> anyhow::Resul
 
     tracing::info!("shutting down");
     let _ = scheduler.shutdown().await;
+    let _ = sweeper.await;
     server_stop.cancel();
     match tokio::time::timeout(Duration::from_secs(10), server).await {
         Ok(joined) => joined??,

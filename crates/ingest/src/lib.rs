@@ -15,3 +15,4 @@ pub mod pipeline;
 pub mod runs;
 pub mod sink;
 pub mod sources;
+pub mod withdraw;

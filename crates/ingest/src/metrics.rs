@@ -48,6 +48,12 @@ struct ApiLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RevocationLabels {
+    provider: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
     source: &'static str,
 }
@@ -88,6 +94,8 @@ pub struct IngestMetrics {
     samples: Family<SampleLabels, Counter>,
     needing_reconsent: Gauge,
     run_in_progress: Gauge,
+    revocations: Family<RevocationLabels, Counter>,
+    revocations_pending: Gauge,
     /// Given to sources.
     pub source: SourceMetrics,
 }
@@ -105,6 +113,8 @@ impl IngestMetrics {
             samples: Family::default(),
             needing_reconsent: Gauge::default(),
             run_in_progress: Gauge::default(),
+            revocations: Family::default(),
+            revocations_pending: Gauge::default(),
             source: SourceMetrics::default(),
         };
         for outcome in [Outcome::Success, Outcome::Failure] {
@@ -153,6 +163,17 @@ impl IngestMetrics {
             "1 while a delta-load run is in progress",
             m.run_in_progress.clone(),
         );
+        registry.register(
+            "wearhouse_ingest_grant_revocations",
+            "Grants of withdrawn participants revoked at the provider (revoked) or not reached \
+             (failed, retried at the next sweep), by provider",
+            m.revocations.clone(),
+        );
+        registry.register(
+            "wearhouse_ingest_grant_revocations_pending",
+            "Withdrawn participants' grants still to be revoked after the last sweep",
+            m.revocations_pending.clone(),
+        );
         m
     }
 
@@ -192,6 +213,22 @@ impl IngestMetrics {
                 metric: metric.name(),
             })
             .inc_by(n);
+    }
+
+    /// Counts one revocation attempt of a withdrawn participant's grant (`revoked` or
+    /// `failed`).
+    pub fn grant_revocation(&self, provider: &str, outcome: &'static str) {
+        self.revocations
+            .get_or_create(&RevocationLabels {
+                provider: provider.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// Sets the number of withdrawn participants' grants still to be revoked.
+    pub fn set_revocations_pending(&self, n: usize) {
+        self.revocations_pending.set(n as i64);
     }
 
     /// Sets the number of participants needing re-consent, as counted in the database.

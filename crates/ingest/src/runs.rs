@@ -18,6 +18,8 @@ pub struct RunReport {
     pub needs_reconsent: usize,
     pub never_synced: usize,
     pub not_started: usize,
+    /// Withdrawn after the run started, so not loaded.
+    pub no_longer_active: usize,
     pub failed: Vec<(String, String)>,
     /// Samples handed to the sink.
     pub samples: u64,

@@ -6,6 +6,7 @@ pub mod data;
 pub mod docs;
 pub mod enrolment;
 pub mod imputation;
+pub mod lifecycle;
 pub mod ops;
 pub mod participants;
 
@@ -157,6 +158,7 @@ pub fn routes() -> Routes {
         .merge(data::routes())
         .merge(participants::routes())
         .merge(enrolment::routes())
+        .merge(lifecycle::routes())
         .merge(imputation::routes())
         .merge(catalog::routes())
         .merge(ops::routes())

@@ -47,6 +47,8 @@ fn allowed_any_method(route: &str) -> &'static [&'static str] {
         "/data/run_imputation" => &["admin", "researcher"],
         "/data/imputation_jobs/{id}" => &["admin", "researcher", "analyst"],
         "/participants" | "/participants/{id}" => ALL,
+        "/participants/{id}/withdraw" => &["admin", "coordinator"],
+        "/participants/{id}/erase" | "/participants/{id}/export" => &["admin"],
         "/contact" => &["admin", "researcher"],
         "/audit" | "/metrics" => &["admin"],
         "/metrics-catalog" | "/auth/me" | "/auth/logout" => ALL,

@@ -5,6 +5,7 @@ mod admin;
 mod enrolment;
 mod errors;
 mod imputation;
+mod lifecycle;
 mod operations;
 mod outage;
 mod paging;

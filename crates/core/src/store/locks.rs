@@ -15,6 +15,18 @@ pub async fn try_lock_ingest(conn: &mut PgConnection, participant: &str) -> sqlx
     .await
 }
 
+/// Takes the ingest lock on `participant`, waiting for a load in progress to finish (a
+/// withdrawal revokes the grant only once no worker is using it).
+pub async fn lock_ingest(conn: &mut PgConnection, participant: &str) -> sqlx::Result<()> {
+    sqlx::query_scalar!(
+        r#"select true as "held!" from pg_advisory_lock(hashtextextended('wearhouse-ingest:' || $1, 0))"#,
+        participant
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(())
+}
+
 /// Releases the ingest lock on `participant`; false when this session did not hold it.
 pub async fn unlock_ingest(conn: &mut PgConnection, participant: &str) -> sqlx::Result<bool> {
     sqlx::query_scalar!(

@@ -13,6 +13,7 @@ pub mod grants;
 pub mod imputed;
 pub mod ingest_state;
 pub mod jobs;
+pub mod lifecycle;
 pub mod locks;
 pub mod moves;
 pub mod participants;

@@ -82,6 +82,8 @@ pub enum ParticipantOutcome {
     NeedsReconsent,
     /// The run stopped before this participant started.
     NotStarted,
+    /// Withdrawn (or marked as needing re-consent) after the run started: not loaded.
+    NoLongerActive,
     /// Something failed; the message is also in `ingest_state.last_error`.
     Failed(String),
 }
@@ -247,6 +249,7 @@ impl Pipeline {
                 ParticipantOutcome::QuotaExhausted => report.quota_exhausted += 1,
                 ParticipantOutcome::NeedsReconsent => report.needs_reconsent += 1,
                 ParticipantOutcome::NotStarted => report.not_started += 1,
+                ParticipantOutcome::NoLongerActive => report.no_longer_active += 1,
                 ParticipantOutcome::Failed(e) => report.failed.push((id, e)),
             }
         }

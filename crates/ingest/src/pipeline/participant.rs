@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use sqlx::PgConnection;
 use sqlx::pool::PoolConnection;
-use wearhouse_core::store::{ingest_state, locks, moves, participants};
+use wearhouse_core::store::{ingest_state, lifecycle, locks, moves, participants};
 use wearhouse_core::{Metric, ParticipantId, Sample};
 
 use super::{Candidate, ParticipantOutcome, Pipeline, Tally};
@@ -50,6 +50,22 @@ impl Pipeline {
             Ok(true) => {}
             Ok(false) => return (ParticipantOutcome::Locked, Tally::default()),
             Err(e) => {
+                return (
+                    ParticipantOutcome::Failed(format!("database: {e}")),
+                    Tally::default(),
+                );
+            }
+        }
+        // The candidates were read when the run started; a participant withdrawn since then
+        // (or marked as needing re-consent by another worker) is not loaded.
+        match lifecycle::is_loadable(&mut *conn, &c.participant_id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                release(conn, &c.participant_id).await;
+                return (ParticipantOutcome::NoLongerActive, Tally::default());
+            }
+            Err(e) => {
+                release(conn, &c.participant_id).await;
                 return (
                     ParticipantOutcome::Failed(format!("database: {e}")),
                     Tally::default(),

@@ -18,3 +18,4 @@ mod pipeline;
 mod providers_run;
 mod support;
 mod synthetic;
+mod withdraw;
