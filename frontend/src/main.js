@@ -7,6 +7,7 @@ import { currentUser, signOut } from './auth.js';
 import { clearChart, createChart, showSeries } from './chart-view.js';
 import { ZONE, formatCount, formatRange, metricLabel, resolutionName } from './format.js';
 import { createSignIn } from './signin.js';
+import { safeNext, toolLinks } from './tools.js';
 import { renderMessage, renderRows } from './table.js';
 import { PAGE_SIZES, apiInstant, formatDay, rangeOf, viewFromQuery, viewToQuery } from './view.js';
 
@@ -43,6 +44,7 @@ const ui = {
   account: $('account'),
   accountEmail: $('account-email'),
   accountRole: $('account-role'),
+  tools: $('tools'),
   signOut: $('sign-out'),
 };
 
@@ -62,7 +64,15 @@ const state = {
 
 const chart = createChart(ui.canvas);
 const DASHBOARD_TITLE = document.title;
-const signIn = createSignIn({ onSignedIn: enter, setStatus });
+// A sign-in the web server asked for (another UI without a session) returns there.
+const signIn = createSignIn({
+  onSignedIn: (user) => {
+    const next = safeNext(location.search, location.origin);
+    if (next) location.assign(next);
+    else return enter(user);
+  },
+  setStatus,
+});
 
 function setStatus(text) {
   ui.status.textContent = text;
@@ -428,6 +438,8 @@ function clearDashboard() {
   ui.account.hidden = true;
   ui.accountEmail.textContent = '';
   ui.accountRole.textContent = '';
+  ui.tools.replaceChildren();
+  ui.tools.hidden = true;
 }
 
 /** Shows the sign-in screen with nothing of the previous session left on the page. */
@@ -450,6 +462,14 @@ function enter(user) {
   const named = studies.length > 3 ? `${studies.length} studies` : studies.join(', ');
   ui.accountRole.textContent = named ? `${user.role} · ${named}` : user.role;
   ui.accountRole.title = studies.length ? `Studies: ${studies.join(', ')}` : '';
+  const links = toolLinks(user.role).map(({ label, href }) => {
+    const a = document.createElement('a');
+    a.href = href;
+    a.textContent = label;
+    return a;
+  });
+  ui.tools.replaceChildren(...links);
+  ui.tools.hidden = links.length === 0;
   ui.account.hidden = false;
   ui.dashboard.hidden = false;
   state.view = viewFromQuery(location.search);
