@@ -221,7 +221,10 @@ class ComposeFile(unittest.TestCase):
         # Only the web server's fixed address may send the identity headers.
         web_address = self.services["web"]["networks"]["ui"]["ipv4_address"]
         self.assertEqual(env["GF_AUTH_PROXY_WHITELIST"], web_address)
-        self.assertIn("ui", self.services["grafana"]["networks"])
+        # nginx reaches Grafana by its name on that network, so the request comes from there.
+        self.assertEqual(self.services["grafana"]["networks"]["ui"]["aliases"], ["grafana-ui"])
+        self.assertEqual(self.services["web"]["environment"]["WEARHOUSE_GRAFANA_UPSTREAM"],
+                         "grafana-ui:3000")
         subnet = self.compose["networks"]["ui"]["ipam"]["config"][0]["subnet"]
         self.assertTrue(subnet.startswith("${WEARHOUSE_UI_SUBNET:-"), subnet)
 
