@@ -64,15 +64,17 @@ const state = {
 
 const chart = createChart(ui.canvas);
 const DASHBOARD_TITLE = document.title;
-// A sign-in the web server asked for (another UI without a session) returns there.
-const signIn = createSignIn({
-  onSignedIn: (user) => {
-    const next = safeNext(location.search, location.origin);
-    if (next) location.assign(next);
-    else return enter(user);
-  },
-  setStatus,
-});
+/**
+ * A signed-in user arrives: back to the other UI the web server sent them from (`?next=`, also
+ * after single sign-on, which returns to this URL), else into the dashboard.
+ */
+function arrive(user) {
+  const next = safeNext(location.search, location.origin);
+  if (next) location.assign(next);
+  else return enter(user);
+}
+
+const signIn = createSignIn({ onSignedIn: arrive, setStatus });
 
 function setStatus(text) {
   ui.status.textContent = text;
@@ -510,7 +512,7 @@ async function boot() {
     showError(err, boot);
     return;
   }
-  if (user) await enter(user);
+  if (user) await arrive(user);
   else await showSignIn();
 }
 
