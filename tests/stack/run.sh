@@ -170,8 +170,8 @@ headers="$(curl -fsS --cacert "$cert" -o /dev/null -D - "$https/")"
 grep -qi '^strict-transport-security: max-age=' <<<"$headers" || fail "no HSTS over HTTPS: $headers"
 expect "plain HTTP with a certificate" "301 $https/prometheus/?x=1" \
   "$(curl -sS -o /dev/null -w '%{http_code} %{redirect_url}' "$web/prometheus/?x=1")"
-curl -sS -o /dev/null -D - "$web/nginx-health" | grep -qi '^strict-transport-security' \
-  && fail "HSTS sent over plain HTTP"
+headers="$(curl -sS -o /dev/null -D - "$web/nginx-health")"
+grep -qi '^strict-transport-security' <<<"$headers" && fail "HSTS sent over plain HTTP: $headers"
 expect "Prometheus over HTTPS to the admin" 200 \
   "$(answer --cacert "$cert" -b "$jar" "$https/prometheus/api/v1/status/buildinfo")"
 # The certificate is trusted only where it is given.
