@@ -139,9 +139,9 @@ class Echo(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Echo).serve_forever()
 PY
 grafana_pid=$!
-for _ in $(seq 1 50); do
-  answer "http://127.0.0.1:$WEARHOUSE_GRAFANA_PORT/" >/dev/null 2>&1 && break
-  sleep 0.1
+for _ in $(seq 1 100); do
+  curl -fsS -o /dev/null "http://127.0.0.1:$WEARHOUSE_GRAFANA_PORT/" 2>/dev/null && break
+  sleep 0.2
 done
 expect "/grafana/ without a session" 401 "$(answer "$web/grafana/api/search")"
 # A client's own identity headers never reach Grafana: nginx sets them from the API's answer.
