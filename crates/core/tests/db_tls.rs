@@ -196,7 +196,7 @@ impl TlsCluster {
                 "start",
             ],
         );
-        if started.as_ref().map_or(true, |o| !o.status.success()) {
+        if !started.as_ref().is_ok_and(|o| o.status.success()) {
             panic!(
                 "the test cluster did not start: {}",
                 std::fs::read_to_string(&log).unwrap_or_default()
