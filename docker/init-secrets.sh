@@ -14,14 +14,45 @@
 #                           the migrate service with `wearhouse-api user ensure-admin`)
 #   metrics-token           the bearer token Prometheus scrapes the API's /metrics with
 #
+# Each file is readable by the services that need it only: run as root (compose does), the
+# script gives it to their user (the images' fixed ids below) with mode 0600, or 0640 with the
+# group of a second reader; run as anyone else (a test, a native run), it stays the caller's
+# with mode 0600. Passwords are written to files, never to the log, except the first admin's
+# and Grafana's admin's, shown once when generated (as other servers show theirs).
+#
+# With WEARHOUSE_TLS=self-signed it also generates a certificate for WEARHOUSE_TLS_NAMES into
+# WEARHOUSE_TLS_DIR (cert.pem, key.pem; the web server's HTTPS, docker/nginx/transport.sh).
+#
 # As with PostgreSQL's own image, the database takes its password when it is first created:
 # changing POSTGRES_PASSWORD later needs ALTER ROLE too.
 set -eu
 
 dir="${WEARHOUSE_SECRETS_DIR:?set WEARHOUSE_SECRETS_DIR}"
 user="${POSTGRES_USER:-wearhouse}"
-umask 022
+umask 077
 mkdir -p "$dir"
+chmod 0755 "$dir"
+
+# The users of the pinned images (docker-compose.yml): wearhouse's own (docker/Dockerfile),
+# PostgreSQL's (alpine), Grafana's (user 472, group root) and Prometheus' (nobody).
+app=10001
+postgres=70
+grafana=472
+grafana_group=0
+nobody=65534
+
+# protect FILE OWNER [GROUP]: readable by OWNER only, or by OWNER and GROUP.
+protect() {
+  if [ "$(id -u)" -ne 0 ]; then
+    chmod 0600 "$1"
+  elif [ $# -eq 3 ]; then
+    chown "$2:$3" "$1"
+    chmod 0640 "$1"
+  else
+    chown "$2:$2" "$1"
+    chmod 0600 "$1"
+  fi
+}
 
 random_secret() {
   od -An -tx1 -N24 /dev/urandom | tr -d ' \n'
@@ -49,7 +80,7 @@ secret() {
       ;;
   esac
   printf '%s' "$value" > "$file.tmp"
-  chmod 0644 "$file.tmp"
+  chmod 0600 "$file.tmp"
   mv "$file.tmp" "$file"
   echo "$1: $origin" >&2
   printf '%s' "$value"
@@ -57,8 +88,11 @@ secret() {
 
 pg_password="$(secret postgres-password "${POSTGRES_PASSWORD:-}")"
 printf '*:*:*:%s:%s\n' "$user" "$pg_password" > "$dir/pgpass.tmp"
-chmod 0644 "$dir/pgpass.tmp"
+chmod 0600 "$dir/pgpass.tmp"
 mv "$dir/pgpass.tmp" "$dir/pgpass"
+# The database reads it at start; Grafana's data source too (until it has a role of its own).
+protect "$dir/postgres-password" "$postgres" "$grafana_group"
+protect "$dir/pgpass" "$app"
 
 grafana_was_there=false
 [ -s "$dir/grafana-admin-password" ] && grafana_was_there=true
@@ -68,6 +102,7 @@ if [ -z "${GRAFANA_ADMIN_PASSWORD:-}" ] && [ "$grafana_was_there" = false ]; the
   # .env to choose it instead.
   echo "Grafana admin password (user ${GRAFANA_ADMIN_USER:-admin}): $grafana_password" >&2
 fi
+protect "$dir/grafana-admin-password" "$grafana"
 admin_was_there=false
 [ -s "$dir/admin-password" ] && admin_was_there=true
 admin_password="$(secret admin-password "${WEARHOUSE_ADMIN_PASSWORD:-}")"
@@ -75,6 +110,22 @@ if [ -z "${WEARHOUSE_ADMIN_PASSWORD:-}" ] && [ "$admin_was_there" = false ]; the
   echo "wearhouse admin (sign in at the dashboard): ${WEARHOUSE_ADMIN_EMAIL:-admin@wearhouse.local}, password: $admin_password" >&2
   echo "(it stays in the secrets volume as admin-password: docker compose run --rm --entrypoint cat secrets-init /run/wearhouse-secrets/admin-password)" >&2
 fi
+protect "$dir/admin-password" "$app"
 secret metrics-token "" >/dev/null
+# The API checks it, Prometheus sends it.
+protect "$dir/metrics-token" "$app" "$nobody"
+
+case "${WEARHOUSE_TLS:-off}" in
+  off) ;;
+  self-signed)
+    tls_dir="${WEARHOUSE_TLS_DIR:?set WEARHOUSE_TLS_DIR}"
+    here="$(dirname "$0")"
+    tool="$here/wearhouse-tls-self-signed"  # its name in the image; in the repository:
+    [ -x "$tool" ] || tool="$here/tls-self-signed.sh"
+    # shellcheck disable=SC2086 # one name per word
+    "$tool" "$tls_dir" ${WEARHOUSE_TLS_NAMES:-localhost 127.0.0.1}
+    ;;
+  *) echo "WEARHOUSE_TLS is off or self-signed" >&2; exit 2 ;;
+esac
 
 echo "credentials ready in $dir" >&2

@@ -9,6 +9,7 @@ import { clearChart, createChart, showSeries } from './chart-view.js';
 import { ZONE, formatCount, formatRange, metricLabel, resolutionName } from './format.js';
 import { MANAGING_ROLES, createParticipantsPage } from './participants.js';
 import { createSignIn } from './signin.js';
+import { safeNext, toolLinks } from './tools.js';
 import { renderMessage, renderRows } from './table.js';
 import { PAGE_SIZES, apiInstant, formatDay, rangeOf, viewFromQuery, viewToQuery } from './view.js';
 
@@ -45,6 +46,7 @@ const ui = {
   account: $('account'),
   accountEmail: $('account-email'),
   accountRole: $('account-role'),
+  tools: $('tools'),
   signOut: $('sign-out'),
   nav: $('nav'),
   navData: $('nav-data'),
@@ -67,7 +69,6 @@ const state = {
 
 const chart = createChart(ui.canvas);
 const DASHBOARD_TITLE = document.title;
-const signIn = createSignIn({ onSignedIn: enter, setStatus });
 const participantsPage = createParticipantsPage({ onError: (err, retry) => showError(err, retry), setStatus });
 
 /** Whether the user's role has the participants page. */
@@ -103,6 +104,18 @@ function route() {
   state.view = viewFromQuery(location.search);
   return init();
 }
+
+/**
+ * A signed-in user arrives: back to the other UI the web server sent them from (`?next=`, also
+ * after single sign-on, which returns to this URL), else into the dashboard.
+ */
+function arrive(user) {
+  const next = safeNext(location.search, location.origin);
+  if (next) location.assign(next);
+  else return enter(user);
+}
+
+const signIn = createSignIn({ onSignedIn: arrive, setStatus });
 
 function setStatus(text) {
   ui.status.textContent = text;
@@ -473,6 +486,8 @@ function clearDashboard() {
   ui.account.hidden = true;
   ui.accountEmail.textContent = '';
   ui.accountRole.textContent = '';
+  ui.tools.replaceChildren();
+  ui.tools.hidden = true;
 }
 
 /** Shows the sign-in screen with nothing of the previous session left on the page. */
@@ -495,6 +510,14 @@ function enter(user) {
   const named = studies.length > 3 ? `${studies.length} studies` : studies.join(', ');
   ui.accountRole.textContent = named ? `${user.role} · ${named}` : user.role;
   ui.accountRole.title = studies.length ? `Studies: ${studies.join(', ')}` : '';
+  const links = toolLinks(user.role).map(({ label, href }) => {
+    const a = document.createElement('a');
+    a.href = href;
+    a.textContent = label;
+    return a;
+  });
+  ui.tools.replaceChildren(...links);
+  ui.tools.hidden = links.length === 0;
   ui.account.hidden = false;
   ui.nav.hidden = !manages(user);
   return route();
@@ -534,7 +557,7 @@ async function boot() {
     showError(err, boot);
     return;
   }
-  if (user) await enter(user);
+  if (user) await arrive(user);
   else await showSignIn();
 }
 

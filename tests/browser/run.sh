@@ -36,4 +36,4 @@ fi
 
 mkdir -p test-artifacts
 cd tests/browser
-exec node --test --test-reporter=spec dashboard.test.mjs
+exec node --test --test-reporter=spec dashboard.test.mjs tools.test.mjs

@@ -21,6 +21,11 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILES = [ROOT / "docker" / "Dockerfile", ROOT / "docker" / "web.Dockerfile"]
 NGINX_TEMPLATE = ROOT / "docker" / "nginx" / "default.conf.template"
 RENDER = ROOT / "scripts" / "stack.d" / "render-template.sh"
+TRANSPORT = ROOT / "docker" / "nginx" / "transport.sh"
+SELF_SIGNED = ROOT / "docker" / "tls-self-signed.sh"
+INIT_SECRETS = ROOT / "docker" / "init-secrets.sh"
+# The UIs served behind the dashboard's sign-in, and the API check each one asks.
+UIS = {"grafana": "grafana", "prometheus": "operations", "alertmanager": "operations"}
 
 # The services DESIGN.md names.
 REQUIRED_SERVICES = {
@@ -193,6 +198,58 @@ class ComposeFile(unittest.TestCase):
                     str(port).startswith("${WEARHOUSE_BIND_ADDRESS:-127.0.0.1}:"), f"{name}: {port}"
                 )
 
+    def test_only_the_web_server_publishes_ports(self):
+        # Grafana, Prometheus and AlertManager are reached through nginx's sign-in check only.
+        for name, service in self.services.items():
+            if name != "web":
+                self.assertNotIn("ports", service, f"{name} publishes a port of its own")
+        web = [str(p) for p in self.services["web"]["ports"]]
+        self.assertTrue(any(p.endswith(":80") for p in web), web)
+        self.assertTrue(any(p.endswith(":443") for p in web), web)
+
+    def test_grafana_takes_the_user_from_the_web_server_only(self):
+        env = self.services["grafana"]["environment"]
+        self.assertEqual(env["GF_AUTH_PROXY_ENABLED"], "true")
+        self.assertEqual(env["GF_AUTH_PROXY_HEADER_NAME"], "X-Wearhouse-User")
+        self.assertEqual(env["GF_AUTH_PROXY_HEADER_PROPERTY"], "email")
+        self.assertEqual(env["GF_AUTH_PROXY_HEADERS"], "Role:X-Wearhouse-Grafana-Role")
+        self.assertEqual(env["GF_AUTH_PROXY_AUTO_SIGN_UP"], "true")
+        self.assertEqual(env["GF_AUTH_DISABLE_LOGIN_FORM"], "true")
+        self.assertEqual(env["GF_USERS_ALLOW_SIGN_UP"], "false")
+        self.assertEqual(env["GF_SERVER_SERVE_FROM_SUB_PATH"], "true")
+        self.assertRegex(env["GF_SERVER_ROOT_URL"], r"/grafana/\}?$")
+        # Only the web server's fixed address may send the identity headers.
+        web_address = self.services["web"]["networks"]["ui"]["ipv4_address"]
+        self.assertEqual(env["GF_AUTH_PROXY_WHITELIST"], web_address)
+        # nginx reaches Grafana by its name on that network, so the request comes from there.
+        self.assertEqual(self.services["grafana"]["networks"]["ui"]["aliases"], ["grafana-ui"])
+        self.assertEqual(self.services["web"]["environment"]["WEARHOUSE_GRAFANA_UPSTREAM"],
+                         "grafana-ui:3000")
+        subnet = self.compose["networks"]["ui"]["ipam"]["config"][0]["subnet"]
+        self.assertTrue(subnet.startswith("${WEARHOUSE_UI_SUBNET:-"), subnet)
+
+    def test_prometheus_and_alertmanager_serve_under_the_prefix_nginx_proxies(self):
+        for name, prefix, port in (("prometheus", "/prometheus", 9090),
+                                   ("alertmanager", "/alertmanager", 9093)):
+            service = self.services[name]
+            self.assertIn(f"--web.route-prefix={prefix}", service["command"], name)
+            external = [a for a in service["command"] if a.startswith("--web.external-url=")]
+            self.assertTrue(external and external[0].endswith(f"{prefix}/}}"), external)
+            self.assertIn(f"http://localhost:{port}{prefix}/-/", " ".join(service["healthcheck"]["test"]))
+        config = yaml.safe_load((ROOT / "monitoring" / "prometheus.yml").read_text())
+        self.assertEqual(config["alerting"]["alertmanagers"][0]["path_prefix"], "/alertmanager")
+        jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+        self.assertEqual(jobs["prometheus"]["metrics_path"], "/prometheus/metrics")
+        self.assertEqual(jobs["alertmanager"]["metrics_path"], "/alertmanager/metrics")
+        sources = yaml.safe_load((ROOT / "grafana/provisioning/datasources/datasources.yml").read_text())
+        urls = [d["url"] for d in sources["datasources"] if d["type"] == "prometheus"]
+        self.assertEqual(urls, ["http://prometheus:9090/prometheus"])
+
+    def test_secrets_init_runs_as_root_to_hand_each_secret_to_its_reader(self):
+        self.assertEqual(str(self.services["secrets-init"].get("user")), "0:0")
+        self.assertIn("tls:/run/wearhouse-tls:ro", self.services["web"]["volumes"])
+        self.assertNotIn("secrets:/run/wearhouse-secrets:ro", self.services["web"].get("volumes", []))
+
     def test_every_service_rotates_its_logs(self):
         for name, service in self.services.items():
             logging = service.get("logging", {})
@@ -296,7 +353,17 @@ IMAGE_VALUES = {
     "WEARHOUSE_INGEST_UPSTREAM": "ingest:9102",
     "WEARHOUSE_NGINX_RESOLVER": "127.0.0.11",
     "WEARHOUSE_NGINX_ACCESS_LOG": "/var/log/nginx/access.log",
+    "WEARHOUSE_GRAFANA_UPSTREAM": "grafana:3000",
+    "WEARHOUSE_PROMETHEUS_UPSTREAM": "prometheus:9090",
+    "WEARHOUSE_ALERTMANAGER_UPSTREAM": "alertmanager:9093",
+    "WEARHOUSE_NGINX_TRANSPORT_DIR": "/etc/nginx/wearhouse",
 }
+
+
+def location_block(config, prefix):
+    """The body of `location <prefix> { ... }` in a rendered configuration (no nested blocks)."""
+    match = re.search(r"location\s+" + re.escape(prefix) + r"\s*\{(?P<body>[^}]*)\}", config)
+    return match and match.group("body")
 
 
 class NginxConfiguration(unittest.TestCase):
@@ -310,6 +377,36 @@ class NginxConfiguration(unittest.TestCase):
         self.assertIn("set $wearhouse_ingest ingest:9102;", result.stdout)
         self.assertIn("location ~ ^/(consent|oauth)/ {", result.stdout)
         self.assertIn("proxy_pass http://$wearhouse_ingest$request_uri;", result.stdout)
+
+    def test_the_other_uis_are_proxied_only_after_the_sign_in_check(self):
+        config = render(IMAGE_VALUES).stdout
+        for ui, check in UIS.items():
+            body = location_block(config, f"/{ui}/")
+            self.assertTrue(body, f"no location /{ui}/")
+            self.assertIn(f"auth_request /_wearhouse/check/{check};", body, ui)
+            self.assertIn(f"proxy_pass http://$wearhouse_{ui};", body, ui)
+            # Identity headers come from the API's answer, never from the client, and neither
+            # the session cookie nor an API token reaches the UI.
+            self.assertIn("auth_request_set $wearhouse_user $upstream_http_x_wearhouse_user;", body)
+            self.assertIn("proxy_set_header X-Wearhouse-User $wearhouse_user;", body, ui)
+            self.assertIn("proxy_set_header X-Wearhouse-Grafana-Role ", body, ui)
+            self.assertIn("proxy_set_header Authorization \"\";", body, ui)
+            self.assertIn("proxy_set_header Cookie $wearhouse_upstream_cookie;", body, ui)
+            self.assertIn("error_page 401 = @wearhouse_sign_in;", body, ui)
+            self.assertIn("error_page 403 = @wearhouse_forbidden;", body, ui)
+        grafana = location_block(config, "/grafana/")
+        self.assertIn("proxy_set_header X-Wearhouse-Grafana-Role $wearhouse_grafana_role;", grafana)
+        for check in set(UIS.values()):
+            body = location_block(config, f"= /_wearhouse/check/{check}")
+            self.assertIn("internal;", body)
+            self.assertIn(f"proxy_pass http://$wearhouse_api/auth/check/{check};", body)
+        # Browsers to the sign-in page and back, other clients a 401.
+        self.assertRegex(
+            config,
+            r"location @wearhouse_sign_in \{\s*if \(\$wearhouse_wants_page\) \{\s*"
+            r"return 302 /\?next=\$request_uri;\s*\}[^}]*return 401 ",
+        )
+        self.assertIn("(?:^|;\\s*)wearhouse_session=[^;]*", config)
 
     def test_rendering_refuses_an_unset_placeholder(self):
         values = dict(IMAGE_VALUES)
@@ -332,6 +429,9 @@ class NginxConfiguration(unittest.TestCase):
                 "WEARHOUSE_INGEST_UPSTREAM": "127.0.0.1:19102",
                 "WEARHOUSE_NGINX_RESOLVER": "127.0.0.1",
                 "WEARHOUSE_NGINX_ACCESS_LOG": str(tmp / "access.log"),
+                "WEARHOUSE_GRAFANA_UPSTREAM": "127.0.0.1:13000",
+                "WEARHOUSE_PROMETHEUS_UPSTREAM": "127.0.0.1:19090",
+                "WEARHOUSE_ALERTMANAGER_UPSTREAM": "127.0.0.1:19093",
             }
             # The image's values name hosts only Docker's DNS knows; nginx -t accepts them
             # because the upstream is resolved per request, which is the point.
@@ -339,11 +439,46 @@ class NginxConfiguration(unittest.TestCase):
                          WEARHOUSE_NGINX_ACCESS_LOG=str(tmp / "access.log"))
             for label, values in (("native", native), ("image", image)):
                 self.assertEqual(nginx_check(nginx, tmp, values), "", label)
+            # With a certificate: HTTPS, and plain HTTP only redirecting.
+            subprocess.run([str(SELF_SIGNED), str(tmp / "tls"), "localhost"], check=True,
+                           capture_output=True)
+            tls = dict(native, WEARHOUSE_TLS_CERT=str(tmp / "tls/cert.pem"),
+                       WEARHOUSE_TLS_KEY=str(tmp / "tls/key.pem"),
+                       WEARHOUSE_TLS_LISTEN="127.0.0.1:18443")
+            self.assertEqual(nginx_check(nginx, tmp, tls), "", "tls")
+            listen = (tmp / "transport" / "listen.conf").read_text()
+            self.assertIn("listen 127.0.0.1:18443 ssl;", listen)
+            redirect = (tmp / "transport" / "redirect.conf").read_text()
+            self.assertIn("return 301 https://$host$request_uri;", redirect)
+
+    def test_without_a_certificate_nginx_listens_on_plain_http_and_redirects_nothing(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("WEARHOUSE_")}
+            env["WEARHOUSE_WEB_LISTEN"] = "80"
+            subprocess.run([str(TRANSPORT), tmp], check=True, env=env, capture_output=True)
+            self.assertIn("listen 80;", (Path(tmp) / "listen.conf").read_text())
+            self.assertNotIn("server", (Path(tmp) / "redirect.conf").read_text())
+            # Half a certificate is an error, not silently plain HTTP.
+            env["WEARHOUSE_TLS_CERT"] = "/nonexistent/cert.pem"
+            half = subprocess.run([str(TRANSPORT), tmp], env=env, capture_output=True, text=True)
+            self.assertNotEqual(half.returncode, 0)
+            self.assertIn("WEARHOUSE_TLS_KEY", half.stderr)
+
+    def test_hsts_is_sent_over_https_only(self):
+        config = render(IMAGE_VALUES).stdout
+        self.assertRegex(config, r"map \$https \$wearhouse_hsts \{\s*on \"max-age=\d+\";\s*default \"\";")
+        self.assertIn("add_header Strict-Transport-Security $wearhouse_hsts always;", config)
 
 
 def nginx_check(nginx, directory, values):
     """Renders the server block and the native run's main file into `directory` and returns
     what `nginx -t` complains about (empty when it accepts them)."""
+    values = dict(values, WEARHOUSE_NGINX_TRANSPORT_DIR=str(directory / "transport"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEARHOUSE_")}
+    transport = subprocess.run([str(TRANSPORT), str(directory / "transport")],
+                               env=dict(env, **values), capture_output=True, text=True)
+    if transport.returncode != 0:
+        return transport.stderr
     server = render(values)
     if server.returncode != 0:
         return server.stderr
@@ -361,6 +496,47 @@ def nginx_check(nginx, directory, values):
         capture_output=True, text=True,
     )
     return "" if check.returncode == 0 else check.stderr
+
+class SecretFiles(unittest.TestCase):
+    """docker/init-secrets.sh: every secret readable by its services only, passwords in files
+    and not in the log, but for the admins' generated ones, shown once."""
+
+    def run_init(self, directory, **extra):
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("WEARHOUSE_", "POSTGRES_", "GRAFANA_"))}
+        env.update(WEARHOUSE_SECRETS_DIR=str(directory), **extra)
+        result = subprocess.run(["sh", str(INIT_SECRETS)], env=env, capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        return result.stdout + result.stderr
+
+    def test_no_secret_is_readable_by_others_and_only_admin_passwords_are_shown_once(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            secrets = Path(tmp) / "secrets"
+            first = self.run_init(secrets, WEARHOUSE_TLS="self-signed",
+                                  WEARHOUSE_TLS_DIR=str(Path(tmp) / "tls"))
+            files = sorted(p for p in secrets.iterdir())
+            self.assertEqual(
+                [p.name for p in files],
+                ["admin-password", "grafana-admin-password", "metrics-token", "pgpass",
+                 "postgres-password"],
+            )
+            for path in files + [Path(tmp) / "tls" / "key.pem"]:
+                mode = path.stat().st_mode & 0o777
+                self.assertEqual(mode & 0o007, 0, f"{path.name} is readable by others: {mode:o}")
+                self.assertIn(mode, (0o600, 0o640), f"{path.name}: {mode:o}")
+            if os.geteuid() == 0:
+                # Handed to the reader: the database, or the API and Prometheus' group.
+                self.assertEqual((secrets / "postgres-password").stat().st_uid, 70)
+                self.assertEqual((secrets / "metrics-token").stat().st_gid, 65534)
+                self.assertEqual((secrets / "pgpass").stat().st_uid, 10001)
+            admin = (secrets / "admin-password").read_text()
+            self.assertEqual(first.count(admin), 1, "the first admin's password is shown once")
+            for quiet in ("postgres-password", "metrics-token"):
+                self.assertNotIn((secrets / quiet).read_text(), first, quiet)
+            again = self.run_init(secrets)
+            for name in ("admin-password", "grafana-admin-password", "postgres-password"):
+                self.assertNotIn((secrets / name).read_text(), again, f"{name} shown again")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::auth::{SESSION_COOKIE, login};
+use crate::auth::{SESSION_COOKIE, check, login};
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{audit, catalog, data, enrolment, imputation, lifecycle, ops, participants};
 
@@ -72,6 +72,8 @@ impl Modify for Security {
         login::logout,
         login::me,
         login::providers,
+        check::grafana,
+        check::operations,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     tags(

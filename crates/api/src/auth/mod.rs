@@ -5,6 +5,7 @@
 //! [`Caller`]. The handler then limits what it reads to the caller's studies through
 //! [`Caller::visible`] and records the access with [`Caller::audit`].
 
+pub mod check;
 pub mod login;
 pub mod password;
 pub mod settings;

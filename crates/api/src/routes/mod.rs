@@ -165,6 +165,7 @@ pub fn routes() -> Routes {
         .merge(docs::routes())
         .merge(audit::routes())
         .merge(crate::auth::login::routes())
+        .merge(crate::auth::check::routes())
         .merge(crate::auth::sso::routes())
         .merge(crate::contact::routes());
     Routes {

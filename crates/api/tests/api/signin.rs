@@ -254,3 +254,98 @@ async fn the_cookie_is_secure_behind_https_and_off_localhost() {
         assert_eq!(c.contains("; Secure"), secure, "{host} {proto:?}: {c}");
     }
 }
+
+/// GET `path` with the session cookie: status and the identity headers nginx passes on.
+async fn check(
+    app: &TestApp,
+    path: &str,
+    cookie: Option<&str>,
+) -> (u16, Option<String>, Option<String>) {
+    let mut r = reqwest::Client::new().get(format!("{}{path}", app.base));
+    if let Some(c) = cookie {
+        r = r.header(COOKIE, c);
+    }
+    let r = r.send().await.unwrap();
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let user = header("x-wearhouse-user");
+    let role = header("x-wearhouse-grafana-role");
+    (r.status().as_u16(), user, role)
+}
+
+#[tokio::test]
+async fn the_web_servers_sign_in_check_names_the_user_and_their_grafana_role() {
+    let app = spawn_app().await;
+    add_user(&app, "boss@example.org", Role::Admin).await;
+    add_user(&app, "reader@example.org", Role::Researcher).await;
+    add_user(&app, "helper@example.org", Role::Coordinator).await;
+    let mut sessions = Vec::new();
+    for email in [
+        "boss@example.org",
+        "reader@example.org",
+        "helper@example.org",
+    ] {
+        sessions.push(pair(&login(&app, email, PASSWORD).await.2.unwrap()));
+    }
+    let [admin, researcher, coordinator] = sessions.as_slice() else {
+        unreachable!()
+    };
+    let (admin, researcher, coordinator) =
+        (admin.as_str(), researcher.as_str(), coordinator.as_str());
+    let (grafana, operations) = ("/auth/check/grafana", "/auth/check/operations");
+
+    // No session: 401 for both UIs, and no identity to pass on.
+    for path in [grafana, operations] {
+        assert_eq!(check(&app, path, None).await, (401, None, None), "{path}");
+        let forged = "wearhouse_session=not-a-session";
+        assert_eq!(
+            check(&app, path, Some(forged)).await,
+            (401, None, None),
+            "{path}"
+        );
+    }
+
+    // Grafana: an admin is Grafana's admin, a researcher a viewer, a coordinator not let in.
+    assert_eq!(
+        check(&app, grafana, Some(admin)).await,
+        (204, Some("boss@example.org".into()), Some("Admin".into()))
+    );
+    assert_eq!(
+        check(&app, grafana, Some(researcher)).await,
+        (
+            204,
+            Some("reader@example.org".into()),
+            Some("Viewer".into())
+        )
+    );
+    assert_eq!(
+        check(&app, grafana, Some(coordinator)).await,
+        (403, None, None)
+    );
+
+    // Prometheus and AlertManager: admins only.
+    assert_eq!(
+        check(&app, operations, Some(admin)).await,
+        (204, Some("boss@example.org".into()), None)
+    );
+    assert_eq!(
+        check(&app, operations, Some(researcher)).await,
+        (403, None, None)
+    );
+    assert_eq!(
+        check(&app, operations, Some(coordinator)).await,
+        (403, None, None)
+    );
+
+    // After signing out the session opens nothing any more.
+    reqwest::Client::new()
+        .post(format!("{}/auth/logout", app.base))
+        .header(COOKIE, admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(check(&app, grafana, Some(admin)).await.0, 401);
+}
