@@ -13,6 +13,13 @@
 #   admin-password          the first wearhouse admin's password (WEARHOUSE_ADMIN_EMAIL, made by
 #                           the migrate service with `wearhouse-api user ensure-admin`)
 #   metrics-token           the bearer token Prometheus scrapes the API's /metrics with
+#   grafana-db-password     the password of Grafana's read-only database login (made by the
+#                           migrate service with `wearhouse-api db grafana-login`)
+#   token-key               the key participants' OAuth grants are encrypted under (64 hex
+#                           digits), written to WEARHOUSE_INGEST_KEY_DIR (a volume only the
+#                           ingest mounts) with mode 0600; never replaced once there, as the
+#                           grants cannot be read without it (rotate with
+#                           `wearhouse-ingest rotate-token-key`)
 #
 # As with PostgreSQL's own image, the database takes its password when it is first created:
 # changing POSTGRES_PASSWORD later needs ALTER ROLE too.
@@ -76,5 +83,17 @@ if [ -z "${WEARHOUSE_ADMIN_PASSWORD:-}" ] && [ "$admin_was_there" = false ]; the
   echo "(it stays in the secrets volume as admin-password: docker compose run --rm --entrypoint cat secrets-init /run/wearhouse-secrets/admin-password)" >&2
 fi
 secret metrics-token "" >/dev/null
+secret grafana-db-password "${WEARHOUSE_GRAFANA_DB_PASSWORD:-}" >/dev/null
+
+key_dir="${WEARHOUSE_INGEST_KEY_DIR:-$dir}"
+mkdir -p "$key_dir"
+if [ -s "$key_dir/token-key" ]; then
+  echo "token-key: kept" >&2
+else
+  (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$key_dir/token-key.tmp")
+  mv "$key_dir/token-key.tmp" "$key_dir/token-key"
+  echo "token-key: generated (back it up with the database: without it every participant must consent again)" >&2
+fi
+chmod 0600 "$key_dir/token-key"
 
 echo "credentials ready in $dir" >&2
