@@ -5,6 +5,7 @@ use wearhouse_core::config::{DatabaseArgs, ListenArgs, MigrateArgs, TelemetryArg
 use wearhouse_core::process::{self, LogOutput, Shutdown};
 
 use crate::admin::{self, AuditCommand, StudyCommand, TokenCommand, UserCommand};
+use crate::db_login::DbCommand;
 use crate::startup::{Application, ServeArgs};
 
 /// The wearhouse REST API and schema migrations.
@@ -68,6 +69,13 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Database logins of the services: `db grafana-login --password-file F`.
+    Db {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(subcommand)]
+        command: DbCommand,
+    },
 }
 
 /// Runs the command line.
@@ -86,6 +94,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Study { database, command } => admin::study(&database, command).await,
         Command::User { database, command } => admin::user(&database, command).await,
         Command::Token { database, command } => admin::token(&database, command).await,
+        Command::Db { database, command } => crate::db_login::run(&database, command).await,
         Command::Audit { database, command } => {
             if admin::audit(&database, command).await? {
                 Ok(())
