@@ -13,6 +13,13 @@
 #   admin-password          the first wearhouse admin's password (WEARHOUSE_ADMIN_EMAIL, made by
 #                           the migrate service with `wearhouse-api user ensure-admin`)
 #   metrics-token           the bearer token Prometheus scrapes the API's /metrics with
+#   grafana-db-password     the password of Grafana's read-only database login (made by the
+#                           migrate service with `wearhouse-api db grafana-login`)
+#   token-key               the key participants' OAuth grants are encrypted under (64 hex
+#                           digits), written to WEARHOUSE_INGEST_KEY_DIR (a volume only the
+#                           ingest mounts) with mode 0600; never replaced once there, as the
+#                           grants cannot be read without it (rotate with
+#                           `wearhouse-ingest rotate-token-key`)
 #
 # Each file is readable by the services that need it only: run as root (compose does), the
 # script gives it to their user (the images' fixed ids below) with mode 0600, or 0640 with the
@@ -90,8 +97,8 @@ pg_password="$(secret postgres-password "${POSTGRES_PASSWORD:-}")"
 printf '*:*:*:%s:%s\n' "$user" "$pg_password" > "$dir/pgpass.tmp"
 chmod 0600 "$dir/pgpass.tmp"
 mv "$dir/pgpass.tmp" "$dir/pgpass"
-# The database reads it at start; Grafana's data source too (until it has a role of its own).
-protect "$dir/postgres-password" "$postgres" "$grafana_group"
+# The database reads it at start; Grafana has a read-only login of its own (grafana-db-password).
+protect "$dir/postgres-password" "$postgres"
 protect "$dir/pgpass" "$app"
 
 grafana_was_there=false
@@ -127,5 +134,21 @@ case "${WEARHOUSE_TLS:-off}" in
     ;;
   *) echo "WEARHOUSE_TLS is off or self-signed" >&2; exit 2 ;;
 esac
+
+secret grafana-db-password "${WEARHOUSE_GRAFANA_DB_PASSWORD:-}" >/dev/null
+# The migrate service sets it on Grafana's database login; Grafana's data source reads it.
+protect "$dir/grafana-db-password" "$app" "$grafana_group"
+
+key_dir="${WEARHOUSE_INGEST_KEY_DIR:-$dir}"
+mkdir -p "$key_dir"
+if [ -s "$key_dir/token-key" ]; then
+  echo "token-key: kept" >&2
+else
+  (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$key_dir/token-key.tmp")
+  mv "$key_dir/token-key.tmp" "$key_dir/token-key"
+  echo "token-key: generated (back it up with the database: without it every participant must consent again)" >&2
+fi
+chmod 0600 "$key_dir/token-key"
+protect "$key_dir/token-key" "$app"
 
 echo "credentials ready in $dir" >&2

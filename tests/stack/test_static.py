@@ -517,8 +517,8 @@ class SecretFiles(unittest.TestCase):
             files = sorted(p for p in secrets.iterdir())
             self.assertEqual(
                 [p.name for p in files],
-                ["admin-password", "grafana-admin-password", "metrics-token", "pgpass",
-                 "postgres-password"],
+                ["admin-password", "grafana-admin-password", "grafana-db-password",
+                 "metrics-token", "pgpass", "postgres-password", "token-key"],
             )
             for path in files + [Path(tmp) / "tls" / "key.pem"]:
                 mode = path.stat().st_mode & 0o777
@@ -529,9 +529,12 @@ class SecretFiles(unittest.TestCase):
                 self.assertEqual((secrets / "postgres-password").stat().st_uid, 70)
                 self.assertEqual((secrets / "metrics-token").stat().st_gid, 65534)
                 self.assertEqual((secrets / "pgpass").stat().st_uid, 10001)
+                # The grant key is the ingest's alone.
+                self.assertEqual((secrets / "token-key").stat().st_uid, 10001)
+                self.assertEqual((secrets / "token-key").stat().st_mode & 0o777, 0o600)
             admin = (secrets / "admin-password").read_text()
             self.assertEqual(first.count(admin), 1, "the first admin's password is shown once")
-            for quiet in ("postgres-password", "metrics-token"):
+            for quiet in ("postgres-password", "metrics-token", "grafana-db-password", "token-key"):
                 self.assertNotIn((secrets / quiet).read_text(), first, quiet)
             again = self.run_init(secrets)
             for name in ("admin-password", "grafana-admin-password", "postgres-password"):

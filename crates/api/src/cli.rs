@@ -5,6 +5,7 @@ use wearhouse_core::config::{DatabaseArgs, ListenArgs, MigrateArgs, TelemetryArg
 use wearhouse_core::process::{self, LogOutput, Shutdown};
 
 use crate::admin::{self, AuditCommand, StudyCommand, TokenCommand, UserCommand};
+use crate::db_login::DbCommand;
 use crate::startup::{Application, ServeArgs};
 
 /// The wearhouse REST API and schema migrations.
@@ -76,6 +77,13 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Database logins of the services: `db grafana-login --password-file F`.
+    Db {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(subcommand)]
+        command: DbCommand,
+    },
 }
 
 /// Runs the command line.
@@ -97,6 +105,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Participant { database, command } => {
             crate::participant::run(&database, command).await
         }
+        Command::Db { database, command } => crate::db_login::run(&database, command).await,
         Command::Audit { database, command } => {
             if admin::audit(&database, command).await? {
                 Ok(())

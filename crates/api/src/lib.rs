@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod contact;
+pub mod db_login;
 pub mod error;
 pub mod json;
 pub mod metrics;

@@ -187,16 +187,14 @@ impl Application {
 /// timeout as a startup parameter, so it costs no extra round trip.
 pub fn api_pool(database: &DatabaseArgs, args: &ServeArgs) -> anyhow::Result<PgPool> {
     let options = database
+        .clone()
+        .with_role(&args.db_role)
         .connect_options()
         .context("invalid database settings; check DATABASE_URL or --database-url")?
         .options([(
             "statement_timeout",
             format!("{}s", args.statement_timeout_secs),
         )]);
-    let options = match args.db_role.trim() {
-        "" => options,
-        role => options.options([("role", role)]),
-    };
     Ok(database.pool_options().connect_lazy_with(options))
 }
 

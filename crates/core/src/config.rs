@@ -38,6 +38,12 @@ pub struct DatabaseArgs {
     /// Seconds to wait for a pooled connection before giving up with "unavailable".
     #[arg(long, env = "WEARHOUSE_DB_ACQUIRE_TIMEOUT_SECS", default_value_t = 5)]
     pub db_acquire_timeout_secs: u64,
+
+    /// The database role connections work as (`SET ROLE` at connect, as a startup parameter,
+    /// so it costs no round trip and holds for every pooled connection). Each binary sets it
+    /// from its own setting (`WEARHOUSE_INGEST_DB_ROLE`, …) through [`DatabaseArgs::with_role`].
+    #[arg(skip)]
+    pub role: Option<String>,
 }
 
 impl DatabaseArgs {
@@ -47,12 +53,24 @@ impl DatabaseArgs {
         parse_args(&["--database-url", &url]).expect("a database URL is all DatabaseArgs needs")
     }
 
-    /// Parsed connection options.
+    /// These settings working as `role`; empty means the connecting user's own rights.
+    pub fn with_role(mut self, role: &str) -> Self {
+        let role = role.trim();
+        self.role = (!role.is_empty()).then(|| role.to_owned());
+        self
+    }
+
+    /// Parsed connection options, with the role when one is set.
     pub fn connect_options(&self) -> Result<PgConnectOptions, Error> {
-        self.database_url
+        let options = self
+            .database_url
             .expose_secret()
             .parse::<PgConnectOptions>()
-            .map_err(|e| Error::invalid("database-url", e.to_string()))
+            .map_err(|e| Error::invalid("database-url", e.to_string()))?;
+        Ok(match &self.role {
+            Some(role) => options.options([("role", role.as_str())]),
+            None => options,
+        })
     }
 
     /// A pool that connects lazily, so a service starts (and reports "not ready") while

@@ -32,6 +32,9 @@ pub enum Error {
     /// A migration failed.
     #[error("migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// A sealed secret (an OAuth grant) did not open: the wrong key, or an altered value.
+    #[error(transparent)]
+    Sealed(#[from] crate::crypto::OpenError),
 }
 
 impl Error {
@@ -49,7 +52,7 @@ impl Error {
             Error::Invalid { .. } => ErrorKind::InvalidInput,
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Database(e) if is_unavailable(e) => ErrorKind::Unavailable,
-            Error::Database(_) | Error::Migrate(_) => ErrorKind::Internal,
+            Error::Database(_) | Error::Migrate(_) | Error::Sealed(_) => ErrorKind::Internal,
         }
     }
 

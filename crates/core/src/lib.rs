@@ -5,6 +5,7 @@
 //! to `raw_data` or the rollups.
 
 pub mod config;
+pub mod crypto;
 pub mod error;
 pub mod metric;
 pub mod participant;

@@ -20,6 +20,17 @@ use crate::series::read_csv;
 #[derive(Debug, Parser)]
 #[command(name = "wearhouse-impute", version, about)]
 pub struct Cli {
+    /// The database role `run` and `worker` work as (`SET ROLE` at connect): by default the
+    /// least-privileged `wearhouse_impute` the migrations create, which reads series and writes
+    /// imputation jobs and output only. Empty: the connecting user's own rights.
+    #[arg(
+        long,
+        global = true,
+        env = "WEARHOUSE_IMPUTE_DB_ROLE",
+        default_value = "wearhouse_impute"
+    )]
+    pub db_role: String,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -177,7 +188,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(out)?;
             Ok(())
         }
-        Command::Run(args) => {
+        Command::Run(mut args) => {
+            args.database = args.database.with_role(&cli.db_role);
             // Standard output carries the JSON result.
             process::init_telemetry(&args.telemetry, LogOutput::Stderr);
             let outcome = runtime()?.block_on(crate::run::run_command(&args))?;
@@ -186,7 +198,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(out)?;
             Ok(())
         }
-        Command::Worker(args) => {
+        Command::Worker(mut args) => {
+            args.database = args.database.with_role(&cli.db_role);
             process::init_telemetry(&args.telemetry, LogOutput::Stdout);
             runtime()?.block_on(crate::worker::main(&args))
         }

@@ -12,6 +12,7 @@ use crate::enroll::EnrollArgs;
 use crate::import::ImportArgs;
 use crate::metrics::{IngestMetrics, Outcome};
 use crate::migration::reconsent::ReconsentListArgs;
+use crate::oauth::key::RotateKeyArgs;
 use crate::pipeline::{Pipeline, PipelineArgs};
 use crate::sources::registry::{ProviderArgs, SourceContext, Sources};
 
@@ -22,6 +23,17 @@ use crate::sources::registry::{ProviderArgs, SourceContext, Sources};
 pub struct Cli {
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+
+    /// The database role every command works as (`SET ROLE` at connect): by default the
+    /// least-privileged `wearhouse_ingest` the migrations create, which cannot read sign-in
+    /// data nor the audit trail. Empty: the connecting user's own rights.
+    #[arg(
+        long,
+        global = true,
+        env = "WEARHOUSE_INGEST_DB_ROLE",
+        default_value = "wearhouse_ingest"
+    )]
+    pub db_role: String,
 
     #[command(subcommand)]
     pub command: Command,
@@ -56,10 +68,32 @@ pub enum Command {
     /// moved to Google Health), with provider, since when and why.
     ReconsentList(ReconsentListArgs),
 
+    /// Re-encrypt every participant's OAuth grant under a new key, in one transaction, and
+    /// print how many; then point WEARHOUSE_TOKEN_KEY_FILE at the new key and restart.
+    RotateTokenKey(RotateKeyArgs),
+
     /// A participant's lifecycle: `participant withdraw --participant P --reason R` stops
     /// collection, keeps the data and revokes the grant at the provider.
     #[command(subcommand)]
     Participant(crate::withdraw::ParticipantCommand),
+}
+
+impl Command {
+    /// The database settings of the command (every command has them).
+    fn database_mut(&mut self) -> &mut DatabaseArgs {
+        match self {
+            Command::Synthetic(a) => &mut a.database,
+            Command::Run(a) => &mut a.database,
+            Command::Daemon(a) => &mut a.database,
+            Command::Enroll(a) => &mut a.database,
+            Command::Import(a) => &mut a.database,
+            Command::ReconsentList(a) => &mut a.database,
+            Command::RotateTokenKey(a) => &mut a.database,
+            Command::Participant(crate::withdraw::ParticipantCommand::Withdraw(a)) => {
+                &mut a.database
+            }
+        }
+    }
 }
 
 /// Settings of `wearhouse-ingest run`.
@@ -79,7 +113,10 @@ pub struct RunArgs {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     process::init_telemetry(&cli.telemetry, LogOutput::Stdout);
     let shutdown = Shutdown::on_signals().token().clone();
-    match cli.command {
+    let mut command = cli.command;
+    let database = command.database_mut();
+    *database = database.clone().with_role(&cli.db_role);
+    match command {
         Command::Synthetic(args) => {
             let report = crate::cohort::run(&args, &shutdown).await?;
             anyhow::ensure!(
@@ -117,16 +154,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", crate::migration::reconsent::run(&args).await?);
             Ok(())
         }
+        Command::RotateTokenKey(args) => {
+            println!("{}", crate::oauth::key::rotate(&args).await?);
+            Ok(())
+        }
     }
 }
 
 async fn run_once(args: RunArgs, shutdown: &CancellationToken) -> anyhow::Result<()> {
     let pool = args.database.connect().await?;
     let metrics = IngestMetrics::unregistered();
-    let ctx = SourceContext {
-        pool: pool.clone(),
-        metrics: metrics.source.clone(),
-    };
+    let ctx = SourceContext::prepare(pool.clone(), metrics.source.clone(), &args.providers).await?;
     let sources = Sources::all(&args.providers, &ctx)?;
     let report = Pipeline::new(pool.clone(), sources, metrics, args.pipeline)
         .await?

@@ -76,9 +76,16 @@ pub async fn run(args: DaemonArgs, shutdown: CancellationToken) -> anyhow::Resul
     let registry = MetricsRegistry::new();
     let metrics = IngestMetrics::register(&registry);
     let pool = args.database.lazy_pool()?;
-    let ctx = SourceContext {
-        pool: pool.clone(),
-        metrics: metrics.source.clone(),
+    let ctx = SourceContext::new(pool.clone(), metrics.source.clone(), &args.providers)?;
+    // Grants from before encryption are sealed now, or before the first run when the
+    // database is not reachable yet; a refusal (plain grants and no key) stops the daemon.
+    let mut sealed = match ctx.seal_plain_grants().await {
+        Ok(_) => true,
+        Err(e) if is_unavailable(&e) => {
+            tracing::warn!(error = %e, "cannot seal plain-text grants yet; retrying before the first run");
+            false
+        }
+        Err(e) => return Err(e),
     };
     // The providers' routes (OAuth callbacks) are merged next to the operational endpoints.
     let app = ops_router(registry).merge(registry::routes(&args.providers, &ctx)?);
@@ -141,6 +148,16 @@ pub async fn run(args: DaemonArgs, shutdown: CancellationToken) -> anyhow::Resul
             t = ticks.recv() => match t { Some(t) => t, None => break },
         };
         tracing::info!(reason, "run starting");
+        if !sealed {
+            match ctx.seal_plain_grants().await {
+                Ok(_) => sealed = true,
+                Err(e) if is_unavailable(&e) => {
+                    tracing::error!(error = %e, "run skipped: plain-text grants cannot be sealed yet");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         if pipeline.is_none() {
             let sources = Sources::all(&args.providers, &ctx)?;
             match Pipeline::new(
@@ -176,4 +193,14 @@ pub async fn run(args: DaemonArgs, shutdown: CancellationToken) -> anyhow::Resul
     }
     pool.close().await;
     Ok(())
+}
+
+/// Whether `e` means the database is not reachable (yet).
+fn is_unavailable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<sqlx::Error>()
+            .is_some_and(wearhouse_core::error::is_unavailable)
+            || c.downcast_ref::<wearhouse_core::Error>()
+                .is_some_and(|e| e.kind() == wearhouse_core::ErrorKind::Unavailable)
+    })
 }

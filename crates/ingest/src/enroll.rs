@@ -100,10 +100,8 @@ fn listen_address(redirect_uri: &str) -> anyhow::Result<SocketAddr> {
 pub async fn run(args: &EnrollArgs, shutdown: &CancellationToken) -> anyhow::Result<String> {
     let participant = ParticipantId::parse(&args.participant)?;
     let pool = args.database.connect().await?;
-    let ctx = SourceContext {
-        pool: pool.clone(),
-        metrics: SourceMetrics::default(),
-    };
+    let ctx =
+        SourceContext::prepare(pool.clone(), SourceMetrics::default(), &args.providers).await?;
     {
         let mut conn = pool.acquire().await?;
         let existing = participants::get(&mut conn, &participant).await;

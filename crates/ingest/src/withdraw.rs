@@ -311,10 +311,7 @@ pub async fn run(command: ParticipantCommand) -> anyhow::Result<String> {
             anyhow::anyhow!("cannot connect to the database ({e}); check DATABASE_URL")
         })?;
     let metrics = IngestMetrics::unregistered();
-    let ctx = SourceContext {
-        pool: pool.clone(),
-        metrics: metrics.source.clone(),
-    };
+    let ctx = SourceContext::prepare(pool.clone(), metrics.source.clone(), &args.providers).await?;
     let revokers = Revokers::configured(&args.providers, &ctx)?;
     let report = match withdraw(&pool, &revokers, &metrics, &id, args.reason.trim()).await {
         Ok(r) => r,

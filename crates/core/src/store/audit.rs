@@ -25,6 +25,8 @@ pub mod action {
     pub const TOKEN_CHANGED: &str = "token_changed";
     pub const PARTICIPANT_CHANGED: &str = "participant_changed";
     pub const READ_AUDIT: &str = "read_audit";
+    /// Every OAuth grant sealed again under a new key.
+    pub const GRANT_KEY_ROTATED: &str = "grant_key_rotated";
 }
 
 /// Outcomes, as stored.

@@ -5,3 +5,4 @@
 mod dashboards;
 mod macros;
 mod queries;
+mod roles;

@@ -1,10 +1,13 @@
 //! Every SQL query of every dashboard against a seeded database, at ranges that pick each of
-//! the 1m, 1h and 1d rollups.
+//! the 1m, 1h and 1d rollups, run as `wearhouse_grafana`, the read-only role Grafana's
+//! datasource logs in with.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
+use sqlx::PgPool;
 use sqlx::{Column, Row};
+use wearhouse_core::config::DatabaseArgs;
 use wearhouse_core::store::adherence;
 use wearhouse_core::store::participants::{self, NewParticipant};
 use wearhouse_core::store::writer::{SampleWriter, refresh_rollups};
@@ -15,6 +18,15 @@ use crate::dashboards::{self, sql_of};
 use crate::macros::{Context, expand};
 
 const PARTICIPANT: &str = "P001";
+
+/// A pool on `db` working as Grafana's role.
+pub async fn as_grafana(db: &TestDb) -> PgPool {
+    DatabaseArgs::from_url(db.url.clone())
+        .with_role("wearhouse_grafana")
+        .connect()
+        .await
+        .unwrap()
+}
 
 /// Three days of heart rate and steps up to now, last night's sleep, an hour of imputed heart
 /// rate, and the adherence days they make.
@@ -105,6 +117,7 @@ async fn every_dashboard_sql_query_runs_and_returns_rows_at_every_resolution() {
         let db = TestDb::new(backend).await;
         let now = Utc::now();
         seed(&db, now).await;
+        let grafana = as_grafana(&db).await;
         let mut ran = 0;
         // 1 day reads data_1m, 30 days data_1h, 400 days data_1d.
         for days in [1, 30, 400] {
@@ -120,7 +133,7 @@ async fn every_dashboard_sql_query_runs_and_returns_rows_at_every_resolution() {
                     }
                     let sql = expand(&sql_of(&q).unwrap(), &cx);
                     let rows = sqlx::query(&sql)
-                        .fetch_all(&db.pool)
+                        .fetch_all(&grafana)
                         .await
                         .unwrap_or_else(|e| {
                             panic!(
@@ -166,6 +179,7 @@ async fn the_participant_charts_read_the_rollup_that_suits_the_range() {
         let db = TestDb::new(backend).await;
         let now = Utc::now();
         seed(&db, now).await;
+        let grafana = as_grafana(&db).await;
         // Spacing of the points shows which rollup answered.
         for (days, width) in [(1, 60), (30, 3_600), (400, 86_400)] {
             let cx = Context {
@@ -174,7 +188,7 @@ async fn the_participant_charts_read_the_rollup_that_suits_the_range() {
                 variables: BTreeMap::from([("participant", PARTICIPANT.to_owned())]),
             };
             let times: Vec<DateTime<Utc>> = sqlx::query(&expand(measured, &cx))
-                .fetch_all(&db.pool)
+                .fetch_all(&grafana)
                 .await
                 .unwrap()
                 .iter()

@@ -1,5 +1,6 @@
 //! The worker against a real database: NOTIFY wake-up, two workers sharing a queue, jobs of
-//! dead workers taken again, and the binary's `/health`, `/metrics` and SIGTERM.
+//! dead workers taken again, and the binary's `/health`, `/metrics` and SIGTERM, all as the
+//! `wearhouse_impute` role.
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
@@ -29,9 +30,11 @@ impl Running {
     }
 }
 
+/// A worker working as the impute's own database role, as it does in production, so every
+/// test here also shows the role has what the worker needs.
 async fn start(db: &TestDb, id: &str, concurrency: u16, poll_secs: u64) -> Running {
     let args = WorkerArgs {
-        database: DatabaseArgs::from_url(db.url.clone()),
+        database: DatabaseArgs::from_url(db.url.clone()).with_role("wearhouse_impute"),
         listen: "127.0.0.1:0".parse().unwrap(),
         concurrency,
         queue: QueueSettings {

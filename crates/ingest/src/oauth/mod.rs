@@ -9,6 +9,7 @@
 
 pub mod consent;
 pub mod google;
+pub mod key;
 pub mod links;
 pub mod pkce;
 pub mod state;
@@ -23,6 +24,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
+pub use key::{TokenKeyArgs, seal_plain_grants};
 pub use pkce::Pkce;
 pub use state::{Binding, StateSigner};
 pub use tokens::TokenManager;
@@ -53,7 +55,7 @@ pub struct OAuthConfig {
 }
 
 /// A successful token endpoint answer.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct TokenResponse {
     pub access_token: String,
     /// Lifetime of the access token in seconds.
@@ -67,6 +69,22 @@ pub struct TokenResponse {
     /// The provider's id of the user who consented (Fitbit's `user_id`).
     #[serde(default)]
     pub user_id: Option<String>,
+}
+
+/// Everything but the tokens, which would otherwise end up in logs and panic messages.
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"[redacted]")
+            .field("expires_in", &self.expires_in)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("scope", &self.scope)
+            .field("user_id", &self.user_id)
+            .finish()
+    }
 }
 
 /// Why an OAuth operation failed.

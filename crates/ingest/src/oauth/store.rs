@@ -1,27 +1,32 @@
-//! The participant's grants as the OAuth code sees them: token answers stored through
-//! [`wearhouse_core::store::grants`]. Functions take a connection so the caller owns the
-//! transaction (the refresh path holds a row lock across the token endpoint call).
+//! The participant's grants as the OAuth code sees them: token answers sealed and stored
+//! through [`wearhouse_core::store::grants`]. Functions take a connection so the caller owns
+//! the transaction (the refresh path holds a row lock across the token endpoint call).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use wearhouse_core::ParticipantId;
+use wearhouse_core::crypto::TokenKey;
 use wearhouse_core::store::grants::{self, NewGrant};
-pub use wearhouse_core::store::grants::{StoredToken, load, load_for_update, mark_revoked};
+pub use wearhouse_core::store::grants::{
+    StoredToken, load, load_for_update, mark_revoked, rotate, seal_plain,
+};
 
 use super::TokenResponse;
 
-/// Stores a token answer received at `now`. A missing refresh token or user id keeps the
-/// stored one; a new grant clears `revoked_at`.
+/// Stores a token answer received at `now`, sealed under `key`. A missing refresh token or
+/// user id keeps the stored one; a new grant clears `revoked_at`.
 pub async fn save(
     conn: &mut PgConnection,
+    key: &TokenKey,
     participant: &ParticipantId,
     provider: &str,
     tokens: &TokenResponse,
     now: DateTime<Utc>,
-) -> sqlx::Result<StoredToken> {
+) -> wearhouse_core::error::Result<StoredToken> {
     let expires_at = now + chrono::Duration::seconds(tokens.expires_in.max(0));
     grants::save(
         conn,
+        key,
         participant,
         provider,
         NewGrant {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use sqlx::PgPool;
 use wearhouse_core::ParticipantId;
+use wearhouse_core::crypto::TokenKey;
 use wearhouse_core::store::participants;
 
 use super::{OAuthClient, OAuthError, REFRESH_MARGIN, store};
@@ -17,12 +18,19 @@ use super::{OAuthClient, OAuthError, REFRESH_MARGIN, store};
 pub struct TokenManager {
     pool: PgPool,
     client: Arc<OAuthClient>,
+    key: TokenKey,
 }
 
 impl TokenManager {
-    /// A manager storing grants in `pool` and refreshing them through `client`.
-    pub fn new(pool: PgPool, client: Arc<OAuthClient>) -> Self {
-        TokenManager { pool, client }
+    /// A manager storing grants in `pool`, sealed under `key`, and refreshing them through
+    /// `client`.
+    pub fn new(pool: PgPool, client: Arc<OAuthClient>, key: TokenKey) -> Self {
+        TokenManager { pool, client, key }
+    }
+
+    /// The key grants are sealed under (enrolment stores new grants with it).
+    pub fn key(&self) -> &TokenKey {
+        &self.key
     }
 
     /// The OAuth client.
@@ -37,7 +45,7 @@ impl TokenManager {
     /// An access token valid for at least [`REFRESH_MARGIN`], refreshing first when needed.
     pub async fn access_token(&self, participant: &ParticipantId) -> Result<String, OAuthError> {
         let mut conn = self.pool.acquire().await?;
-        let row = store::load(&mut conn, participant, self.provider())
+        let row = store::load(&mut conn, &self.key, participant, self.provider())
             .await?
             .ok_or(OAuthError::NotEnrolled {
                 provider: self.provider(),
@@ -69,7 +77,7 @@ impl TokenManager {
     ) -> Result<String, OAuthError> {
         let provider = self.provider();
         let mut tx = self.pool.begin().await?;
-        let row = store::load_for_update(&mut tx, participant, provider)
+        let row = store::load_for_update(&mut tx, &self.key, participant, provider)
             .await?
             .ok_or(OAuthError::NotEnrolled { provider })?;
         if row.revoked_at.is_some() {
@@ -91,8 +99,15 @@ impl TokenManager {
         };
         match self.client.refresh(refresh_token).await {
             Ok(tokens) => {
-                let saved =
-                    store::save(&mut tx, participant, provider, &tokens, Utc::now()).await?;
+                let saved = store::save(
+                    &mut tx,
+                    &self.key,
+                    participant,
+                    provider,
+                    &tokens,
+                    Utc::now(),
+                )
+                .await?;
                 tx.commit().await?;
                 tracing::info!(participant = %participant, provider, "access token refreshed");
                 Ok(saved.access_token)
@@ -147,7 +162,7 @@ impl TokenManager {
     pub async fn revoke(&self, participant: &ParticipantId) -> Result<(), OAuthError> {
         let provider = self.provider();
         let mut tx = self.pool.begin().await?;
-        let row = store::load_for_update(&mut tx, participant, provider)
+        let row = store::load_for_update(&mut tx, &self.key, participant, provider)
             .await?
             .ok_or(OAuthError::NotEnrolled { provider })?;
         if row.revoked_at.is_none() {

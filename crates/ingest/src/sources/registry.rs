@@ -9,9 +9,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use axum::Router;
 use clap::{Args, ValueEnum};
 use sqlx::PgPool;
+use wearhouse_core::crypto::TokenKey;
 
 use super::Source;
 use super::fitbit::{ApiObserver, FitbitArgs, FitbitSource};
@@ -19,6 +21,7 @@ use super::google_health::{GoogleHealthArgs, GoogleHealthSource};
 use super::synthetic::SyntheticSource;
 use crate::metrics::SourceMetrics;
 use crate::oauth::links;
+use crate::oauth::{TokenKeyArgs, seal_plain_grants};
 
 /// A data provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -58,6 +61,9 @@ pub struct ProviderArgs {
 
     #[command(flatten)]
     pub google: GoogleHealthArgs,
+
+    #[command(flatten)]
+    pub token_key: TokenKeyArgs,
 }
 
 /// What a source may use besides its settings.
@@ -67,6 +73,47 @@ pub struct SourceContext {
     pub pool: PgPool,
     /// Where sources count API requests and quota waits.
     pub metrics: SourceMetrics,
+    /// The key grants are sealed under; the OAuth providers need it.
+    pub token_key: Option<TokenKey>,
+}
+
+impl SourceContext {
+    /// The context of a command that loads or enrols: loads the grant key named in `args` and
+    /// seals any grant still stored in plain text (an error without a key).
+    pub async fn prepare(
+        pool: PgPool,
+        metrics: SourceMetrics,
+        args: &ProviderArgs,
+    ) -> anyhow::Result<Self> {
+        let ctx = SourceContext::new(pool, metrics, args)?;
+        ctx.seal_plain_grants().await?;
+        Ok(ctx)
+    }
+
+    /// The context with the grant key named in `args` loaded, nothing sealed yet (the daemon
+    /// starts while the database may still be down).
+    pub fn new(pool: PgPool, metrics: SourceMetrics, args: &ProviderArgs) -> anyhow::Result<Self> {
+        Ok(SourceContext {
+            pool,
+            metrics,
+            token_key: args.token_key.load()?,
+        })
+    }
+
+    /// Seals the grants still stored in plain text; see [`seal_plain_grants`].
+    pub async fn seal_plain_grants(&self) -> anyhow::Result<u64> {
+        seal_plain_grants(&self.pool, self.token_key.as_ref()).await
+    }
+
+    /// The grant key, which `provider` cannot work without.
+    fn key_for(&self, provider: &str) -> anyhow::Result<TokenKey> {
+        self.token_key.clone().with_context(|| {
+            format!(
+                "WEARHOUSE_TOKEN_KEY_FILE (--token-key-file) is required with {provider}: \
+                 its OAuth grants are stored encrypted under that key"
+            )
+        })
+    }
 }
 
 /// The OAuth sources count their requests and quota waits in the ingest metrics
@@ -89,6 +136,7 @@ pub fn fitbit(args: &ProviderArgs, ctx: &SourceContext) -> anyhow::Result<Option
     let observer: Arc<dyn ApiObserver> = Arc::new(ctx.metrics.clone());
     Ok(Some(FitbitSource::new(
         ctx.pool.clone(),
+        ctx.key_for("fitbit")?,
         &args.fitbit,
         observer,
     )?))
@@ -104,7 +152,12 @@ pub fn google_health(
         return Ok(None);
     }
     let observer: Arc<dyn ApiObserver> = Arc::new(ctx.metrics.clone());
-    let mut source = GoogleHealthSource::new(ctx.pool.clone(), &args.google, observer)?;
+    let mut source = GoogleHealthSource::new(
+        ctx.pool.clone(),
+        ctx.key_for("google-health")?,
+        &args.google,
+        observer,
+    )?;
     if let Some(fitbit) = fitbit(args, ctx)? {
         source = source.with_fitbit_revocation(fitbit.api().tokens().clone());
     }

@@ -20,6 +20,7 @@ fn enroll(args: &[String]) -> (Child, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wearhouse-ingest"))
         .arg("enroll")
         .args(args)
+        .env("WEARHOUSE_TOKEN_KEY_FILE", crate::support::token_key_file())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -106,7 +107,7 @@ async fn enrolling_with_fitbit_through_the_binary_stores_the_grant_and_creates_t
         ("fitbit", "7QX2LB", "Europe/Berlin")
     );
     let (token_user, has_refresh): (String, bool) = sqlx::query_as(
-        "select provider_user_id, refresh_token is not null from oauth_tokens
+        "select provider_user_id, refresh_token_sealed is not null from oauth_tokens
          where participant_id = 'P001' and provider = 'fitbit' and revoked_at is null",
     )
     .fetch_one(&db.pool)

@@ -22,6 +22,7 @@ async fn the_client_stops_for_a_participant_before_the_quota_runs_out() {
     env.args.max_quota_wait_secs = 0;
     let source = FitbitSource::new(
         env.db.pool.clone(),
+        crate::support::token_key(),
         &env.args,
         std::sync::Arc::new(wearhouse_ingest::sources::fitbit::NoopObserver),
     )

@@ -43,7 +43,10 @@ async fn consent_with_pkce_stores_the_tokens_the_user_id_and_the_time_zone() {
     assert_eq!(enrolled.timezone, New_York);
 
     let mut conn = env.db.pool.acquire().await.unwrap();
-    let row = store::load(&mut conn, &p, "fitbit").await.unwrap().unwrap();
+    let row = store::load(&mut conn, &crate::support::token_key(), &p, "fitbit")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(row.provider_user_id.as_deref(), Some("7QX2LB"));
     assert!(row.refresh_token.is_some());
     let hours = (row.expires_at - Utc::now()).num_minutes();
@@ -115,7 +118,13 @@ async fn a_client_app_exchanges_the_code_with_its_id_in_the_body() {
     args.client_secret = None;
     args.app_type = wearhouse_ingest::sources::fitbit::AppType::Client;
     args.state_key = Some("state-key".to_owned().into());
-    let source = FitbitSource::new(db.pool.clone(), &args, Arc::new(NoopObserver)).unwrap();
+    let source = FitbitSource::new(
+        db.pool.clone(),
+        crate::support::token_key(),
+        &args,
+        Arc::new(NoopObserver),
+    )
+    .unwrap();
     let p = ParticipantId::parse("P003").unwrap();
     let redirect = fake.consent(source.consent_url(&p).as_str()).await.unwrap();
     let enrolled = source

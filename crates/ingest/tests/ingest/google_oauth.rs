@@ -43,7 +43,7 @@ async fn consent_with_pkce_and_offline_access_stores_the_grant_the_health_user_i
     assert_eq!(enrolled.moved_from_fitbit, None);
 
     let mut conn = env.db.pool.acquire().await.unwrap();
-    let row = store::load(&mut conn, &p, "google-health")
+    let row = store::load(&mut conn, &crate::support::token_key(), &p, "google-health")
         .await
         .unwrap()
         .unwrap();

@@ -12,6 +12,7 @@ mod fitbit_data;
 mod fitbit_oauth;
 mod google_data;
 mod google_oauth;
+mod grants_at_rest;
 mod import_export;
 mod migration_fitbit_to_google;
 mod pipeline;

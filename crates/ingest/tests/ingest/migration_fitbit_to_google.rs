@@ -88,8 +88,13 @@ async fn a_fitbit_participant_moves_to_google_health_without_a_gap_or_a_duplicat
     .await;
     fitbit.add_user(FakeUser::new(FITBIT_USER, tz).last_sync("2026-10-06T09:00:00"));
     let fitbit_args = fitbit::args_for(&fitbit);
-    let fitbit_source =
-        FitbitSource::new(db.pool.clone(), &fitbit_args, Arc::new(NoopObserver)).unwrap();
+    let fitbit_source = FitbitSource::new(
+        db.pool.clone(),
+        support::token_key(),
+        &fitbit_args,
+        Arc::new(NoopObserver),
+    )
+    .unwrap();
 
     // Enrolled with Fitbit, history loaded up to the tracker's last sync.
     let grant = fitbit::grant(fitbit.issue_tokens(FITBIT_USER));
@@ -119,10 +124,14 @@ async fn a_fitbit_participant_moves_to_google_health_without_a_gap_or_a_duplicat
             .last_sync("2026-10-08T06:00:00Z"),
     );
     let google_args = GoogleHealthArgs::for_base_url(&google.url(), "g-client", "g-secret");
-    let google_source =
-        GoogleHealthSource::new(db.pool.clone(), &google_args, Arc::new(NoopObserver))
-            .unwrap()
-            .with_fitbit_revocation(fitbit_source.api().tokens().clone());
+    let google_source = GoogleHealthSource::new(
+        db.pool.clone(),
+        support::token_key(),
+        &google_args,
+        Arc::new(NoopObserver),
+    )
+    .unwrap()
+    .with_fitbit_revocation(fitbit_source.api().tokens().clone());
     let redirect = google
         .consent(google_source.consent_url(&id).as_str())
         .await

@@ -100,6 +100,7 @@ async fn one_run_loads_a_fitbit_and_a_google_health_participant_and_advances_bot
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wearhouse-ingest"))
         .args(["run", "--database-url", &w.db.url])
         .args(provider_args(&w))
+        .env("WEARHOUSE_TOKEN_KEY_FILE", support::token_key_file())
         .output()
         .await
         .unwrap();

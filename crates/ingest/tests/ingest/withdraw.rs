@@ -123,7 +123,13 @@ async fn an_unreachable_provider_keeps_the_tokens_until_a_later_sweep_revokes_th
     drop(closed);
     let mut args = fitbit::args_for(&env.fake);
     args.api_url = dead_url.parse().unwrap();
-    let dead = FitbitSource::new(pool.clone(), &args, Arc::new(NoopObserver)).unwrap();
+    let dead = FitbitSource::new(
+        pool.clone(),
+        crate::support::token_key(),
+        &args,
+        Arc::new(NoopObserver),
+    )
+    .unwrap();
     let report = withdraw::sweep(
         pool,
         &Revokers::from_managers([dead.api().tokens().clone()]),

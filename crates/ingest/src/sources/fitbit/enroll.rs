@@ -113,7 +113,15 @@ impl FitbitSource {
             },
         )
         .await?;
-        store::save(&mut conn, &participant, PROVIDER, &tokens, Utc::now()).await?;
+        store::save(
+            &mut conn,
+            self.api.tokens().key(),
+            &participant,
+            PROVIDER,
+            &tokens,
+            Utc::now(),
+        )
+        .await?;
         participants::set_provider(
             &mut *conn,
             &participant,

@@ -22,6 +22,8 @@ use sqlx::PgPool;
 use url::Url;
 use wearhouse_core::Metric;
 
+use wearhouse_core::crypto::TokenKey;
+
 use crate::oauth::{ClientAuth, OAuthClient, OAuthConfig, StateSigner, TokenManager};
 use crate::sources::{Fetched, Source, SourceError, SourceParticipant};
 
@@ -265,15 +267,16 @@ pub struct FitbitSource {
 }
 
 impl FitbitSource {
-    /// A source storing grants in `pool`, reporting requests to `observer`.
+    /// A source storing grants in `pool` sealed under `key`, reporting requests to `observer`.
     pub fn new(
         pool: PgPool,
+        key: TokenKey,
         args: &FitbitArgs,
         observer: Arc<dyn ApiObserver>,
     ) -> Result<Self, ConfigError> {
         let http = args.http_client()?;
         let oauth = Arc::new(OAuthClient::new(args.oauth_config()?, http.clone()));
-        let tokens = TokenManager::new(pool, oauth);
+        let tokens = TokenManager::new(pool, oauth, key);
         let api = FitbitApi::new(http, args, tokens, observer);
         Ok(FitbitSource {
             api: Arc::new(api),

@@ -176,7 +176,15 @@ impl GoogleHealthSource {
         )
         .await?;
         tokens.user_id = Some(identity.health_user_id.clone());
-        store::save(&mut tx, &participant, PROVIDER, &tokens, Utc::now()).await?;
+        store::save(
+            &mut tx,
+            self.api.tokens().key(),
+            &participant,
+            PROVIDER,
+            &tokens,
+            Utc::now(),
+        )
+        .await?;
         participants::set_provider(
             &mut *tx,
             &participant,

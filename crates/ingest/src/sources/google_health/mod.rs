@@ -26,6 +26,8 @@ use url::Url;
 use wearhouse_core::Metric;
 
 use crate::oauth::google;
+use wearhouse_core::crypto::TokenKey;
+
 use crate::oauth::{ClientAuth, OAuthClient, OAuthConfig, StateSigner, TokenManager};
 use crate::sources::fitbit::ApiObserver;
 use crate::sources::{Fetched, Source, SourceError, SourceParticipant};
@@ -232,15 +234,16 @@ pub struct GoogleHealthSource {
 }
 
 impl GoogleHealthSource {
-    /// A source storing grants in `pool`, reporting requests to `observer`.
+    /// A source storing grants in `pool` sealed under `key`, reporting requests to `observer`.
     pub fn new(
         pool: PgPool,
+        key: TokenKey,
         args: &GoogleHealthArgs,
         observer: Arc<dyn ApiObserver>,
     ) -> Result<Self, ConfigError> {
         let http = args.http_client()?;
         let oauth = Arc::new(OAuthClient::new(args.oauth_config()?, http.clone()));
-        let tokens = TokenManager::new(pool.clone(), oauth);
+        let tokens = TokenManager::new(pool.clone(), oauth, key);
         Ok(GoogleHealthSource {
             api: Arc::new(GoogleApi::new(http, args, tokens, observer)),
             pool,

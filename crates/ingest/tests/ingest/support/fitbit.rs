@@ -47,7 +47,13 @@ pub async fn env(users: Vec<FakeUser>) -> Env {
         fake.add_user(u);
     }
     let args = args_for(&fake);
-    let source = FitbitSource::new(db.pool.clone(), &args, Arc::new(NoopObserver)).unwrap();
+    let source = FitbitSource::new(
+        db.pool.clone(),
+        super::token_key(),
+        &args,
+        Arc::new(NoopObserver),
+    )
+    .unwrap();
     Env {
         db,
         fake,
@@ -59,7 +65,13 @@ pub async fn env(users: Vec<FakeUser>) -> Env {
 impl Env {
     /// A second, independent source (another worker) on the same database.
     pub fn worker(&self) -> FitbitSource {
-        FitbitSource::new(self.db.pool.clone(), &self.args, Arc::new(NoopObserver)).unwrap()
+        FitbitSource::new(
+            self.db.pool.clone(),
+            super::token_key(),
+            &self.args,
+            Arc::new(NoopObserver),
+        )
+        .unwrap()
     }
 
     /// Enrols `participant` as fake user `user_id` without the browser round trip.

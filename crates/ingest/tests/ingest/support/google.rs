@@ -46,7 +46,13 @@ pub async fn env(users: Vec<FakeGoogleUser>) -> Env {
         fake.add_user(u);
     }
     let args = GoogleHealthArgs::for_base_url(&fake.url(), CLIENT_ID, SECRET);
-    let source = GoogleHealthSource::new(db.pool.clone(), &args, Arc::new(NoopObserver)).unwrap();
+    let source = GoogleHealthSource::new(
+        db.pool.clone(),
+        super::token_key(),
+        &args,
+        Arc::new(NoopObserver),
+    )
+    .unwrap();
     Env { db, fake, source }
 }
 

@@ -6,13 +6,35 @@ pub mod google;
 pub mod process;
 pub mod tables;
 
+use std::path::Path;
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use sqlx::PgPool;
 use wearhouse_core::ParticipantId;
+use wearhouse_core::crypto::TokenKey;
 use wearhouse_core::store::participants::{self, NewParticipant};
 use wearhouse_ingest::oauth::{TokenResponse, store};
 use wearhouse_ingest::sources::SourceParticipant;
+
+/// This test process's grant key, and a file holding it for the binaries the tests start.
+static TOKEN_KEY: LazyLock<(TokenKey, tempfile::TempPath)> = LazyLock::new(|| {
+    let (key, text) = TokenKey::generate();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    (key, file.into_temp_path())
+});
+
+/// The key the tests' grants are sealed under.
+pub fn token_key() -> TokenKey {
+    TOKEN_KEY.0.clone()
+}
+
+/// The file holding [`token_key`], for `WEARHOUSE_TOKEN_KEY_FILE`.
+pub fn token_key_file() -> &'static Path {
+    &TOKEN_KEY.1
+}
 
 /// Registers `participant` with `provider` in `tz` and stores `grant`, as a completed consent
 /// would.
@@ -38,7 +60,7 @@ pub async fn enrol(
     )
     .await
     .unwrap();
-    store::save(&mut conn, &id, provider, grant, Utc::now())
+    store::save(&mut conn, &token_key(), &id, provider, grant, Utc::now())
         .await
         .unwrap();
     SourceParticipant {
@@ -56,7 +78,7 @@ pub async fn stored_grant(
     provider: &str,
 ) -> store::StoredToken {
     let mut conn = pool.acquire().await.unwrap();
-    store::load(&mut conn, participant, provider)
+    store::load(&mut conn, &token_key(), participant, provider)
         .await
         .unwrap()
         .unwrap()

@@ -76,6 +76,7 @@ pub fn daemon(database_url: &str, port: u16, extra: &[&str]) -> (tokio::process:
         .args(extra)
         .env("WEARHOUSE_LOG", "info")
         .env("WEARHOUSE_LOG_FORMAT", "pretty")
+        .env("WEARHOUSE_TOKEN_KEY_FILE", super::token_key_file())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
