@@ -75,6 +75,9 @@ impl From<sqlx::Error> for Error {
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        // With TLS on, a connection cut while it is being set up fails in the SSLRequest
+        // exchange (a protocol error) or the handshake: the server is not reachable as such.
+        sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => {
             // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now,
             // 08xxx connection exceptions.

@@ -120,8 +120,9 @@ async fn populate(db: &TestDb, p: &str, offset: f64) {
     .await
     .unwrap();
     sqlx::query(
-        "insert into oauth_tokens (participant_id, provider, access_token, expires_at)
-         values ($1, 'fitbit', 'secret', now())",
+        "insert into oauth_tokens (participant_id, provider, access_token_sealed, token_key_id,
+                                   expires_at)
+         values ($1, 'fitbit', '\\x00', 'test-key', now())",
     )
     .bind(p)
     .execute(&mut *conn)
@@ -430,7 +431,7 @@ async fn the_api_role_withdraws_and_erases_without_being_able_to_read_grants() {
         .await
         .unwrap();
     let mut conn = api.acquire().await.unwrap();
-    let refused = sqlx::query("select access_token from oauth_tokens")
+    let refused = sqlx::query("select access_token_sealed from oauth_tokens")
         .fetch_all(&mut *conn)
         .await
         .unwrap_err();

@@ -434,7 +434,7 @@ async fn statistics_are_refreshed_after_a_load_on_every_backend() {
         let db = TestDb::new(backend).await;
         write(&db, &samples("P001", t("2025-06-02T21:30:00Z"), 2, 0.0)).await;
         let mut conn = db.pool.acquire().await.unwrap();
-        wearhouse_core::store::analyze_after_load(&mut conn, &db.backend)
+        wearhouse_core::store::analyze_after_load(&mut conn)
             .await
             .unwrap();
         // ANALYZE on a hypertable records its statistics on the chunks that hold the rows.

@@ -59,8 +59,9 @@ async fn a_coordinator_withdraws_a_participant_once_and_the_data_stays() {
     }
 
     sqlx::query(
-        "insert into oauth_tokens (participant_id, provider, access_token, expires_at)
-         values ('P001', 'fitbit', 'a', now())",
+        "insert into oauth_tokens (participant_id, provider, access_token_sealed, token_key_id,
+                                   expires_at)
+         values ('P001', 'fitbit', '\\x00', 'test-key', now())",
     )
     .execute(pool)
     .await
@@ -173,8 +174,9 @@ async fn erasure_needs_the_typed_id_and_removes_the_participant() {
 
     // A grant still to be revoked stops it, saying what to do, and the refusal is recorded.
     sqlx::query(
-        "insert into oauth_tokens (participant_id, provider, access_token, expires_at)
-         values ('P001', 'fitbit', 'a', now())",
+        "insert into oauth_tokens (participant_id, provider, access_token_sealed, token_key_id,
+                                   expires_at)
+         values ('P001', 'fitbit', '\\x00', 'test-key', now())",
     )
     .execute(pool)
     .await

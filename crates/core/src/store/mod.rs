@@ -101,38 +101,26 @@ impl fmt::Display for Backend {
 /// refresh reads: raw samples, 1-minute rollup (its materialisation on TimescaleDB) and
 /// participants. Autovacuum gets there too, but only after a while; a query planned right
 /// after a load of millions of rows on statistics that still say "empty" can take minutes.
-pub async fn analyze_after_load(conn: &mut PgConnection, backend: &Backend) -> Result<()> {
+pub async fn analyze_after_load(conn: &mut PgConnection) -> Result<()> {
     analyze_samples(conn).await?;
-    analyze_rollups(conn, backend).await
+    analyze_rollups(conn).await
 }
 
 /// The first half of [`analyze_after_load`]: raw samples and participants. On TimescaleDB a
 /// large load runs it before the continuous-aggregate refresh, whose plans (and whether it
 /// can compress what it materialises) follow the estimated row counts.
 pub async fn analyze_samples(conn: &mut PgConnection) -> Result<()> {
-    sqlx::raw_sql("analyze raw_data, participants")
+    // ANALYZE is for the owner; the function runs it as the owner, for the ingest's role.
+    sqlx::query("select analyze_samples()")
         .execute(&mut *conn)
         .await?;
     Ok(())
 }
 
-/// The second half of [`analyze_after_load`]: the 1-minute rollup, once it holds the load.
-pub async fn analyze_rollups(conn: &mut PgConnection, backend: &Backend) -> Result<()> {
-    let minute: String = if backend.rollups_are_tables {
-        "data_1m".to_owned()
-    } else {
-        // TimescaleDB's catalogue: absent on plain PostgreSQL, so not compile-checked.
-        sqlx::query_scalar(
-            "select format('%I.%I', materialization_hypertable_schema,
-                           materialization_hypertable_name)
-             from timescaledb_information.continuous_aggregates
-             where view_schema = current_schema() and view_name = 'data_1m'",
-        )
-        .fetch_one(&mut *conn)
-        .await?
-    };
-    // The name comes from the catalogue, quoted by format('%I').
-    sqlx::raw_sql(&format!("analyze {minute}"))
+/// The second half of [`analyze_after_load`]: the 1-minute rollup, once it holds the load
+/// (the table the writer keeps, or the continuous aggregate's materialisation).
+pub async fn analyze_rollups(conn: &mut PgConnection) -> Result<()> {
+    sqlx::query("select analyze_minute_rollup()")
         .execute(&mut *conn)
         .await?;
     Ok(())

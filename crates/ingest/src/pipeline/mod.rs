@@ -267,7 +267,7 @@ impl Pipeline {
             .refresh_pending(&self.pool, self.args.workers(), compress)
             .await?;
         if large {
-            store::analyze_rollups(&mut *self.pool.acquire().await?, self.sink.backend()).await?;
+            store::analyze_rollups(&mut *self.pool.acquire().await?).await?;
             tracing::info!(
                 seconds = clock.elapsed().as_secs_f64(),
                 "rollups refreshed and planner statistics renewed after a large load"

@@ -165,6 +165,8 @@ async fn the_command_withdraws_and_revokes_a_google_health_grant_at_once() {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wearhouse-ingest"))
         .args(["participant", "withdraw", "--participant", "P002"])
         .args(["--reason", "asked by phone", "--database-url", &env.db.url])
+        .arg("--token-key-file")
+        .arg(crate::support::token_key_file())
         .args(["--google-client-id", google::CLIENT_ID])
         .args(["--google-client-secret", google::SECRET])
         .args(["--google-api-url", g])
