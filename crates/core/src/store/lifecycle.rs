@@ -17,7 +17,7 @@ use sqlx::{PgConnection, PgExecutor, PgPool};
 use crate::error::{Error, Result};
 use crate::participant::ParticipantId;
 use crate::store::audit::Actor;
-use crate::store::{Backend, refresh};
+use crate::store::{Backend, pending_refresh};
 use crate::time::TimeRange;
 
 /// Audit actions of the lifecycle, as stored.
@@ -191,10 +191,11 @@ struct Erased {
 }
 
 /// Erases the participant everywhere through the `erase_participant` database function,
-/// which writes the audit record in the same transaction, then (TimescaleDB) refreshes the
-/// continuous aggregates over the span their samples covered, which cannot happen inside
-/// that transaction. Refused with [`Error::Invalid`] (parameter `participant`) while a grant
-/// is still to be revoked or the ingest is loading the participant.
+/// which writes the audit record in the same transaction. On TimescaleDB the same transaction
+/// queues the span their samples covered for the ingest's next aggregate refresh (see the
+/// `erasure_queues_refresh` migration); the aggregates' own rows of the participant are
+/// already gone. Refused with [`Error::Invalid`] (parameter `participant`) while a grant is
+/// still to be revoked or the ingest is loading the participant.
 pub async fn erase(
     pool: &PgPool,
     backend: &Backend,
@@ -203,6 +204,7 @@ pub async fn erase(
     request_id: Option<&str>,
     client_addr: Option<&str>,
 ) -> Result<Erasure> {
+    let mut tx = pool.begin().await?;
     let answer = sqlx::query_scalar!(
         r#"select erase_participant($1, $2, $3, $4, $5) as "erased!""#,
         id.as_str(),
@@ -211,7 +213,7 @@ pub async fn erase(
         request_id,
         client_addr
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await
     .map_err(|e| erase_error(e, id))?;
     let erased: Erased = serde_json::from_value(answer)
@@ -221,40 +223,15 @@ pub async fn erase(
         erased.samples_to,
         backend.rollups_are_tables,
     ) {
-        // The aggregates' own rows of the participant are already gone; refreshing the span
-        // settles the invalidations the delete logged, so no later refresh recomputes from a
-        // stale materialisation.
-        // The erasure itself has committed either way: a failed refresh is reported, not
-        // returned, and the refresh policies settle the span later.
-        let range = TimeRange::new(from, to + chrono::Duration::days(1))?;
-        if let Err(e) = refresh_on_own_thread(pool, backend, range).await {
-            tracing::warn!(participant = %id, error = %e, "participant erased; refreshing the continuous aggregates over their span failed");
-        }
+        let span = TimeRange::new(from, to + chrono::Duration::microseconds(1))?;
+        pending_refresh::queue(&mut *tx, span).await?;
     }
+    tx.commit().await?;
     Ok(Erasure {
         participant_id: id.to_string(),
         study_id: erased.study_id,
         rows: erased.rows,
     })
-}
-
-/// [`refresh::refresh_rollups`] on a blocking thread of its own. Its statements go through
-/// `raw_sql`, whose futures are not `Send` (the executor's lifetimes), and the erasure is
-/// awaited by HTTP handlers, which must be: run there, the erasing future stays `Send`.
-async fn refresh_on_own_thread(pool: &PgPool, backend: &Backend, range: TimeRange) -> Result<()> {
-    let (pool, backend) = (pool.clone(), backend.clone());
-    let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        runtime.block_on(async move {
-            let mut conn = pool.acquire().await?;
-            refresh::refresh_rollups(&mut conn, &backend, range).await
-        })
-    })
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "the aggregate refresh task failed");
-        Error::Database(sqlx::Error::WorkerCrashed)
-    })?
 }
 
 /// The function's refusals become errors that say what to do.

@@ -120,6 +120,35 @@ async fn two_workers_never_take_the_same_job() {
     b.stop().await;
 }
 
+/// Withdrawal stops all processing: a job queued before the participant withdrew fails once,
+/// saying why, and writes nothing; another participant's job still runs.
+#[tokio::test]
+async fn a_withdrawn_participants_job_fails_without_output() {
+    let db = db().await;
+    let gone = enrol(&db.pool, "P013").await;
+    let stays = enrol(&db.pool, "P014").await;
+    write(&db, &steps_samples(&gone, 60, &[(10, 12)])).await;
+    write(&db, &steps_samples(&stays, 60, &[(10, 12)])).await;
+    let refused = queue(&db.pool, &gone, Metric::Steps, 0, 60).await;
+    let runs = queue(&db.pool, &stays, Metric::Steps, 0, 60).await;
+    let mut conn = db.pool.acquire().await.unwrap();
+    wearhouse_core::store::lifecycle::withdraw(&mut conn, &gone, "moved away", "cli test")
+        .await
+        .unwrap();
+    drop(conn);
+    let worker = start(&db, "w-withdrawn", 1, 1).await;
+
+    let j = finished(&db.pool, refused).await;
+    assert_eq!(j.status, "failed");
+    assert_eq!(j.attempts, 1, "a withdrawal is not retried");
+    let error = j.error.unwrap();
+    assert!(error.contains("withdrawn"), "{error}");
+    assert!(output(&db.pool, refused).await.is_empty());
+    assert_eq!(finished(&db.pool, runs).await.status, "succeeded");
+    assert_eq!(output(&db.pool, runs).await.len(), 60);
+    worker.stop().await;
+}
+
 #[tokio::test]
 async fn a_job_whose_worker_died_is_taken_again_and_one_out_of_attempts_fails() {
     let db = db().await;
