@@ -50,6 +50,15 @@ pub enum SourceError {
     /// The participant has no grant for this provider.
     #[error("participant is not enrolled with {provider}")]
     NotEnrolled { provider: &'static str },
+    /// The participant did not grant the scope this metric needs (partial consent): the
+    /// metric is skipped for them, and listed for re-consent with the scope, without failing
+    /// the participant or the run.
+    #[error("scope {scope:?} not granted")]
+    ScopeNotGranted { scope: String },
+    /// The provider or this account does not serve the metric's endpoint (404, 400, 501 for
+    /// the path): not transient, so not retried; the metric is skipped for this run.
+    #[error("not offered by the provider: {reason}")]
+    NotOffered { reason: String },
     /// Transient failures (5xx, network) that outlasted the retries.
     #[error("provider unavailable after retries: {0}")]
     Unavailable(String),
