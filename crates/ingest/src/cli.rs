@@ -73,7 +73,9 @@ pub enum Command {
     RotateTokenKey(RotateKeyArgs),
 
     /// A participant's lifecycle: `participant withdraw --participant P --reason R` stops
-    /// collection, keeps the data and revokes the grant at the provider.
+    /// collection, keeps the data and revokes the grant at the provider;
+    /// `participant set-backfill --participant P --from YYYY-MM-DD` loads history from before
+    /// enrolment.
     #[command(subcommand)]
     Participant(crate::withdraw::ParticipantCommand),
 }
@@ -90,6 +92,9 @@ impl Command {
             Command::ReconsentList(a) => &mut a.database,
             Command::RotateTokenKey(a) => &mut a.database,
             Command::Participant(crate::withdraw::ParticipantCommand::Withdraw(a)) => {
+                &mut a.database
+            }
+            Command::Participant(crate::withdraw::ParticipantCommand::SetBackfill(a)) => {
                 &mut a.database
             }
         }

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 use wearhouse_core::ParticipantId;
 use wearhouse_core::config::DatabaseArgs;
-use wearhouse_core::store::audit;
 use wearhouse_core::store::participants::{self, NewParticipant};
+use wearhouse_core::store::{audit, consent_links};
 
 use crate::metrics::SourceMetrics;
 use crate::oauth::Binding;
@@ -63,6 +63,15 @@ pub struct EnrollArgs {
     #[arg(long, env = "WEARHOUSE_ENROLL_ALLOW_ACCOUNT_CHANGE")]
     pub allow_account_change: bool,
 
+    /// First local day to fetch for this participant (history from before enrolment); see
+    /// `participant set-backfill` to change it later.
+    #[arg(
+        long,
+        env = "WEARHOUSE_ENROLL_BACKFILL_FROM",
+        value_name = "YYYY-MM-DD"
+    )]
+    pub backfill_from: Option<chrono::NaiveDate>,
+
     /// How long to wait for the consent before giving up, in seconds.
     #[arg(
         long,
@@ -97,41 +106,32 @@ fn listen_address(redirect_uri: &str) -> anyhow::Result<SocketAddr> {
 }
 
 /// Runs `enroll`: the consent link goes to stdout, the outcome is returned as text.
+///
+/// The callback's port is taken before the participant is created, so a consent that could
+/// not complete leaves nothing behind. Where the ingest daemon already serves the port, the
+/// consent goes through the daemon instead: a single-use consent link is printed, and the
+/// command returns as soon as the daemon has stored the grant.
 pub async fn run(args: &EnrollArgs, shutdown: &CancellationToken) -> anyhow::Result<String> {
-    let participant = ParticipantId::parse(&args.participant)?;
+    let participant = ParticipantId::parse(&args.participant)
+        .map_err(|e| anyhow::anyhow!("invalid --participant {:?}: {e}", args.participant))?;
+    if let Some(from) = args.backfill_from {
+        participants::check_backfill_start(from, chrono::Utc::now().date_naive())
+            .map_err(|e| anyhow::anyhow!("--backfill-from: {e}"))?;
+    }
     let pool = args.database.connect().await?;
     let ctx =
         SourceContext::prepare(pool.clone(), SourceMetrics::default(), &args.providers).await?;
     {
         let mut conn = pool.acquire().await?;
-        let existing = participants::get(&mut conn, &participant).await;
-        if let (Ok(row), Some(study)) = (&existing, &args.study) {
+        if let (Ok(row), Some(study)) = (
+            participants::get(&mut conn, &participant).await,
+            &args.study,
+        ) {
             anyhow::ensure!(
                 &row.study_id == study,
                 "participant {participant} belongs to study {:?}, not {study:?}; check --participant and --study",
                 row.study_id
             );
-        }
-        if let Err(wearhouse_core::Error::NotFound { .. }) = existing {
-            // No provider yet: the participant is loaded only once the consent is stored.
-            participants::upsert(
-                &mut conn,
-                &NewParticipant {
-                    participant_id: participant.clone(),
-                    timezone: args.timezone,
-                    provider: None,
-                    enrolled_at: None,
-                    study_id: args.study.clone(),
-                },
-            )
-            .await?;
-            record(
-                &mut conn,
-                &participant,
-                serde_json::json!({"change": "created", "study": args.study}),
-            )
-            .await?;
-            tracing::info!(participant = %participant, timezone = %args.timezone, "participant created");
         }
     }
 
@@ -198,9 +198,29 @@ pub async fn run(args: &EnrollArgs, shutdown: &CancellationToken) -> anyhow::Res
         Some(a) => a,
         None => listen_address(&redirect_uri)?,
     };
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot serve the callback on {listen}"))?;
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            if args.listen.is_none() && daemon_serves(listen).await {
+                let outcome =
+                    through_daemon(args, &pool, &participant, &redirect_uri, shutdown).await;
+                pool.close().await;
+                return outcome;
+            }
+            anyhow::bail!(
+                "cannot serve the consent callback on {listen}: another program uses that port. \
+                 Stop it, or pass --listen with a free address that the redirect URI \
+                 {redirect_uri} reaches; no participant was created"
+            );
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot serve the consent callback on {listen} (pass --listen to choose another \
+                 address); no participant was created"
+            )));
+        }
+    };
+    prepare_participant(args, &pool, &participant).await?;
     let stop = CancellationToken::new();
     let server = tokio::spawn({
         let stop = stop.clone();
@@ -233,6 +253,141 @@ pub async fn run(args: &EnrollArgs, shutdown: &CancellationToken) -> anyhow::Res
     }
     pool.close().await;
     outcome
+}
+
+/// Creates the participant when missing (no provider yet: loaded only once the consent is
+/// stored) and sets their backfill start when one is given.
+async fn prepare_participant(
+    args: &EnrollArgs,
+    pool: &sqlx::PgPool,
+    participant: &ParticipantId,
+) -> anyhow::Result<()> {
+    let mut conn = pool.acquire().await?;
+    if let Err(wearhouse_core::Error::NotFound { .. }) =
+        participants::get(&mut conn, participant).await
+    {
+        participants::upsert(
+            &mut conn,
+            &NewParticipant {
+                participant_id: participant.clone(),
+                timezone: args.timezone,
+                provider: None,
+                enrolled_at: None,
+                study_id: args.study.clone(),
+            },
+        )
+        .await?;
+        record(
+            &mut conn,
+            participant,
+            serde_json::json!({"change": "created", "study": args.study}),
+        )
+        .await?;
+        tracing::info!(participant = %participant, timezone = %args.timezone, "participant created");
+    }
+    if let Some(from) = args.backfill_from {
+        let change = participants::set_backfill(&mut conn, participant, Some(from)).await?;
+        record(
+            &mut conn,
+            participant,
+            serde_json::json!({"change": "backfill_from", "backfill_from": from,
+                               "watermarks_moved": change.watermarks_moved}),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Whether the ingest daemon answers on `listen`'s port (its `/health`, on this machine).
+async fn daemon_serves(listen: SocketAddr) -> bool {
+    let url = format!("http://127.0.0.1:{}/health", listen.port());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build();
+    match client {
+        Ok(c) => c
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success()),
+        Err(_) => false,
+    }
+}
+
+/// The consent through the running daemon: a single-use link it serves at `/consent/{token}`
+/// on the redirect URI's origin, then a wait until the daemon has claimed it.
+async fn through_daemon(
+    args: &EnrollArgs,
+    pool: &sqlx::PgPool,
+    participant: &ParticipantId,
+    redirect_uri: &str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<String> {
+    prepare_participant(args, pool, participant).await?;
+    let provider = match args.provider {
+        OAuthProvider::Fitbit => "fitbit",
+        OAuthProvider::GoogleHealth => "google-health",
+    };
+    let mut conn = pool.acquire().await?;
+    let (link, token) = consent_links::create(
+        &mut conn,
+        &consent_links::NewLink {
+            participant_id: participant.as_str(),
+            provider,
+            created_by: None,
+            expires_at: chrono::Utc::now()
+                + chrono::Duration::seconds(args.consent_timeout_secs as i64),
+            allow_account_change: args.allow_account_change,
+        },
+    )
+    .await?;
+    record(
+        &mut conn,
+        participant,
+        serde_json::json!({"change": "consent_link_created", "link_id": link.link_id,
+                           "provider": provider}),
+    )
+    .await?;
+    let mut url = Url::parse(redirect_uri)?;
+    url.set_path(&format!("/consent/{token}"));
+    url.set_query(None);
+    println!(
+        "The ingest daemon serves the consent callback; open this link in the participant's \
+         browser to consent:\n{url}"
+    );
+    tracing::info!(participant = %participant, link_id = link.link_id, "waiting for the daemon to complete the consent");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.consent_timeout_secs);
+    loop {
+        let now = consent_links::get(&mut conn, participant.as_str(), link.link_id)
+            .await?
+            .context("the consent link disappeared")?;
+        if now.used_at.is_some() {
+            let p = participants::get(&mut conn, participant).await?;
+            let text = format!(
+                "participant {participant} is enrolled with {provider} (user {}, time zone {}) \
+                 through the ingest daemon",
+                p.provider_user_id.as_deref().unwrap_or("-"),
+                p.timezone
+            );
+            record(
+                &mut conn,
+                participant,
+                serde_json::json!({"change": "enrolled", "outcome": text}),
+            )
+            .await?;
+            return Ok(text);
+        }
+        if now.revoked_at.is_some() {
+            anyhow::bail!("the consent link was revoked before the participant consented");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => {
+                anyhow::bail!("no consent within {} s; run the command again", args.consent_timeout_secs)
+            }
+            _ = shutdown.cancelled() => anyhow::bail!("interrupted before the consent"),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
 }
 
 /// Records a change to the participant in the audit trail, by the operating-system user.

@@ -3,6 +3,7 @@
 //! (the core COPY writer and rollup refresh), driven once by `run`, on a schedule by
 //! [`daemon`], or over a generated study by `synthetic` ([`cohort`]).
 
+pub mod backfill;
 pub mod cli;
 pub mod cohort;
 pub mod daemon;

@@ -32,6 +32,10 @@ pub enum ParticipantCommand {
     /// and the grant is revoked at the provider and its tokens deleted. Running it again for
     /// a withdrawn participant retries a revocation that failed.
     Withdraw(WithdrawArgs),
+    /// Set the first local day the ingest fetches for a participant (history from before
+    /// enrolment), or `--clear` it. An earlier start than before makes the next run fetch the
+    /// earlier days.
+    SetBackfill(crate::backfill::SetBackfillArgs),
 }
 
 /// Settings of `wearhouse-ingest participant withdraw`.
@@ -302,7 +306,10 @@ pub async fn sweep_forever(
 /// Runs `participant withdraw` and prints what happened; fails when a grant could not be
 /// revoked (the daemon keeps trying).
 pub async fn run(command: ParticipantCommand) -> anyhow::Result<String> {
-    let ParticipantCommand::Withdraw(args) = command;
+    let args = match command {
+        ParticipantCommand::Withdraw(args) => args,
+        ParticipantCommand::SetBackfill(args) => return crate::backfill::run(&args).await,
+    };
     let id = ParticipantId::parse(&args.participant)
         .map_err(|e| anyhow::anyhow!("invalid --participant {:?}: {e}", args.participant))?;
     anyhow::ensure!(!args.reason.trim().is_empty(), "--reason must not be empty");

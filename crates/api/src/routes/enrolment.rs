@@ -7,7 +7,7 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Json, http::Method};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use clap::Args;
 use rand::Rng as _;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -126,6 +126,12 @@ pub struct ParticipantChangeBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub contact_email: Option<Option<String>>,
+    /// First local day (`YYYY-MM-DD`) the ingest fetches, for history from before enrolment;
+    /// `null` returns to the default. An earlier start than before makes the next load fetch
+    /// the earlier days.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "2026-01-01")]
+    pub backfill_from: Option<Option<String>>,
 }
 
 /// A field that is present, even as `null` (absent stays `None` through `default`).
@@ -214,6 +220,20 @@ fn parse_timezone(raw: &str) -> Result<chrono_tz::Tz, ApiError> {
             format!("{raw:?} is not an IANA time zone such as Europe/London"),
         )
     })
+}
+
+/// A backfill start: a day, not in the future (`None`: back to the default).
+fn parse_backfill(raw: Option<String>) -> Result<Option<NaiveDate>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let day = NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d").map_err(|_| {
+        ApiError::invalid(
+            "backfill_from",
+            format!("{raw:?} is not a day such as 2026-01-31"),
+        )
+    })?;
+    participants::check_backfill_start(day, Utc::now().date_naive())
+        .map_err(|e| ApiError::invalid("backfill_from", e))?;
+    Ok(Some(day))
 }
 
 /// A contact detail trimmed, empty as absent, bounded; an e-mail must look like one.
@@ -381,9 +401,15 @@ pub async fn change(
             .map(|v| contact(v, "contact_email", true))
             .transpose()?,
     };
+    let backfill = body.backfill_from.map(parse_backfill).transpose()?;
     let (_, study) = visible(&pool, &caller, &id, audit::action::PARTICIPANT_CHANGED).await?;
     let mut tx = pool.begin().await?;
-    let p = participants::change_details(&mut tx, &id, &change).await?;
+    let mut p = participants::change_details(&mut tx, &id, &change).await?;
+    let mut watermarks_moved = 0;
+    if let Some(from) = backfill {
+        let changed = participants::set_backfill(&mut tx, &id, from).await?;
+        (p, watermarks_moved) = (changed.participant, changed.watermarks_moved);
+    }
     caller
         .audit(
             &mut tx,
@@ -396,6 +422,8 @@ pub async fn change(
                 "timezone": timezone.map(|t| t.name()),
                 "contact_name": change.contact_name.is_some(),
                 "contact_email": change.contact_email.is_some(),
+                "backfill_from": backfill,
+                "watermarks_moved": watermarks_moved,
             }),
         )
         .await?;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
@@ -69,6 +69,12 @@ pub struct ParticipantView {
     /// The study the participant belongs to.
     #[schema(example = "demo")]
     pub study_id: String,
+    /// First local day the ingest fetches for the participant (history from before
+    /// enrolment); null: the ingest's default start, else the enrolment day.
+    pub backfill_from: Option<NaiveDate>,
+    /// Day the provider account was created, as its profile reported at consent: a start
+    /// before it is clamped to it.
+    pub provider_account_since: Option<NaiveDate>,
     /// Contact details: only for roles that may read them (admin, coordinator); absent for
     /// the others.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,6 +125,8 @@ impl ParticipantView {
             needs_reconsent: p.needs_reconsent,
             reconsent_reason: p.reconsent_reason,
             last_device_sync: p.last_device_sync,
+            backfill_from: p.backfill_from,
+            provider_account_since: p.provider_account_since,
             last_sample,
         }
     }

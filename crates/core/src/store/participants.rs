@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgExecutor};
 
@@ -26,6 +26,10 @@ pub struct Participant {
     pub study_id: String,
     pub contact_name: Option<String>,
     pub contact_email: Option<String>,
+    /// First local day the ingest fetches (`None`: the ingest's default, else enrolment).
+    pub backfill_from: Option<NaiveDate>,
+    /// Day the provider account was created, as its profile reported at consent.
+    pub provider_account_since: Option<NaiveDate>,
 }
 
 /// What to set when enrolling or updating a participant.
@@ -54,7 +58,7 @@ pub async fn upsert(conn: &mut PgConnection, p: &NewParticipant) -> Result<Parti
              updated_at = now()
            returning participant_id, timezone, status, enrolled_at, provider, provider_user_id,
                      needs_reconsent, reconsent_reason, last_device_sync, study_id,
-                     contact_name, contact_email"#,
+                     contact_name, contact_email, backfill_from, provider_account_since"#,
         p.participant_id.as_str(),
         p.timezone.name(),
         p.provider.as_deref(),
@@ -85,7 +89,7 @@ pub async fn add(conn: &mut PgConnection, a: &Addition) -> Result<Option<Partici
            on conflict (participant_id) do nothing
            returning participant_id, timezone, status, enrolled_at, provider, provider_user_id,
                      needs_reconsent, reconsent_reason, last_device_sync, study_id,
-                     contact_name, contact_email"#,
+                     contact_name, contact_email, backfill_from, provider_account_since"#,
         a.participant_id.as_str(),
         a.timezone.name(),
         a.study_id,
@@ -131,13 +135,99 @@ pub async fn change_details(
     get(conn, id).await
 }
 
+/// What setting a participant's backfill start changed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackfillChange {
+    pub participant: Participant,
+    /// Watermarks moved back to the new start (it is earlier than the one before), so the
+    /// next load fetches the earlier days; days already loaded are fetched again and change
+    /// nothing.
+    pub watermarks_moved: u64,
+}
+
+/// A backfill start must not be after `today`: nothing can be fetched from the future, so it
+/// is a typing mistake. The message says which days are allowed.
+pub fn check_backfill_start(from: NaiveDate, today: NaiveDate) -> std::result::Result<(), String> {
+    if from > today {
+        return Err(format!(
+            "{from} is in the future; give a day on or before {today}"
+        ));
+    }
+    Ok(())
+}
+
+/// Sets (or with `None` clears) the first local day the ingest fetches for the participant.
+/// A start earlier than the one in force before (the participant's own, else the enrolment
+/// day) moves the participant's watermarks back to it, in the same transaction.
+pub async fn set_backfill(
+    conn: &mut PgConnection,
+    id: &ParticipantId,
+    from: Option<NaiveDate>,
+) -> Result<BackfillChange> {
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let before = sqlx::query!(
+        r#"select coalesce(backfill_from, (enrolled_at at time zone timezone)::date) as "start!"
+           from participants where participant_id = $1 for update"#,
+        id.as_str()
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| Error::NotFound {
+        what: "participant",
+        id: id.to_string(),
+    })?;
+    sqlx::query!(
+        "update participants set backfill_from = $2, updated_at = now() where participant_id = $1",
+        id.as_str(),
+        from
+    )
+    .execute(&mut *tx)
+    .await?;
+    let mut moved = 0;
+    if let Some(start) = from.filter(|&f| f < before.start) {
+        moved = sqlx::query!(
+            "update ingest_state s set watermark = $2::date::timestamp at time zone p.timezone,
+                    updated_at = now()
+             from participants p
+             where p.participant_id = s.participant_id and s.participant_id = $1
+               and s.watermark > $2::date::timestamp at time zone p.timezone",
+            id.as_str(),
+            start
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    tx.commit().await?;
+    Ok(BackfillChange {
+        participant: get(conn, id).await?,
+        watermarks_moved: moved,
+    })
+}
+
+/// Records the day the participant's provider account was created (from its profile).
+pub async fn set_provider_account_since(
+    db: impl PgExecutor<'_>,
+    id: &ParticipantId,
+    since: NaiveDate,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update participants set provider_account_since = $2 where participant_id = $1",
+        id.as_str(),
+        since
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// The participant, or [`Error::NotFound`].
 pub async fn get(conn: &mut PgConnection, id: &ParticipantId) -> Result<Participant> {
     sqlx::query_as!(
         Participant,
         "select participant_id, timezone, status, enrolled_at, provider, provider_user_id,
                 needs_reconsent, reconsent_reason, last_device_sync, study_id,
-                contact_name, contact_email
+                contact_name, contact_email, backfill_from, provider_account_since
          from participants where participant_id = $1",
         id.as_str()
     )
@@ -172,7 +262,7 @@ pub async fn list(
         Participant,
         "select participant_id, timezone, status, enrolled_at, provider, provider_user_id,
                 needs_reconsent, reconsent_reason, last_device_sync, study_id,
-                contact_name, contact_email
+                contact_name, contact_email, backfill_from, provider_account_since
          from participants where $3::text[] is null or study_id = any($3)
          order by participant_id limit $1 offset $2",
         i64::from(limit),
@@ -352,6 +442,8 @@ pub struct Loadable {
     pub provider: String,
     pub provider_user_id: Option<String>,
     pub enrolled_at: DateTime<Utc>,
+    pub backfill_from: Option<NaiveDate>,
+    pub provider_account_since: Option<NaiveDate>,
 }
 
 /// The participants a delta load works on (only those in `only` when given), by id.
@@ -361,7 +453,8 @@ pub async fn loadable(
 ) -> sqlx::Result<Vec<Loadable>> {
     sqlx::query_as!(
         Loadable,
-        r#"select participant_id, timezone, provider as "provider!", provider_user_id, enrolled_at
+        r#"select participant_id, timezone, provider as "provider!", provider_user_id, enrolled_at,
+                  backfill_from, provider_account_since
            from participants
            where provider is not null and status = 'active' and not needs_reconsent
              and ($1::text[] is null or participant_id = any($1))
@@ -401,4 +494,18 @@ pub async fn count_without_data(db: impl PgExecutor<'_>, days: u32) -> sqlx::Res
     )
     .fetch_one(db)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backfill_start_in_the_future_is_refused_with_the_latest_allowed_day() {
+        let today: NaiveDate = "2026-12-03".parse().unwrap();
+        assert!(check_backfill_start(today, today).is_ok());
+        assert!(check_backfill_start("2020-01-01".parse().unwrap(), today).is_ok());
+        let e = check_backfill_start("2026-12-04".parse().unwrap(), today).unwrap_err();
+        assert!(e.contains("on or before 2026-12-03"), "{e}");
+    }
 }

@@ -88,6 +88,8 @@ pub struct FakeUser {
     /// Dates of sleep whose log is still being processed (`meta.state: pending`).
     pub pending_sleep: Vec<NaiveDate>,
     pub azm_shape: AzmShape,
+    /// The day the account was created (`memberSince` in the profile).
+    pub member_since: NaiveDate,
 }
 
 impl FakeUser {
@@ -100,7 +102,14 @@ impl FakeUser {
             denied_scopes: Vec::new(),
             pending_sleep: Vec::new(),
             azm_shape: AzmShape::Minutes,
+            member_since: NaiveDate::from_ymd_opt(2019, 3, 1).expect("date"),
         }
+    }
+
+    /// Sets the day the account was created.
+    pub fn member_since(mut self, date: &str) -> Self {
+        self.member_since = date.parse().expect("date");
+        self
     }
 
     /// Sets the tracker's last sync (local time, `yyyy-MM-ddTHH:mm:ss`).

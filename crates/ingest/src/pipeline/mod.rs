@@ -42,8 +42,10 @@ pub struct PipelineArgs {
     #[arg(long, env = "WEARHOUSE_INGEST_WORKERS")]
     pub workers: Option<usize>,
 
-    /// For a participant's first load: fetch from this local day, or from the enrolment day if
-    /// that is later (default: from the enrolment day).
+    /// For a participant's first load: fetch from this local day (it may be before
+    /// enrolment), unless the participant has a start of their own (`participant
+    /// set-backfill`, `enroll --backfill-from`, the Participants page). Default: the
+    /// enrolment day. A start before the provider account existed is clamped to that day.
     #[arg(
         long,
         env = "WEARHOUSE_INGEST_BACKFILL_FROM",

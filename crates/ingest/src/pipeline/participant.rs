@@ -107,10 +107,8 @@ impl Pipeline {
             handed_over: moves::not_before(&mut *conn, &id, source.name()).await?,
         };
         let enrolled = c.enrolled_at.with_timezone(&tz).date_naive();
-        let first_day = self
-            .args
-            .backfill_from
-            .map_or(enrolled, |b| b.max(enrolled));
+        let start = backfill_start(c, self.args.backfill_from, enrolled);
+        let first_day = start.day;
         let mut plans = Vec::new();
         for metric in source.metrics() {
             let next = ingest_state::get(conn, &id, source.name(), metric)
@@ -122,6 +120,18 @@ impl Pipeline {
                 cap: None,
                 failed: false,
             });
+        }
+
+        if let Some(configured) = start.clamped_from
+            && plans.iter().any(|m| m.next == first_day)
+        {
+            tracing::warn!(
+                participant = %id,
+                source = source.name(),
+                configured = %configured,
+                from = %first_day,
+                "backfill start clamped: the provider account was created on that day, nothing exists before it"
+            );
         }
 
         let last_sync = match source.last_sync(&p).await {
@@ -267,10 +277,89 @@ impl Pipeline {
     }
 }
 
+/// The first local day of a participant's first load, and the start configured before it was
+/// clamped, if it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BackfillStart {
+    day: NaiveDate,
+    clamped_from: Option<NaiveDate>,
+}
+
+/// The participant's own start, else the ingest's `--backfill-from`, else the enrolment day;
+/// never before the provider account existed (nothing is served before it) nor after
+/// enrolment's day when nothing earlier was asked for.
+fn backfill_start(c: &Candidate, default: Option<NaiveDate>, enrolled: NaiveDate) -> BackfillStart {
+    let configured = c.backfill_from.or(default).unwrap_or(enrolled);
+    match c.provider_account_since {
+        Some(since) if configured < since => BackfillStart {
+            day: since,
+            clamped_from: Some(configured),
+        },
+        _ => BackfillStart {
+            day: configured,
+            clamped_from: None,
+        },
+    }
+}
+
 /// Unlocks the participant; a connection that cannot unlock is closed, which releases it.
 async fn release(mut conn: PoolConnection<sqlx::Postgres>, participant: &str) {
     let unlocked = locks::unlock_ingest(&mut conn, participant).await;
     if !matches!(unlocked, Ok(true)) {
         let _ = conn.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(backfill_from: Option<&str>, since: Option<&str>) -> Candidate {
+        Candidate {
+            participant_id: "P1".into(),
+            timezone: "UTC".into(),
+            provider: "fitbit".into(),
+            provider_user_id: None,
+            enrolled_at: "2026-06-10T12:00:00Z".parse().unwrap(),
+            backfill_from: backfill_from.map(|d| d.parse().unwrap()),
+            provider_account_since: since.map(|d| d.parse().unwrap()),
+        }
+    }
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_participants_own_start_wins_and_is_clamped_to_the_account() {
+        let enrolled = day("2026-06-10");
+        let start = |b, since, default: Option<&str>| {
+            backfill_start(
+                &candidate(b, since),
+                default.map(|d| d.parse().unwrap()),
+                enrolled,
+            )
+        };
+        // Nothing configured: the enrolment day.
+        assert_eq!(start(None, None, None).day, enrolled);
+        // The ingest's default reaches before enrolment.
+        assert_eq!(start(None, None, Some("2026-01-01")).day, day("2026-01-01"));
+        // The participant's own start wins over the default.
+        assert_eq!(
+            start(Some("2025-12-01"), None, Some("2026-01-01")).day,
+            day("2025-12-01")
+        );
+        // Before the account existed: clamped, and the configured start is kept to say so.
+        assert_eq!(
+            start(Some("2025-12-01"), Some("2026-03-15"), None),
+            BackfillStart {
+                day: day("2026-03-15"),
+                clamped_from: Some(day("2025-12-01"))
+            }
+        );
+        assert_eq!(
+            start(Some("2026-04-01"), Some("2026-03-15"), None).clamped_from,
+            None
+        );
     }
 }

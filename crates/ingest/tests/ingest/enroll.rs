@@ -188,3 +188,319 @@ async fn enrolling_with_google_health_through_the_binary_stores_the_grant() {
     .unwrap();
     assert_eq!(token_user, "health-user-1");
 }
+
+/// The Fitbit settings of a command, pointed at the fake, with the callback at `redirect`.
+fn fitbit_args(fake: &FakeFitbit, redirect: &str) -> Vec<String> {
+    [
+        ("--fitbit-client-id", "23ABCD".to_owned()),
+        ("--fitbit-client-secret", "fitbit-secret".to_owned()),
+        ("--fitbit-api-url", fake.url()),
+        ("--fitbit-authorize-url", fake.authorize_url()),
+        ("--fitbit-redirect-uri", redirect.to_owned()),
+        ("--fitbit-retry-base-ms", "10".to_owned()),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_owned(), v])
+    .collect()
+}
+
+/// Runs the ingest binary with `args` (async: the fakes serve from the test's runtime) and
+/// returns whether it succeeded, with stdout and stderr together.
+async fn ingest(args: &[String]) -> (bool, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wearhouse-ingest"))
+        .args(args)
+        .env("WEARHOUSE_TOKEN_KEY_FILE", crate::support::token_key_file())
+        .env("WEARHOUSE_LOG_FORMAT", "pretty")
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The first and last local day (Berlin) with a step count of the participant (a night's
+/// sleep is fetched with the day it ends, so it starts the evening before).
+async fn loaded_days(db: &TestDb, participant: &str) -> (Option<String>, Option<String>) {
+    sqlx::query_as(
+        "select min((timestamp at time zone 'Europe/Berlin')::date)::text,
+                max((timestamp at time zone 'Europe/Berlin')::date)::text
+         from raw_data where participant_id = $1 and data_type = 'steps'",
+    )
+    .bind(participant)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
+}
+
+/// A study enrols someone who wore their tracker before: `enroll --backfill-from` reaches
+/// before enrolment (which is today), and a start before the Fitbit account existed is
+/// clamped to the day the profile names, with the reason in the run's log.
+#[tokio::test]
+async fn enroll_with_a_backfill_start_loads_history_from_before_enrolment_from_the_account_start() {
+    let db = TestDb::new(TestBackend::Postgres).await;
+    let fake = FakeFitbit::start(FakeFitbitConfig::server_app("23ABCD", "fitbit-secret")).await;
+    fake.add_user(
+        FakeUser::new("7QX2LB", Tz::Europe__Berlin)
+            .member_since("2025-05-28")
+            .last_sync("2025-06-03T12:00:00"),
+    );
+    let redirect = format!("http://127.0.0.1:{}/callback", free_port());
+    let mut args: Vec<String> = [
+        "--database-url",
+        &db.url,
+        "--participant",
+        "P010",
+        "--provider",
+        "fitbit",
+        "--backfill-from",
+        "2025-05-20",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(fitbit_args(&fake, &redirect));
+    let (child, lines) = enroll(&args);
+    let back = fake.consent(&consent_link(&lines)).await.unwrap();
+    assert_eq!(follow(back).await.0, 200);
+    finish(child, &lines);
+    let (from, since): (Option<chrono::NaiveDate>, Option<chrono::NaiveDate>) = sqlx::query_as(
+        "select backfill_from, provider_account_since from participants where participant_id = 'P010'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (from.unwrap().to_string(), since.unwrap().to_string()),
+        ("2025-05-20".into(), "2025-05-28".into())
+    );
+
+    let mut run: Vec<String> = ["run", "--database-url", &db.url]
+        .map(str::to_owned)
+        .to_vec();
+    run.extend(fitbit_args(&fake, &redirect));
+    let (ok, log) = ingest(&run).await;
+    assert!(ok, "{log}");
+    assert!(log.contains("backfill start clamped"), "{log}");
+    // Enrolled today, yet loaded from the account's first day to the tracker's last sync.
+    assert_eq!(
+        loaded_days(&db, "P010").await,
+        (Some("2025-05-28".into()), Some("2025-06-03".into()))
+    );
+
+    // A start in the future is refused, saying which days are allowed; nothing changes.
+    let (ok, out) = ingest(
+        &[
+            "participant",
+            "set-backfill",
+            "--participant",
+            "P010",
+            "--from",
+            "2999-01-01",
+            "--database-url",
+            &db.url,
+        ]
+        .map(str::to_owned),
+    )
+    .await;
+    assert!(!ok);
+    assert!(out.contains("--from: 2999-01-01 is in the future"), "{out}");
+    // Setting a start says when the account began and that the load starts there.
+    let (ok, out) = ingest(
+        &[
+            "participant",
+            "set-backfill",
+            "--participant",
+            "P010",
+            "--from",
+            "2025-05-01",
+            "--database-url",
+            &db.url,
+        ]
+        .map(str::to_owned),
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("account was created on 2025-05-28, so the load starts there"),
+        "{out}"
+    );
+}
+
+/// The callback's port is taken by another program: the command says how to go on and
+/// creates nobody.
+#[tokio::test]
+async fn enroll_on_a_port_another_program_holds_says_what_to_do_and_creates_nobody() {
+    let db = TestDb::new(TestBackend::Postgres).await;
+    let fake = FakeFitbit::start(FakeFitbitConfig::server_app("23ABCD", "fitbit-secret")).await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let redirect = format!(
+        "http://127.0.0.1:{}/callback",
+        taken.local_addr().unwrap().port()
+    );
+    let mut args: Vec<String> = [
+        "enroll",
+        "--database-url",
+        &db.url,
+        "--participant",
+        "P011",
+        "--provider",
+        "fitbit",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(fitbit_args(&fake, &redirect));
+    let (ok, out) = ingest(&args).await;
+    assert!(!ok);
+    assert!(out.contains("pass --listen"), "{out}");
+    assert!(out.contains("no participant was created"), "{out}");
+    let n: i64 =
+        sqlx::query_scalar("select count(*) from participants where participant_id = 'P011'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(n, 0);
+    drop(taken);
+}
+
+/// The daemon already serves the callback: `enroll` hands the consent to it through a
+/// single-use link and returns as soon as the daemon has stored the grant.
+#[tokio::test]
+async fn enroll_next_to_the_daemon_completes_through_the_daemon() {
+    let db = TestDb::new(TestBackend::Postgres).await;
+    let fake = FakeFitbit::start(FakeFitbitConfig::server_app("23ABCD", "fitbit-secret")).await;
+    fake.add_user(FakeUser::new("7QX2LB", Tz::Europe__Berlin));
+    let port = free_port();
+    let redirect = format!("http://127.0.0.1:{port}/callback");
+    let providers = fitbit_args(&fake, &redirect);
+    let daemon_args: Vec<&str> = providers.iter().map(String::as_str).collect();
+    let (mut daemon, mut logs) = crate::support::process::daemon(&db.url, port, &daemon_args);
+    logs.until("serving /health").await;
+
+    let mut args: Vec<String> = [
+        "--database-url",
+        &db.url,
+        "--participant",
+        "P012",
+        "--provider",
+        "fitbit",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(providers.clone());
+    let (child, lines) = enroll(&args);
+    let link = consent_link(&lines);
+    assert!(
+        link.starts_with(&format!("http://127.0.0.1:{port}/consent/")),
+        "{link}"
+    );
+    // The participant's browser: the daemon's link redirects to the provider's consent page,
+    // whose answer comes back to the daemon's callback.
+    let to_provider = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(&link)
+        .send()
+        .await
+        .unwrap();
+    let page = to_provider.headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let back = fake.consent(&page).await.unwrap();
+    assert_eq!(follow(back).await.0, 200);
+    let out = finish(child, &lines);
+    assert!(
+        out.contains("P012 is enrolled with fitbit (user 7QX2LB, time zone Europe/Berlin) through the ingest daemon"),
+        "{out}"
+    );
+    crate::support::process::terminate(&mut daemon).await;
+}
+
+/// A start set later, earlier than the one in force, moves the watermarks back: the next run
+/// fetches the earlier days, and the days already loaded stay as they were.
+#[tokio::test]
+async fn an_earlier_backfill_start_set_later_fetches_the_earlier_days_on_the_next_run() {
+    use chrono::TimeZone as _;
+    let db = TestDb::new(TestBackend::Postgres).await;
+    let fake = FakeFitbit::start(FakeFitbitConfig::server_app("23ABCD", "fitbit-secret")).await;
+    fake.add_user(FakeUser::new("7QX2LB", Tz::Europe__Berlin).last_sync("2025-06-03T12:00:00"));
+    let grant = crate::support::fitbit::grant(fake.issue_tokens("7QX2LB"));
+    let enrolled = Tz::Europe__Berlin
+        .with_ymd_and_hms(2025, 6, 1, 9, 0, 0)
+        .unwrap()
+        .to_utc();
+    crate::support::enrol(
+        &db.pool,
+        "P013",
+        "fitbit",
+        Tz::Europe__Berlin,
+        Some(enrolled),
+        &grant,
+    )
+    .await;
+    let redirect = format!("http://127.0.0.1:{}/callback", free_port());
+    let mut run: Vec<String> = ["run", "--database-url", &db.url]
+        .map(str::to_owned)
+        .to_vec();
+    run.extend(fitbit_args(&fake, &redirect));
+    let (ok, log) = ingest(&run).await;
+    assert!(ok, "{log}");
+    assert_eq!(
+        loaded_days(&db, "P013").await,
+        (Some("2025-06-01".into()), Some("2025-06-03".into()))
+    );
+    // The first load's rows, every one written again unchanged by the second.
+    let snapshot = "select md5(string_agg(timestamp::text || data_type || coalesce(value_numeric::text, '')
+                                          || coalesce(value_text, ''), ',' order by timestamp, data_type))
+                    from raw_data where participant_id = 'P013'
+                      and timestamp >= '2025-06-01 00:00 Europe/Berlin'";
+    let june: String = sqlx::query_scalar(snapshot)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+
+    let (ok, out) = ingest(
+        &[
+            "participant",
+            "set-backfill",
+            "--participant",
+            "P013",
+            "--from",
+            "2025-05-29",
+            "--database-url",
+            &db.url,
+        ]
+        .map(str::to_owned),
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("participant P013 is loaded from 2025-05-29"),
+        "{out}"
+    );
+    assert!(out.contains("watermark(s) moved back"), "{out}");
+    let (ok, log) = ingest(&run).await;
+    assert!(ok, "{log}");
+    assert_eq!(
+        loaded_days(&db, "P013").await,
+        (Some("2025-05-29".into()), Some("2025-06-03".into()))
+    );
+    let june_again: String = sqlx::query_scalar(snapshot)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(june_again, june, "the days loaded before changed");
+    // The change is in the audit trail.
+    let detail: serde_json::Value = sqlx::query_scalar(
+        "select detail from audit_log where action = 'participant_changed'
+         order by audit_id desc limit 1",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(detail["backfill_from"], "2025-05-29");
+}

@@ -238,7 +238,8 @@ fn route(c: &Ctx<'_>, path: &str) -> Outcome {
             let millis = i64::from(chrono::Offset::fix(&offset).local_minus_utc()) * 1000;
             Ok(
                 json!({"user": {"encodedId": c.user.user_id, "timezone": tz.name(),
-                               "offsetFromUTCMillis": millis, "displayName": "Fake"}}),
+                               "offsetFromUTCMillis": millis, "displayName": "Fake",
+                               "memberSince": c.user.member_since.to_string()}}),
             )
         }
         ("1", ["devices"]) => {

@@ -63,8 +63,11 @@ impl FitbitSource {
             user: ProfileUser,
         }
         #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
         struct ProfileUser {
             timezone: Option<String>,
+            /// The day the account was created: nothing exists before it.
+            member_since: Option<String>,
         }
         let mut conn = pool.begin().await?;
         let claimed = match links::claim(&mut conn, &opened, PROVIDER).await {
@@ -89,19 +92,25 @@ impl FitbitSource {
             self.discard(&tokens).await;
             return Err(links::account_change_refused("Fitbit"));
         }
-        let timezone = match self
+        let (timezone, member_since) = match self
             .api
             .get_with_token::<Profile>(&tokens.access_token, "/1/user/-/profile.json")
             .await
         {
-            Ok(p) => p.user.timezone.and_then(|z| z.parse::<Tz>().ok()),
+            Ok(p) => (
+                p.user.timezone.and_then(|z| z.parse::<Tz>().ok()),
+                p.user
+                    .member_since
+                    .and_then(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()),
+            ),
             Err(e) => {
                 tracing::warn!(participant = %participant, error = %e, "could not read the fitbit profile; keeping the stored time zone");
-                None
+                (None, None)
             }
-        }
-        .or_else(|| existing.as_ref().and_then(|p| p.timezone.parse().ok()))
-        .unwrap_or(Tz::UTC);
+        };
+        let timezone = timezone
+            .or_else(|| existing.as_ref().and_then(|p| p.timezone.parse().ok()))
+            .unwrap_or(Tz::UTC);
         participants::upsert(
             &mut conn,
             &NewParticipant {
@@ -130,6 +139,9 @@ impl FitbitSource {
         )
         .await?;
         participants::set_needs_reconsent(&mut conn, &participant, None).await?;
+        if let Some(since) = member_since {
+            participants::set_provider_account_since(&mut *conn, &participant, since).await?;
+        }
         links::record(
             &mut conn,
             &participant,
