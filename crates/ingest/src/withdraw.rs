@@ -31,7 +31,7 @@ pub enum ParticipantCommand {
     /// Withdraw a participant: collection stops at once, the data collected so far stays,
     /// and the grant is revoked at the provider and its tokens deleted. Running it again for
     /// a withdrawn participant retries a revocation that failed.
-    Withdraw(WithdrawArgs),
+    Withdraw(Box<WithdrawArgs>),
     /// Set the first local day the ingest fetches for a participant (history from before
     /// enrolment), or `--clear` it. An earlier start than before makes the next run fetch the
     /// earlier days.
