@@ -356,3 +356,65 @@ async fn another_studys_participant_is_answered_as_missing_and_without_a_host_th
         "{body}"
     );
 }
+
+/// A coordinator sets where a participant's history starts (before enrolment): a bad or
+/// future day is a 400 naming `backfill_from`; an earlier start moves the participant's
+/// watermarks back (through the API's own role); `null` returns to the default.
+#[tokio::test]
+async fn a_coordinator_sets_a_backfill_start_and_an_earlier_one_moves_the_watermarks_back() {
+    let app = app().await;
+    let coordinator = user_with_token(&app, "c@example.org", Role::Coordinator, &["default"]).await;
+    let pool = &app.db.as_ref().unwrap().pool;
+    sqlx::query(
+        "insert into ingest_state (participant_id, source, data_type, watermark)
+         values ('P001', 'fitbit', 'steps', '2025-06-10 00:00 UTC')",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    let patch = |body: Value| {
+        send(
+            &app,
+            Method::PATCH,
+            "/participants/P001",
+            &coordinator,
+            body,
+        )
+    };
+
+    for bad in [json!("2025-13-01"), json!("yesterday"), json!("2999-01-01")] {
+        let (status, answer) = patch(json!({ "backfill_from": bad })).await;
+        assert_eq!(
+            (status, parameter(&answer)),
+            (400, "backfill_from"),
+            "{bad}: {answer}"
+        );
+    }
+    let (status, body) = patch(json!({"backfill_from": "2025-01-01"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["backfill_from"], "2025-01-01");
+    let (mark, zone): (chrono::DateTime<chrono::Utc>, String) = sqlx::query_as(
+        "select s.watermark, p.timezone from ingest_state s join participants p using (participant_id)
+         where participant_id = 'P001'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let zone: chrono_tz::Tz = zone.parse().unwrap();
+    assert_eq!(
+        mark.with_timezone(&zone).naive_local().to_string(),
+        "2025-01-01 00:00:00",
+        "moved back to the local start of the new first day"
+    );
+    let (status, body) = patch(json!({"backfill_from": null})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["backfill_from"], Value::Null);
+    let audited: Vec<Value> = sqlx::query_scalar(
+        "select detail from audit_log where action = 'participant_changed' order by audit_id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(audited[0]["backfill_from"], "2025-01-01");
+    assert_eq!(audited[0]["watermarks_moved"], 1);
+}
