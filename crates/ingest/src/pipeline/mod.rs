@@ -37,7 +37,7 @@ use crate::sources::registry::Sources;
 const ANALYZE_AFTER_ROWS: u64 = 100_000;
 
 /// How a run is carried out.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct PipelineArgs {
     /// Participants processed at once. Each holds one database connection while it works.
     /// Default: 4 for provider runs, whose time goes to waiting on the provider's API; the
@@ -78,14 +78,30 @@ pub struct PipelineArgs {
     #[arg(
         long,
         env = "WEARHOUSE_INGEST_RECONSENT_ALERT_DAYS",
-        default_value_t = 7
+        default_value_t = Self::RECONSENT_ALERT_DAYS
     )]
     pub reconsent_alert_days: u32,
+}
+
+/// The settings of a run without flags, as the command line's defaults give them.
+impl Default for PipelineArgs {
+    fn default() -> Self {
+        PipelineArgs {
+            workers: None,
+            backfill_from: None,
+            no_compress_on_refresh: false,
+            metrics: None,
+            reconsent_alert_days: Self::RECONSENT_ALERT_DAYS,
+        }
+    }
 }
 
 impl PipelineArgs {
     /// Workers of a provider run unless `--workers` says otherwise.
     pub const PROVIDER_WORKERS: usize = 4;
+
+    /// Days of waiting for re-consent after which the alert fires, unless set.
+    pub const RECONSENT_ALERT_DAYS: u32 = 7;
 
     fn workers(&self) -> usize {
         self.workers.unwrap_or(Self::PROVIDER_WORKERS).max(1)
