@@ -509,3 +509,74 @@ async fn run_exits_0_when_all_is_loaded_1_on_a_failure_and_3_when_participants_w
     );
     assert!(stderr.contains("need re-consent: 1: S2"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_fitbit_participant_who_declined_spo2_is_loaded_without_it_and_listed_with_the_scope() {
+    let env = crate::support::fitbit::env(vec![
+        wearhouse_fakes::FakeUser::new("7QX2LB", chrono_tz::Europe::Berlin)
+            .last_sync("2025-06-03T12:00:00")
+            .deny_scope("oxygen_saturation"),
+    ])
+    .await;
+    let grant = crate::support::fitbit::grant(env.fake.issue_tokens("7QX2LB"));
+    assert!(
+        !grant
+            .scope
+            .as_deref()
+            .unwrap()
+            .contains("oxygen_saturation")
+    );
+    let enrolled = chrono_tz::Europe::Berlin
+        .with_ymd_and_hms(2025, 6, 1, 0, 0, 0)
+        .unwrap()
+        .to_utc();
+    crate::support::enrol(
+        &env.db.pool,
+        "P-FIT",
+        "fitbit",
+        chrono_tz::Europe::Berlin,
+        Some(enrolled),
+        &grant,
+    )
+    .await;
+    let sources = Sources::from_sources([Arc::new(env.worker()) as Arc<dyn Source>]);
+    let report = Pipeline::new(
+        env.db.pool.clone(),
+        sources,
+        IngestMetrics::unregistered(),
+        PipelineArgs::default(),
+    )
+    .await
+    .unwrap()
+    .run(&CancellationToken::new())
+    .await
+    .unwrap();
+    assert_eq!(report.status(), RunStatus::Complete, "{}", report.summary());
+    let skipped: Vec<_> = report
+        .skipped
+        .iter()
+        .map(|s| (s.metric, s.detail.as_str()))
+        .collect();
+    assert_eq!(skipped, [(Metric::Spo2, "oxygen_saturation")]);
+    assert!(rows(&env.db.pool, "P-FIT", Metric::HeartRate).await > 1000);
+    assert_eq!(rows(&env.db.pool, "P-FIT", Metric::Spo2).await, 0);
+    // Listed twice, for two reasons: Fitbit participants must move to Google Health anyway.
+    let listed = reconsent_list(&env.db.pool).await;
+    let kinds: Vec<_> = listed
+        .iter()
+        .map(|e| (e.kind, e.scope.as_deref()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (ReconsentKind::MoveToGoogleHealth, None),
+            (ReconsentKind::ScopeNotGranted, Some("oxygen_saturation"))
+        ]
+    );
+    let table = reconsent::table(&listed);
+    assert!(table.contains("must move to Google Health"), "{table}");
+    assert!(
+        table.ends_with("1 participant(s) must consent again\n"),
+        "{table}"
+    );
+}
