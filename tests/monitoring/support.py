@@ -157,6 +157,9 @@ class FakeIngestMetrics:
                     "# HELP wearhouse_ingest_participants_needing_reconsent Re-consent needed.\n"
                     "# TYPE wearhouse_ingest_participants_needing_reconsent gauge\n"
                     "wearhouse_ingest_participants_needing_reconsent 0\n"
+                    "# HELP wearhouse_ingest_participants_needing_reconsent_longer Waiting.\n"
+                    "# TYPE wearhouse_ingest_participants_needing_reconsent_longer gauge\n"
+                    'wearhouse_ingest_participants_needing_reconsent_longer{days="7"} 0\n'
                 ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")

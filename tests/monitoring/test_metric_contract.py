@@ -54,6 +54,7 @@ class MetricContractTests(unittest.TestCase):
             'wearhouse_ingest_runs_total{outcome="success"} 1\n'
             "wearhouse_ingest_last_success_timestamp_seconds 1700000000\n"
             "wearhouse_ingest_participants_needing_reconsent 0\n"
+            'wearhouse_ingest_participants_needing_reconsent_longer{days="7"} 0\n'
         )
         self.assertEqual(
             problems("ingest", exposition),

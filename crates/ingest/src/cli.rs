@@ -1,6 +1,8 @@
 //! Command line of `wearhouse-ingest`. Each subcommand is one variant of [`Command`] and one
 //! arm in [`run`]; a provider's own subcommands (such as enrolment) are added the same way.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use wearhouse_core::config::{DatabaseArgs, TelemetryArgs};
@@ -47,8 +49,10 @@ pub enum Command {
     /// nothing.
     Synthetic(CohortArgs),
 
-    /// Run one delta load now, over every active participant of every provider, and exit
-    /// (status 1 if the run failed).
+    /// Run one delta load now, over every active participant of every provider, print a
+    /// summary per outcome on stderr, and exit: 0 when everything due was loaded, 1 when
+    /// something failed, 3 when nothing failed but participants were deferred (request quota),
+    /// held by another process, or need re-consent.
     Run(RunArgs),
 
     /// Run the delta load on a schedule and serve /health, /metrics and the providers'
@@ -114,8 +118,9 @@ pub struct RunArgs {
     pub providers: ProviderArgs,
 }
 
-/// Runs the command line.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the command line; the exit status is `run`'s (see [`crate::runs::RunStatus`]), 0 for
+/// the other commands when they succeed.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     process::init_telemetry(&cli.telemetry, LogOutput::Stdout);
     let shutdown = Shutdown::on_signals().token().clone();
     let mut command = cli.command;
@@ -132,41 +137,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             // Unlike a scheduled run, the user asked for this cohort now: say so when part of
             // it was in another process's hands (or a killed one's, until the server notices).
             anyhow::ensure!(
-                report.locked == 0 && !report.interrupted(),
+                report.locked.is_empty() && !report.interrupted(),
                 "{} participant(s) were being loaded by another process and {} not started; \
                  run the command again",
-                report.locked,
+                report.locked.len(),
                 report.not_started
             );
-            Ok(())
         }
-        Command::Run(args) => run_once(args, &shutdown).await,
-        Command::Daemon(args) => crate::daemon::run(args, shutdown).await,
-        Command::Enroll(args) => {
-            println!("{}", crate::enroll::run(&args, &shutdown).await?);
-            Ok(())
-        }
+        Command::Run(args) => return run_once(args, &shutdown).await,
+        Command::Daemon(args) => crate::daemon::run(args, shutdown).await?,
+        Command::Enroll(args) => println!("{}", crate::enroll::run(&args, &shutdown).await?),
         Command::Import(args) => {
             let (_, summary) = crate::import::run(&args).await?;
             print!("{summary}");
-            Ok(())
         }
-        Command::Participant(command) => {
-            print!("{}", crate::withdraw::run(command).await?);
-            Ok(())
-        }
+        Command::Participant(command) => print!("{}", crate::withdraw::run(command).await?),
         Command::ReconsentList(args) => {
             print!("{}", crate::migration::reconsent::run(&args).await?);
-            Ok(())
         }
-        Command::RotateTokenKey(args) => {
-            println!("{}", crate::oauth::key::rotate(&args).await?);
-            Ok(())
-        }
+        Command::RotateTokenKey(args) => println!("{}", crate::oauth::key::rotate(&args).await?),
     }
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn run_once(args: RunArgs, shutdown: &CancellationToken) -> anyhow::Result<()> {
+/// One run; its summary goes to stderr, next to any error, and its status is the exit code.
+async fn run_once(args: RunArgs, shutdown: &CancellationToken) -> anyhow::Result<ExitCode> {
     let pool = args.database.connect().await?;
     let metrics = IngestMetrics::unregistered();
     let ctx = SourceContext::prepare(pool.clone(), metrics.source.clone(), &args.providers).await?;
@@ -176,16 +171,6 @@ async fn run_once(args: RunArgs, shutdown: &CancellationToken) -> anyhow::Result
         .run(shutdown)
         .await?;
     pool.close().await;
-    anyhow::ensure!(
-        report.outcome() == Outcome::Success,
-        "{} participant(s) failed: {}",
-        report.failed.len(),
-        report
-            .failed
-            .iter()
-            .map(|(p, e)| format!("{p}: {e}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    );
-    Ok(())
+    eprint!("{}", report.summary());
+    Ok(ExitCode::from(report.status().exit_code()))
 }

@@ -75,6 +75,9 @@ pub fn normalise_schedule(schedule: &str) -> String {
 pub async fn run(args: DaemonArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let registry = MetricsRegistry::new();
     let metrics = IngestMetrics::register(&registry);
+    // Exported from the start, as the other counts from the database, so the alert rule on it
+    // has a series to watch (see monitoring/README.md); the first run sets the real count.
+    metrics.set_needing_reconsent_longer(args.pipeline.reconsent_alert_days, 0);
     let pool = args.database.lazy_pool()?;
     let ctx = SourceContext::new(pool.clone(), metrics.source.clone(), &args.providers)?;
     // Grants from before encryption are sealed now, or before the first run when the

@@ -42,6 +42,53 @@ struct SampleLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SkipLabels {
+    source: &'static str,
+    metric: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ParticipantOutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DaysLabels {
+    days: String,
+}
+
+/// What became of participants in a run, as the `outcome` label of the per-run metrics.
+pub const PARTICIPANT_OUTCOMES: &[&str] = &[
+    "loaded",
+    "never_synced",
+    "failed",
+    "deferred_quota",
+    "locked",
+    "needs_reconsent",
+    "no_longer_active",
+];
+
+/// Why a metric was skipped for a participant, as the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SkipReason {
+    /// The participant did not grant the scope the metric needs.
+    ScopeNotGranted,
+    /// The provider or the account does not serve the metric's endpoint.
+    NotOffered,
+}
+
+impl SkipReason {
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::ScopeNotGranted => "scope_not_granted",
+            SkipReason::NotOffered => "not_offered",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ApiLabels {
     source: &'static str,
     status: String,
@@ -96,6 +143,10 @@ pub struct IngestMetrics {
     run_in_progress: Gauge,
     revocations: Family<RevocationLabels, Counter>,
     revocations_pending: Gauge,
+    skipped: Family<SkipLabels, Counter>,
+    run_participants: Family<ParticipantOutcomeLabels, Gauge>,
+    participant_outcomes: Family<ParticipantOutcomeLabels, Counter>,
+    reconsent_overdue: Family<DaysLabels, Gauge>,
     /// Given to sources.
     pub source: SourceMetrics,
 }
@@ -115,8 +166,17 @@ impl IngestMetrics {
             run_in_progress: Gauge::default(),
             revocations: Family::default(),
             revocations_pending: Gauge::default(),
+            skipped: Family::default(),
+            run_participants: Family::default(),
+            participant_outcomes: Family::default(),
+            reconsent_overdue: Family::default(),
             source: SourceMetrics::default(),
         };
+        for &outcome in PARTICIPANT_OUTCOMES {
+            let labels = ParticipantOutcomeLabels { outcome };
+            let _ = m.run_participants.get_or_create(&labels);
+            let _ = m.participant_outcomes.get_or_create(&labels);
+        }
         for outcome in [Outcome::Success, Outcome::Failure] {
             let _ = m.runs.get_or_create(&OutcomeLabels {
                 outcome: outcome.as_str(),
@@ -174,6 +234,30 @@ impl IngestMetrics {
             "Withdrawn participants' grants still to be revoked after the last sweep",
             m.revocations_pending.clone(),
         );
+        registry.register(
+            "wearhouse_ingest_metrics_skipped",
+            "Metrics skipped for a participant in a run (not failures), by source, metric and \
+             reason: scope_not_granted (listed by reconsent-list) or not_offered",
+            m.skipped.clone(),
+        );
+        registry.register(
+            "wearhouse_ingest_run_participants",
+            "Participants of the last finished run by outcome: loaded, never_synced, failed, \
+             deferred_quota, locked (by another process), needs_reconsent (marked in the run), \
+             no_longer_active",
+            m.run_participants.clone(),
+        );
+        registry.register(
+            "wearhouse_ingest_participant_outcomes",
+            "Participants processed by runs, by outcome (as wearhouse_ingest_run_participants)",
+            m.participant_outcomes.clone(),
+        );
+        registry.register(
+            "wearhouse_ingest_participants_needing_reconsent_longer",
+            "Active participants who have needed re-consent for more than `days` days (the \
+             configured --reconsent-alert-days; from the database)",
+            m.reconsent_overdue.clone(),
+        );
         m
     }
 
@@ -229,6 +313,42 @@ impl IngestMetrics {
     /// Sets the number of withdrawn participants' grants still to be revoked.
     pub fn set_revocations_pending(&self, n: usize) {
         self.revocations_pending.set(n as i64);
+    }
+
+    /// Counts a metric skipped for one participant in a run.
+    pub fn metric_skipped(&self, source: &'static str, metric: Metric, reason: SkipReason) {
+        self.skipped
+            .get_or_create(&SkipLabels {
+                source,
+                metric: metric.name(),
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+
+    /// Records how many participants of a finished run ended in each outcome (one of
+    /// [`PARTICIPANT_OUTCOMES`]); outcomes not given are set to 0.
+    pub fn run_participants(&self, counts: &[(&'static str, usize)]) {
+        for &outcome in PARTICIPANT_OUTCOMES {
+            let n = counts
+                .iter()
+                .find(|(o, _)| *o == outcome)
+                .map_or(0, |&(_, n)| n);
+            let labels = ParticipantOutcomeLabels { outcome };
+            self.run_participants.get_or_create(&labels).set(n as i64);
+            self.participant_outcomes
+                .get_or_create(&labels)
+                .inc_by(n as u64);
+        }
+    }
+
+    /// Sets how many active participants have needed re-consent for more than `days` days.
+    pub fn set_needing_reconsent_longer(&self, days: u32, n: i64) {
+        self.reconsent_overdue
+            .get_or_create(&DaysLabels {
+                days: days.to_string(),
+            })
+            .set(n);
     }
 
     /// Sets the number of participants needing re-consent, as counted in the database.

@@ -6,6 +6,7 @@
 
 pub mod adherence;
 pub mod audit;
+pub mod collection;
 pub mod consent_links;
 pub mod contact;
 pub mod credentials;

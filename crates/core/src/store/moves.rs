@@ -142,7 +142,8 @@ pub struct ReconsentEntry {
     pub provider: Option<String>,
     pub provider_user_id: Option<String>,
     pub reason: String,
-    /// When the participant row last changed (the flag was set, or the enrolment).
+    /// When re-consent was first needed (for participants still on the retired provider, when
+    /// their row last changed).
     pub since: DateTime<Utc>,
 }
 
@@ -160,7 +161,8 @@ pub async fn needing_reconsent(
                   case when needs_reconsent
                        then coalesce(reconsent_reason, 'grant revoked or invalid')
                        else $1 end as "reason!",
-                  updated_at as since
+                  case when needs_reconsent then coalesce(reconsent_since, updated_at)
+                       else updated_at end as "since!"
            from participants
            where status = 'active' and (needs_reconsent or provider = $2)
            order by participant_id"#,

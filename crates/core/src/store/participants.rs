@@ -309,14 +309,18 @@ fn unknown_study(e: sqlx::Error, study: Option<&str>) -> Error {
     }
 }
 
-/// Marks whether the participant must consent again (a revoked or invalid grant).
+/// Marks whether the participant must consent again (a revoked or invalid grant). The time
+/// it was first marked is kept until the mark is cleared, so an alert can tell how long the
+/// participant has waited.
 pub async fn set_needs_reconsent(
     conn: &mut PgConnection,
     id: &ParticipantId,
     reason: Option<&str>,
 ) -> Result<()> {
     sqlx::query!(
-        "update participants set needs_reconsent = $2, reconsent_reason = $3, updated_at = now()
+        "update participants set needs_reconsent = $2, reconsent_reason = $3,
+           reconsent_since = case when $2 then coalesce(reconsent_since, now()) end,
+           updated_at = now()
          where participant_id = $1",
         id.as_str(),
         reason.is_some(),

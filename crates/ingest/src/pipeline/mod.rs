@@ -6,7 +6,10 @@
 //!
 //! A run's outcome is **failure** when any participant failed for a reason other than a spent
 //! request quota (resumed next run) or a revoked grant (the participant is marked as needing
-//! re-consent, which has its own alert), or when the run's own bookkeeping failed.
+//! re-consent, which has its own alert), or when the run's own bookkeeping failed. A metric
+//! whose scope the participant did not grant, or whose endpoint the provider does not offer,
+//! is skipped for that participant and reported, and is no failure: only a new consent or the
+//! provider can change it, and failing every run over it would hide real failures.
 
 mod participant;
 
@@ -18,12 +21,13 @@ use clap::Args;
 use futures::StreamExt as _;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use wearhouse_core::store::collection;
 use wearhouse_core::store::{self, adherence, participants};
-use wearhouse_core::{ParticipantId, TimeRange};
+use wearhouse_core::{Metric, ParticipantId, TimeRange};
 
 use crate::metrics::{IngestMetrics, Outcome};
 use crate::runs;
-pub use crate::runs::RunReport;
+pub use crate::runs::{RunReport, RunStatus, Skipped};
 use crate::sink::Sink;
 use crate::sources::registry::Sources;
 
@@ -33,7 +37,7 @@ use crate::sources::registry::Sources;
 const ANALYZE_AFTER_ROWS: u64 = 100_000;
 
 /// How a run is carried out.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct PipelineArgs {
     /// Participants processed at once. Each holds one database connection while it works.
     /// Default: 4 for provider runs, whose time goes to waiting on the provider's API; the
@@ -58,14 +62,56 @@ pub struct PipelineArgs {
     /// this turns it off without a new release). About twice as slow for a large load.
     #[arg(long, env = "WEARHOUSE_NO_COMPRESS_ON_REFRESH")]
     pub no_compress_on_refresh: bool,
+
+    /// Collect only these metrics (comma-separated catalogue names, e.g.
+    /// `heart_rate,steps,sleep_stage`), on top of what each participant's study collects.
+    /// Default: every metric the study collects.
+    #[arg(
+        long,
+        env = "WEARHOUSE_INGEST_METRICS",
+        value_delimiter = ',',
+        value_name = "METRIC,…"
+    )]
+    pub metrics: Option<Vec<Metric>>,
+
+    /// The alert on participants needing re-consent fires for those who have waited longer
+    /// than this many days (exported as the `days` label of
+    /// `wearhouse_ingest_participants_needing_reconsent_longer`).
+    #[arg(
+        long,
+        env = "WEARHOUSE_INGEST_RECONSENT_ALERT_DAYS",
+        default_value_t = Self::RECONSENT_ALERT_DAYS
+    )]
+    pub reconsent_alert_days: u32,
+}
+
+/// The settings of a run without flags, as the command line's defaults give them.
+impl Default for PipelineArgs {
+    fn default() -> Self {
+        PipelineArgs {
+            workers: None,
+            backfill_from: None,
+            no_compress_on_refresh: false,
+            metrics: None,
+            reconsent_alert_days: Self::RECONSENT_ALERT_DAYS,
+        }
+    }
 }
 
 impl PipelineArgs {
     /// Workers of a provider run unless `--workers` says otherwise.
     pub const PROVIDER_WORKERS: usize = 4;
 
+    /// Days of waiting for re-consent after which the alert fires, unless set.
+    pub const RECONSENT_ALERT_DAYS: u32 = 7;
+
     fn workers(&self) -> usize {
         self.workers.unwrap_or(Self::PROVIDER_WORKERS).max(1)
+    }
+
+    /// Whether `--metrics` lets the run collect `metric`.
+    fn collects(&self, metric: Metric) -> bool {
+        self.metrics.as_ref().is_none_or(|m| m.contains(&metric))
     }
 }
 
@@ -97,6 +143,8 @@ struct Tally {
     samples: u64,
     /// Rows inserted or changed.
     changed: u64,
+    /// Metrics skipped (not failed), with the scope or the provider's reason.
+    skipped: Vec<(Metric, crate::metrics::SkipReason, String)>,
     /// Earliest and latest timestamp written.
     span: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
@@ -181,6 +229,7 @@ impl Pipeline {
             seconds,
             finished_at.timestamp_millis() as f64 / 1000.0,
         );
+        self.metrics.run_participants(&report.outcome_counts());
         if let Err(e) = runs::record(&self.pool, started_at, finished_at, outcome, &report).await {
             tracing::error!(error = %e, "could not record the run");
         }
@@ -190,9 +239,11 @@ impl Pipeline {
             participants = report.participants,
             loaded = report.loaded,
             failed = report.failed.len(),
-            quota_exhausted = report.quota_exhausted,
-            needs_reconsent = report.needs_reconsent,
-            locked = report.locked,
+            quota_exhausted = report.quota_exhausted.len(),
+            needs_reconsent = report.needs_reconsent.len(),
+            awaiting_reconsent = report.awaiting_reconsent.len(),
+            locked = report.locked.len(),
+            skipped_metrics = report.skipped.len(),
             samples = report.samples,
             changed = report.changed,
             "run finished"
@@ -241,15 +292,28 @@ impl Pipeline {
         while let Some((id, outcome, tally)) = outcomes.next().await {
             report.samples += tally.samples;
             report.changed += tally.changed;
+            report
+                .skipped
+                .extend(
+                    tally
+                        .skipped
+                        .into_iter()
+                        .map(|(metric, reason, detail)| Skipped {
+                            participant_id: id.clone(),
+                            metric,
+                            reason,
+                            detail,
+                        }),
+                );
             if let Some(span) = tally.span {
                 written.push((id.clone(), span));
             }
             match outcome {
                 ParticipantOutcome::Loaded => report.loaded += 1,
                 ParticipantOutcome::NeverSynced => report.never_synced += 1,
-                ParticipantOutcome::Locked => report.locked += 1,
-                ParticipantOutcome::QuotaExhausted => report.quota_exhausted += 1,
-                ParticipantOutcome::NeedsReconsent => report.needs_reconsent += 1,
+                ParticipantOutcome::Locked => report.locked.push(id),
+                ParticipantOutcome::QuotaExhausted => report.quota_exhausted.push(id),
+                ParticipantOutcome::NeedsReconsent => report.needs_reconsent.push(id),
                 ParticipantOutcome::NotStarted => report.not_started += 1,
                 ParticipantOutcome::NoLongerActive => report.no_longer_active += 1,
                 ParticipantOutcome::Failed(e) => report.failed.push((id, e)),
@@ -297,8 +361,15 @@ impl Pipeline {
             done?;
         }
         tracing::info!(participants = refreshed, "adherence days refreshed");
-        let reconsent = participants::count_needing_reconsent(&self.pool).await?;
-        self.metrics.set_needing_reconsent(reconsent);
+        report.awaiting_reconsent = collection::needing_reconsent(&self.pool).await?;
+        self.metrics
+            .set_needing_reconsent(report.awaiting_reconsent.len() as i64);
+        let days = self.args.reconsent_alert_days;
+        let overdue = collection::count_needing_reconsent_longer_than(&self.pool, days).await?;
+        self.metrics.set_needing_reconsent_longer(days, overdue);
+        report
+            .skipped
+            .sort_by(|a, b| (&a.participant_id, a.metric).cmp(&(&b.participant_id, b.metric)));
         Ok(report)
     }
 }

@@ -1,6 +1,7 @@
 //! One participant's delta load, under its advisory lock: last sync, then per metric from the
 //! watermark's local day to the last sync's local day, written in batches; each batch's
-//! watermarks advance only after the batch is in the database.
+//! watermarks advance only after the batch is in the database. Only the metrics the run and
+//! the participant's study collect are fetched, and none whose scope the stored grant lacks.
 
 use std::collections::BTreeMap;
 
@@ -8,10 +9,11 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use sqlx::PgConnection;
 use sqlx::pool::PoolConnection;
-use wearhouse_core::store::{ingest_state, lifecycle, locks, moves, participants};
+use wearhouse_core::store::{collection, ingest_state, lifecycle, locks, moves, participants};
 use wearhouse_core::{Metric, ParticipantId, Sample};
 
 use super::{Candidate, ParticipantOutcome, Pipeline, Tally};
+use crate::metrics::SkipReason;
 use crate::sink::BATCH_SAMPLES;
 use crate::sources::synthetic::local_day_start;
 use crate::sources::{Source, SourceError, SourceParticipant};
@@ -23,7 +25,10 @@ struct MetricPlan {
     next: NaiveDate,
     /// The watermark may not pass this in this run (a day the provider has not finished).
     cap: Option<DateTime<Utc>>,
-    failed: bool,
+    /// Failed or skipped: not fetched again in this run.
+    stopped: bool,
+    /// At least one fetch succeeded in this run.
+    fetched: bool,
 }
 
 /// Samples fetched but not yet written, and the watermarks they allow once written.
@@ -97,7 +102,7 @@ impl Pipeline {
             .parse()
             .map_err(|e| anyhow::anyhow!("participant time zone {:?}: {e}", c.timezone))?;
         let Some(source) = self.sources.get(&c.provider) else {
-            anyhow::bail!("no source is registered for provider {:?}", c.provider);
+            anyhow::bail!("{}", self.sources.missing(&c.provider));
         };
         let source = source.as_ref();
         let p = SourceParticipant {
@@ -109,8 +114,23 @@ impl Pipeline {
         let enrolled = c.enrolled_at.with_timezone(&tz).date_naive();
         let start = backfill_start(c, self.args.backfill_from, enrolled);
         let first_day = start.day;
+        let collection = collection::of(&mut *conn, &id, source.name()).await?;
         let mut plans = Vec::new();
+        let mut not_collected = Vec::new();
         for metric in source.metrics() {
+            if !self.args.collects(metric) || !collection.study_collects(metric) {
+                not_collected.push(metric);
+                continue;
+            }
+            if let Some(scope) = source.scope(metric)
+                && collection.lacks_scope(scope)
+            {
+                // The stored grant shows the participant declined it: asking would only be
+                // refused.
+                self.skip_scope(conn, source, &id, metric, scope, tally)
+                    .await?;
+                continue;
+            }
             let next = ingest_state::get(conn, &id, source.name(), metric)
                 .await?
                 .map_or(first_day, |w| w.with_timezone(&tz).date_naive());
@@ -118,8 +138,13 @@ impl Pipeline {
                 metric,
                 next,
                 cap: None,
-                failed: false,
+                stopped: false,
+                fetched: false,
             });
+        }
+        if !not_collected.is_empty() {
+            collection::clear_scopes_not_granted(&mut *conn, &id, source.name(), &not_collected)
+                .await?;
         }
 
         if let Some(configured) = start.clamped_from
@@ -133,7 +158,10 @@ impl Pipeline {
                 "backfill start clamped: the provider account was created on that day, nothing exists before it"
             );
         }
-
+        if plans.is_empty() {
+            // Nothing this participant granted is collected: there is nothing to ask.
+            return Ok(ParticipantOutcome::Loaded);
+        }
         let last_sync = match source.last_sync(&p).await {
             Ok(Some(t)) => t,
             Ok(None) => return Ok(ParticipantOutcome::NeverSynced),
@@ -151,7 +179,7 @@ impl Pipeline {
         let mut errors = Vec::new();
         let mut day = plans.iter().map(|m| m.next).min().unwrap_or(last_day);
         while day <= last_day {
-            for plan in plans.iter_mut().filter(|m| !m.failed && m.next == day) {
+            for plan in plans.iter_mut().filter(|m| !m.stopped && m.next == day) {
                 let span = i64::from(source.max_days_per_fetch(plan.metric).max(1));
                 let to = (day + Duration::days(span - 1)).min(last_day);
                 match source.fetch(&p, plan.metric, day, to).await {
@@ -173,6 +201,32 @@ impl Pipeline {
                         batch.samples.extend(fetched.samples);
                         batch.advance_to.insert(plan.metric, mark);
                         plan.next = to + Duration::days(1);
+                        plan.fetched = true;
+                    }
+                    // Skipped, not failed: the watermark stays where the last written day
+                    // left it, so the metric resumes there once granted or offered.
+                    Err(SourceError::ScopeNotGranted { scope }) => {
+                        plan.stopped = true;
+                        self.skip_scope(conn, source, &id, plan.metric, &scope, tally)
+                            .await?;
+                    }
+                    Err(SourceError::NotOffered { reason }) => {
+                        plan.stopped = true;
+                        tracing::warn!(
+                            participant = %id,
+                            source = source.name(),
+                            metric = plan.metric.name(),
+                            reason,
+                            "metric not offered by the provider; skipped for this run"
+                        );
+                        self.metrics.metric_skipped(
+                            source.name(),
+                            plan.metric,
+                            SkipReason::NotOffered,
+                        );
+                        tally
+                            .skipped
+                            .push((plan.metric, SkipReason::NotOffered, reason));
                     }
                     Err(
                         e @ (SourceError::QuotaExhausted { .. }
@@ -184,7 +238,7 @@ impl Pipeline {
                             .await;
                     }
                     Err(e) => {
-                        plan.failed = true;
+                        plan.stopped = true;
                         let outcome = self
                             .source_failed(conn, source, &p, &[plan.metric], first_day, e)
                             .await?;
@@ -198,10 +252,45 @@ impl Pipeline {
             day += Duration::days(1);
         }
         self.flush(conn, source, &id, &mut batch, tally).await?;
+        let granted: Vec<Metric> = plans
+            .iter()
+            .filter(|m| m.fetched)
+            .map(|m| m.metric)
+            .collect();
+        if !granted.is_empty() {
+            collection::clear_scopes_not_granted(&mut *conn, &id, source.name(), &granted).await?;
+        }
         Ok(errors
             .into_iter()
             .next()
             .unwrap_or(ParticipantOutcome::Loaded))
+    }
+
+    /// Skips `metric` for the participant because `scope` was not granted: counted, kept for
+    /// `reconsent-list`, and no failure.
+    async fn skip_scope(
+        &self,
+        conn: &mut PgConnection,
+        source: &dyn Source,
+        id: &ParticipantId,
+        metric: Metric,
+        scope: &str,
+        tally: &mut Tally,
+    ) -> anyhow::Result<()> {
+        collection::note_scope_not_granted(&mut *conn, id, source.name(), metric, scope).await?;
+        tracing::info!(
+            participant = %id,
+            source = source.name(),
+            metric = metric.name(),
+            scope,
+            "scope not granted; metric skipped"
+        );
+        self.metrics
+            .metric_skipped(source.name(), metric, SkipReason::ScopeNotGranted);
+        tally
+            .skipped
+            .push((metric, SkipReason::ScopeNotGranted, scope.to_owned()));
+        Ok(())
     }
 
     /// Writes the batch, then advances its watermarks: a crash before the advance makes the
@@ -249,6 +338,15 @@ impl Pipeline {
                     "request quota spent; resuming next run"
                 );
                 Ok(ParticipantOutcome::QuotaExhausted)
+            }
+            // Only the device's last sync is asked for every metric at once; without it
+            // nothing can be loaded until the participant grants the scope.
+            SourceError::ScopeNotGranted { scope } => {
+                let reason =
+                    format!("scope not granted: {scope} (needed for the device's last sync)");
+                participants::set_needs_reconsent(conn, &p.id, Some(&reason)).await?;
+                tracing::warn!(participant = %p.id, source = source.name(), scope, "participant must consent again");
+                Ok(ParticipantOutcome::NeedsReconsent)
             }
             SourceError::NeedsReconsent { reason } => {
                 participants::set_needs_reconsent(conn, &p.id, Some(&reason)).await?;

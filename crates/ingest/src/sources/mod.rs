@@ -83,6 +83,13 @@ pub trait Source: Send + Sync {
     /// delta load fetches up to it and not to "now". `None`: the device never synced.
     async fn last_sync(&self, p: &SourceParticipant) -> Result<Option<DateTime<Utc>>, SourceError>;
 
+    /// The OAuth scope the provider requires for `metric`, as it appears in a token answer's
+    /// `scope`. The pipeline does not ask for a metric whose scope the stored grant lacks (it
+    /// is skipped and listed for re-consent). `None`: no scope, or not known in advance.
+    fn scope(&self, _metric: Metric) -> Option<&'static str> {
+        None
+    }
+
     /// The longest range of local days one [`Source::fetch`] of `metric` should cover. The
     /// pipeline asks day by day by default, which keeps memory flat however long the backfill;
     /// a provider whose endpoint returns many days per request (daily summaries) can say so to

@@ -3,7 +3,7 @@
 //! [`build`] (and, if it serves HTTP such as an OAuth callback, one arm in [`routes`]).
 //!
 //! An OAuth provider without a client id is not configured and is left out of the run (its
-//! participants are reported failed with "no source is registered"), so a deployment that
+//! participants are reported failed with the setting that is missing), so a deployment that
 //! uses one provider does not need the other's credentials.
 
 use std::collections::BTreeMap;
@@ -48,6 +48,15 @@ impl Provider {
             Provider::Synthetic => super::synthetic::NAME,
             Provider::Fitbit => super::fitbit::PROVIDER,
             Provider::GoogleHealth => super::google_health::PROVIDER,
+        }
+    }
+
+    /// The setting without which the provider is not configured, as a user sets it.
+    pub fn required_setting(self) -> Option<&'static str> {
+        match self {
+            Provider::Synthetic => None,
+            Provider::Fitbit => Some("WEARHOUSE_FITBIT_CLIENT_ID (--fitbit-client-id)"),
+            Provider::GoogleHealth => Some("WEARHOUSE_GOOGLE_CLIENT_ID (--google-client-id)"),
         }
     }
 }
@@ -214,30 +223,52 @@ pub fn routes(args: &ProviderArgs, ctx: &SourceContext) -> anyhow::Result<Router
 #[derive(Clone, Default)]
 pub struct Sources {
     by_name: BTreeMap<&'static str, Arc<dyn Source>>,
+    /// Providers of this build left out for want of a setting, with the setting.
+    unconfigured: BTreeMap<&'static str, &'static str>,
 }
 
 impl Sources {
     /// Every configured provider of this build.
     pub fn all(args: &ProviderArgs, ctx: &SourceContext) -> anyhow::Result<Self> {
         let mut sources = Vec::new();
+        let mut unconfigured = BTreeMap::new();
         for &p in Provider::ALL {
             match build(p, args, ctx)? {
                 Some(s) => sources.push(s),
-                None => tracing::info!(provider = p.name(), "provider not configured; skipped"),
+                None => {
+                    tracing::info!(provider = p.name(), "provider not configured; skipped");
+                    if let Some(setting) = p.required_setting() {
+                        unconfigured.insert(p.name(), setting);
+                    }
+                }
             }
         }
-        Ok(Self::from_sources(sources))
+        Ok(Sources {
+            unconfigured,
+            ..Self::from_sources(sources)
+        })
     }
 
     /// Exactly these sources (tests, and the `synthetic` command's simulated study).
     pub fn from_sources(sources: impl IntoIterator<Item = Arc<dyn Source>>) -> Self {
         Sources {
             by_name: sources.into_iter().map(|s| (s.name(), s)).collect(),
+            unconfigured: BTreeMap::new(),
         }
     }
 
     /// The source for a provider name.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Source>> {
         self.by_name.get(name)
+    }
+
+    /// Why there is no source for a provider name, in words that say what to set.
+    pub fn missing(&self, name: &str) -> String {
+        match self.unconfigured.get(name) {
+            Some(setting) => format!(
+                "provider {name:?} is not configured: set {setting} to load its participants"
+            ),
+            None => format!("provider {name:?} is not known to this build of wearhouse-ingest"),
+        }
     }
 }

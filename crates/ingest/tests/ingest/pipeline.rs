@@ -282,7 +282,7 @@ async fn a_spent_quota_stops_the_participant_and_the_next_run_resumes_where_it_s
         // Two metrics a day: four requests cover the 1st and 2nd only.
         src.device("P1", |d| d.quota = Some(4));
         let report = run(&db.pool, &src, &metrics).await;
-        assert_eq!(report.quota_exhausted, 1);
+        assert_eq!(report.quota_exhausted, ["P1"]);
         assert_eq!(
             report.outcome(),
             Outcome::Success,
@@ -323,7 +323,7 @@ async fn a_revoked_grant_marks_the_participant_for_reconsent_and_the_others_are_
             d.samples = vec![hr("P2", at(2, 1), 70.0)];
         });
         let report = run(&db.pool, &src, &metrics).await;
-        assert_eq!(report.needs_reconsent, 1);
+        assert_eq!(report.needs_reconsent, ["P1"]);
         assert_eq!(report.loaded, 1);
         let mut conn = db.pool.acquire().await.unwrap();
         let p1 = participants::get(&mut conn, &ParticipantId::parse("P1").unwrap())
@@ -402,7 +402,7 @@ async fn a_participant_held_by_another_worker_is_skipped_not_loaded_twice() {
     .unwrap();
     assert!(held);
     let report = run(&db.pool, &src, &IngestMetrics::unregistered()).await;
-    assert_eq!(report.locked, 1);
+    assert_eq!(report.locked, ["P1"]);
     assert!(src.fetches.lock().unwrap().is_empty());
     drop(other);
 }

@@ -305,6 +305,22 @@ impl Source for FitbitSource {
         Metric::ALL.to_vec()
     }
 
+    /// The scope of each endpoint (reference §1, "Scope needed by each endpoint").
+    fn scope(&self, metric: Metric) -> Option<&'static str> {
+        Some(match metric {
+            Metric::HeartRate | Metric::HrvRmssd | Metric::RestingHeartRate => "heartrate",
+            Metric::Steps
+            | Metric::Calories
+            | Metric::Distance
+            | Metric::Floors
+            | Metric::ActiveZoneMinutes => "activity",
+            Metric::SleepStage => "sleep",
+            Metric::Spo2 => "oxygen_saturation",
+            Metric::BreathingRate => "respiratory_rate",
+            Metric::SkinTempDelta => "temperature",
+        })
+    }
+
     async fn last_sync(&self, p: &SourceParticipant) -> Result<Option<DateTime<Utc>>, SourceError> {
         fetch::last_sync(&self.api, p).await
     }

@@ -278,6 +278,28 @@ impl Source for GoogleHealthSource {
         fetch::METRICS.to_vec()
     }
 
+    /// The scope of each data type (reference §2, the scope mapping from Fitbit's).
+    fn scope(&self, metric: Metric) -> Option<&'static str> {
+        Some(match metric {
+            Metric::Steps
+            | Metric::Calories
+            | Metric::Distance
+            | Metric::Floors
+            | Metric::ActiveZoneMinutes => {
+                "https://www.googleapis.com/auth/googlehealth.activity_and_fitness.readonly"
+            }
+            Metric::SleepStage => "https://www.googleapis.com/auth/googlehealth.sleep.readonly",
+            Metric::HeartRate
+            | Metric::HrvRmssd
+            | Metric::RestingHeartRate
+            | Metric::Spo2
+            | Metric::BreathingRate
+            | Metric::SkinTempDelta => {
+                "https://www.googleapis.com/auth/googlehealth.health_metrics_and_measurements.readonly"
+            }
+        })
+    }
+
     async fn last_sync(&self, p: &SourceParticipant) -> Result<Option<DateTime<Utc>>, SourceError> {
         fetch::last_sync(&self.api, p).await
     }
