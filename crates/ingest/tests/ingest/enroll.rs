@@ -483,6 +483,8 @@ async fn an_earlier_backfill_start_set_later_fetches_the_earlier_days_on_the_nex
         "{out}"
     );
     assert!(out.contains("watermark(s) moved back"), "{out}");
+    // The next run: an hour later, with the hourly request quota renewed.
+    fake.advance(chrono::Duration::hours(1));
     let (ok, log) = ingest(&run).await;
     assert!(ok, "{log}");
     assert_eq!(
