@@ -10,6 +10,7 @@ mod grants;
 mod localtime;
 pub mod oidc;
 mod rng;
+mod sleep;
 mod state;
 mod token;
 

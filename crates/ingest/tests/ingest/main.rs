@@ -17,6 +17,7 @@ mod import_export;
 mod migration_fitbit_to_google;
 mod pipeline;
 mod providers_run;
+mod sleep_both_providers;
 mod support;
 mod synthetic;
 mod withdraw;

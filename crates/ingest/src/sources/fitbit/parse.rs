@@ -2,7 +2,7 @@
 //! vary (intraday keys per resource, two AZM shapes, SpO2 as object or array, summary values
 //! as numbers or strings) and as typed structs where they do not (sleep logs).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
@@ -11,6 +11,7 @@ use serde_json::Value;
 use wearhouse_core::{Metric, ParticipantId, Sample};
 
 use super::localtime::{day_start, parse_local, to_utc};
+use crate::sources::sleep_stages::{self, Segment};
 
 /// A response that did not have the shape Fitbit documents.
 #[derive(Debug, thiserror::Error)]
@@ -235,8 +236,11 @@ pub fn sleep(participant: &ParticipantId, tz: Tz, body: &Value) -> Result<Sleep,
         let start = parse_local(&log.start_time)
             .ok_or_else(|| ParseError(format!("sleep: bad startTime {:?}", log.start_time)))?;
         let log_start = to_utc(tz, start, None);
-        let mut slots: BTreeMap<DateTime<Utc>, String> = BTreeMap::new();
-        for (list, overlay) in [(&levels.data, false), (&levels.short_data, true)] {
+        let mut lists: [Vec<Segment>; 2] = Default::default();
+        for (list, out) in [&levels.data, &levels.short_data]
+            .into_iter()
+            .zip(&mut lists)
+        {
             let mut floor = log_start;
             for item in list {
                 let local = parse_local(&item.date_time).ok_or_else(|| {
@@ -245,21 +249,17 @@ pub fn sleep(participant: &ParticipantId, tz: Tz, body: &Value) -> Result<Sleep,
                 // Each segment is converted at its start and expanded by elapsed seconds, so a
                 // segment across a daylight-saving change keeps its true length.
                 let seg_start = to_utc(tz, local, Some(floor));
-                let n = (item.seconds.max(0) + 29) / 30;
-                for k in 0..n {
-                    let t = seg_start + Duration::seconds(30 * k);
-                    if overlay || !slots.contains_key(&t) {
-                        slots.insert(t, item.level.clone());
-                    }
-                }
+                out.push(Segment {
+                    start: seg_start,
+                    seconds: item.seconds,
+                    label: item.level.clone(),
+                });
                 floor = seg_start + Duration::seconds(item.seconds.max(0));
             }
         }
-        out.samples.extend(
-            slots
-                .into_iter()
-                .map(|(t, label)| Sample::sleep_stage(participant.clone(), t, &label)),
-        );
+        let [stages, short_wakes] = lists;
+        out.samples
+            .extend(sleep_stages::samples(participant, &stages, &short_wakes));
     }
     Ok(out)
 }
