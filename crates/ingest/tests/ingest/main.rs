@@ -16,6 +16,7 @@ mod grants_at_rest;
 mod import_export;
 mod migration_fitbit_to_google;
 mod pipeline;
+mod provider_faults;
 mod providers_run;
 mod sleep_both_providers;
 mod support;

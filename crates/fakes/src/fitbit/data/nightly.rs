@@ -24,7 +24,7 @@ pub(super) fn sleep(c: &Ctx<'_>, a: &str, b: &str, by_date: bool) -> Outcome {
     let mut logs = Vec::new();
     let mut pending = false;
     for d in a.iter_days().take_while(|d| *d <= b) {
-        if c.user.pending_sleep.contains(&d) {
+        if c.pending_sleep.contains(&d) {
             pending = true;
             continue;
         }
@@ -68,7 +68,7 @@ pub(super) fn sleep(c: &Ctx<'_>, a: &str, b: &str, by_date: bool) -> Outcome {
             json!({"totalSleepRecords": body["sleep"].as_array().map_or(0, Vec::len)});
     }
     if pending {
-        body["meta"] = json!({"state": "pending", "retryDuration": 30000});
+        body["meta"] = json!({"state": "pending", "retryDuration": c.user.sleep_retry_ms});
     }
     Ok(body)
 }

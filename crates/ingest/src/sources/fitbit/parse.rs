@@ -166,14 +166,24 @@ struct SleepResponse {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Meta {
     #[serde(default)]
     state: Option<String>,
+    /// Milliseconds after which Fitbit expects processing to be finished.
+    #[serde(default)]
+    retry_duration: Option<u64>,
 }
 
 impl Meta {
     fn pending(m: &Option<Meta>) -> bool {
         m.as_ref().and_then(|m| m.state.as_deref()) == Some("pending")
+    }
+
+    fn retry_after(m: &Option<Meta>) -> Option<std::time::Duration> {
+        m.as_ref()?
+            .retry_duration
+            .map(std::time::Duration::from_millis)
     }
 }
 
@@ -216,6 +226,8 @@ pub struct Sleep {
     pub pending_dates: BTreeSet<NaiveDate>,
     /// The whole response was marked `meta.state: pending`.
     pub pending: bool,
+    /// The longest `meta.retryDuration` of a pending response or log: when to ask again.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// Expands every finished log into 30-second samples (label in `value_text`).
@@ -224,11 +236,13 @@ pub fn sleep(participant: &ParticipantId, tz: Tz, body: &Value) -> Result<Sleep,
         .map_err(|e| ParseError(format!("sleep response: {e}")))?;
     let mut out = Sleep {
         pending: Meta::pending(&response.meta),
+        retry_after: Meta::retry_after(&response.meta),
         ..Sleep::default()
     };
     for log in response.sleep {
         if Meta::pending(&log.meta) {
             out.pending_dates.insert(log.date_of_sleep);
+            out.retry_after = out.retry_after.max(Meta::retry_after(&log.meta));
             continue;
         }
         out.dates.insert(log.date_of_sleep);

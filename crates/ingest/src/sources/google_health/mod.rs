@@ -37,6 +37,26 @@ pub use api::GoogleApi;
 /// Provider name in `participants.provider`, `oauth_tokens.provider` and `ingest_state.source`.
 pub const PROVIDER: &str = "google-health";
 
+/// The OAuth scope behind `what` (a metric name as [`GoogleApi::call`] is called with, or
+/// `pairedDevices`), per Google's mapping of the Fitbit scopes; a 403
+/// `ACCESS_TOKEN_SCOPE_INSUFFICIENT` names it.
+pub fn scope_for(what: &str) -> &'static str {
+    match Metric::parse(what) {
+        Ok(Metric::SleepStage) => "https://www.googleapis.com/auth/googlehealth.sleep.readonly",
+        Ok(
+            Metric::Steps
+            | Metric::Calories
+            | Metric::Distance
+            | Metric::Floors
+            | Metric::ActiveZoneMinutes,
+        ) => "https://www.googleapis.com/auth/googlehealth.activity_and_fitness.readonly",
+        Ok(_) => {
+            "https://www.googleapis.com/auth/googlehealth.health_metrics_and_measurements.readonly"
+        }
+        Err(_) => "https://www.googleapis.com/auth/googlehealth.settings.readonly",
+    }
+}
+
 /// Google Health API settings. URLs point at Google by default; tests point them at the fake.
 #[derive(Debug, Clone, Args)]
 pub struct GoogleHealthArgs {
