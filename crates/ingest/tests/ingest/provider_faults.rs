@@ -1,8 +1,8 @@
 //! What the provider clients do with faulty answers from the fakes: malformed, truncated and
 //! cut-off bodies are retried within the run, a pending sleep log is asked for again after its
 //! `retryDuration`, a 429 with a short `Retry-After` is waited out, a scope the participant
-//! declined is reported as `ScopeNotGranted` naming the scope, and a data path the account does
-//! not have is `NotOffered` after one request.
+//! declined is reported as `ScopeNotGranted` naming the scope (Fitbit's case is in
+//! `fitbit_api`), and a data path the account does not have is `NotOffered` after one request.
 
 use chrono::NaiveDate;
 use chrono_tz::America::New_York;
@@ -169,27 +169,6 @@ async fn a_google_429_with_a_short_retry_after_is_waited_out() {
     let got = env.source.fetch(&p, Metric::HeartRate, d, d).await.unwrap();
     assert!(!got.samples.is_empty());
     assert_eq!(env.fake.requests()[0].status, 429);
-}
-
-#[tokio::test]
-async fn a_declined_fitbit_scope_gives_scope_not_granted_naming_the_scope() {
-    let (env, p) = fitbit_env(fitbit_user().deny_scope("oxygen_saturation")).await;
-    let d = day("2025-06-05");
-    let err = env.source.fetch(&p, Metric::Spo2, d, d).await.unwrap_err();
-    assert!(
-        matches!(&err, SourceError::ScopeNotGranted { scope } if scope == "oxygen_saturation"),
-        "{err:?}"
-    );
-    assert_eq!(env.fake.requests().len(), 1, "not retried");
-    // The other metrics are still served.
-    assert!(
-        !env.source
-            .fetch(&p, Metric::HeartRate, d, d)
-            .await
-            .unwrap()
-            .samples
-            .is_empty()
-    );
 }
 
 #[tokio::test]
