@@ -7,6 +7,7 @@ mod alert_e2e;
 mod consent_links;
 mod daemon;
 mod enroll;
+mod faulty_run;
 mod fitbit_api;
 mod fitbit_data;
 mod fitbit_oauth;
