@@ -2,8 +2,10 @@
 //! on it (see `shared/reference/fitbit-web-api.md` §10): the OAuth endpoints (consent, code
 //! exchange with PKCE, rotating single-use refresh tokens, revocation), data endpoints with
 //! Fitbit's JSON shapes and error bodies, the hourly per-user quota with its headers, and
-//! injectable faults. Data is generated deterministically per user and time, so any two
-//! requests for the same period agree.
+//! injectable faults (5xx, malformed, truncated and cut-off bodies, a 429 with a short
+//! `Retry-After`), declined scopes (403 `insufficient_scope`), data an account does not have
+//! (404) and sleep logs that finish processing after their `retryDuration`. Data is generated
+//! deterministically per user and time, so any two requests for the same period agree.
 //!
 //! ```no_run
 //! # async fn demo() {

@@ -11,8 +11,13 @@
 //!   `dataPoints:rollUp` for the rollup-only `total-calories`.
 //! - int64 values as strings, zero fields left out, UTC instants with the user's offset.
 //! - 401 `UNAUTHENTICATED`, 400 `FAILED_PRECONDITION`/`ACCOUNT_NOT_LINKED` for unlinked
-//!   accounts, 429 `RESOURCE_EXHAUSTED` beyond a per-user per-minute request budget, injected
-//!   5xx answers.
+//!   accounts, 429 `RESOURCE_EXHAUSTED` beyond a per-user per-minute request budget, 403
+//!   `PERMISSION_DENIED`/`ACCESS_TOKEN_SCOPE_INSUFFICIENT` for a data type whose scope the
+//!   grant lacks, 404 `NOT_FOUND` for a data type the account does not have.
+//! - Injected faults: 5xx answers, malformed, truncated and cut-off bodies, a 429 with or
+//!   without `Retry-After`.
+//! - Sleep sessions with `shortAwakenings`, the same nights the Fitbit fake serves for the
+//!   account's former Fitbit user.
 //!
 //! Data is generated deterministically from the user and the instant (or date), so the same
 //! period always reads the same; nothing exists after the user's last sync.
@@ -96,7 +101,8 @@ impl FakeGoogleUser {
         }
     }
 
-    /// The user's former Fitbit user id (`legacyUserId`).
+    /// The user's former Fitbit user id (`legacyUserId`); the account's nights are then the
+    /// ones the Fitbit fake serves for that user.
     pub fn legacy(mut self, fitbit_user_id: &str) -> Self {
         self.legacy_user_id = Some(fitbit_user_id.into());
         self
@@ -114,8 +120,9 @@ impl FakeGoogleUser {
         self
     }
 
-    /// Unticks `scope` at consent (e.g. `health_metrics_and_measurements.readonly`); its data
-    /// types answer 403 `PERMISSION_DENIED` / `ACCESS_TOKEN_SCOPE_INSUFFICIENT`.
+    /// Withholds `scope` (e.g. `health_metrics_and_measurements.readonly`) from the grants
+    /// [`FakeGoogleHealth::issue_tokens`] makes; its data types answer 403
+    /// `PERMISSION_DENIED` / `ACCESS_TOKEN_SCOPE_INSUFFICIENT`.
     pub fn deny_scope(mut self, scope: &str) -> Self {
         self.denied_scopes.push(scope.into());
         self
