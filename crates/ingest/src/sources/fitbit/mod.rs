@@ -170,7 +170,9 @@ pub struct FitbitArgs {
     )]
     pub quota_reserve: u32,
 
-    /// Longest wait for the hourly quota to reset before moving on to the next participant.
+    /// Longest wait in seconds for the hourly quota to reset (a reset near at hand, or the
+    /// `Retry-After` of a 429, at most `--fitbit-attempts` times per request) before moving on
+    /// to the next participant, who resumes in a later run.
     #[arg(
         long = "fitbit-max-quota-wait-secs",
         id = "fitbit-max-quota-wait-secs",
