@@ -10,6 +10,7 @@ mod grants;
 mod localtime;
 pub mod oidc;
 mod rng;
+mod sleep;
 mod state;
 mod token;
 
@@ -27,6 +28,30 @@ pub use oidc::{
 use std::net::SocketAddr;
 
 use axum::Router;
+
+/// An answer whose connection drops half-way through the body: the headers and the first half
+/// arrive, then the stream fails, as a provider or proxy that dies mid-answer does.
+fn cut_off(
+    status: axum::http::StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let half = body.as_bytes()[..body.len() / 2].to_vec();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+        Ok(half),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "cut off",
+        )),
+    ];
+    (
+        status,
+        [("content-type", content_type)],
+        axum::body::Body::from_stream(futures::stream::iter(chunks)),
+    )
+        .into_response()
+}
 
 /// A fake's HTTP server on a free port of 127.0.0.1; it stops when dropped.
 struct LocalServer {

@@ -2,8 +2,10 @@
 //! on it (see `shared/reference/fitbit-web-api.md` §10): the OAuth endpoints (consent, code
 //! exchange with PKCE, rotating single-use refresh tokens, revocation), data endpoints with
 //! Fitbit's JSON shapes and error bodies, the hourly per-user quota with its headers, and
-//! injectable faults. Data is generated deterministically per user and time, so any two
-//! requests for the same period agree.
+//! injectable faults (5xx, malformed, truncated and cut-off bodies, a 429 with a short
+//! `Retry-After`), declined scopes (403 `insufficient_scope`), data an account does not have
+//! (404) and sleep logs that finish processing after their `retryDuration`. Data is generated
+//! deterministically per user and time, so any two requests for the same period agree.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -85,8 +87,15 @@ pub struct FakeUser {
     pub last_sync: Option<NaiveDateTime>,
     /// Scopes the user unticks on the consent page.
     pub denied_scopes: Vec<String>,
-    /// Dates of sleep whose log is still being processed (`meta.state: pending`).
+    /// Dates of sleep whose log is still being processed (`meta.state: pending`) for good.
     pub pending_sleep: Vec<NaiveDate>,
+    /// Dates of sleep whose log is processing when first asked for and finished
+    /// `sleep_retry_ms` later, as the `retryDuration` of the pending answer says.
+    pub processing_sleep: Vec<NaiveDate>,
+    /// `meta.retryDuration` of pending sleep answers, in milliseconds.
+    pub sleep_retry_ms: u64,
+    /// Path prefixes (e.g. `/1/user/-/spo2`) of data this account does not have: 404.
+    pub not_served: Vec<String>,
     pub azm_shape: AzmShape,
     /// The day the account was created (`memberSince` in the profile).
     pub member_since: NaiveDate,
@@ -101,6 +110,9 @@ impl FakeUser {
             last_sync: Some(Utc::now().with_timezone(&timezone).naive_local()),
             denied_scopes: Vec::new(),
             pending_sleep: Vec::new(),
+            processing_sleep: Vec::new(),
+            sleep_retry_ms: 30_000,
+            not_served: Vec::new(),
             azm_shape: AzmShape::Minutes,
             member_since: NaiveDate::from_ymd_opt(2019, 3, 1).expect("date"),
         }
@@ -138,6 +150,20 @@ impl FakeUser {
         self
     }
 
+    /// Marks the sleep of `date` as processing until `retry_ms` after it is first asked for;
+    /// pending answers say `retryDuration: retry_ms`.
+    pub fn sleep_processing(mut self, date: &str, retry_ms: u64) -> Self {
+        self.processing_sleep.push(date.parse().expect("date"));
+        self.sleep_retry_ms = retry_ms;
+        self
+    }
+
+    /// The account has no data under `path_prefix` (e.g. `/1/user/-/spo2`): 404 `not_found`.
+    pub fn not_served(mut self, path_prefix: &str) -> Self {
+        self.not_served.push(path_prefix.into());
+        self
+    }
+
     /// Serves Active Zone Minutes in `shape`.
     pub fn azm_shape(mut self, shape: AzmShape) -> Self {
         self.azm_shape = shape;
@@ -155,8 +181,15 @@ impl FakeUser {
 pub enum Fault {
     /// Answer with this HTTP status and Fitbit's server-error body.
     Status(u16),
-    /// Answer 200 with a truncated JSON body.
+    /// Answer 200 with a body that is not JSON (a fragment that breaks off).
     MalformedJson,
+    /// Answer 200 with the real body cut in half: a complete HTTP message, invalid JSON.
+    TruncatedBody,
+    /// Send the headers and half of the real body, then drop the connection.
+    ConnectionCut,
+    /// Answer 429 `Too Many Requests` with `Retry-After` (and the reset header) of this many
+    /// seconds.
+    RateLimited { retry_after_secs: u64 },
 }
 
 /// Tokens issued by the fake.
@@ -185,6 +218,8 @@ struct Inner {
     grants: Grants,
     hour_counts: HashMap<(String, i64), u32>,
     faults: VecDeque<Fault>,
+    /// When a processing night was first asked for, per user and date of sleep.
+    sleep_asked: HashMap<(String, NaiveDate), DateTime<Utc>>,
     log: Vec<RequestRecord>,
     token_latency: Duration,
 }
@@ -299,6 +334,11 @@ impl FakeFitbit {
             .inner()
             .hour_counts
             .insert((user_id.to_owned(), hour), n);
+    }
+
+    /// The next `k` data requests suffer `fault`.
+    pub fn inject_n(&self, fault: Fault, k: usize) {
+        self.inject(std::iter::repeat_n(fault, k));
     }
 
     /// The next data requests suffer `faults`, one each, in order.

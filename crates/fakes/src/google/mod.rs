@@ -11,8 +11,13 @@
 //!   `dataPoints:rollUp` for the rollup-only `total-calories`.
 //! - int64 values as strings, zero fields left out, UTC instants with the user's offset.
 //! - 401 `UNAUTHENTICATED`, 400 `FAILED_PRECONDITION`/`ACCOUNT_NOT_LINKED` for unlinked
-//!   accounts, 429 `RESOURCE_EXHAUSTED` beyond a per-user per-minute request budget, injected
-//!   5xx answers.
+//!   accounts, 429 `RESOURCE_EXHAUSTED` beyond a per-user per-minute request budget, 403
+//!   `PERMISSION_DENIED`/`ACCESS_TOKEN_SCOPE_INSUFFICIENT` for a data type whose scope the
+//!   grant lacks, 404 `NOT_FOUND` for a data type the account does not have.
+//! - Injected faults: 5xx answers, malformed, truncated and cut-off bodies, a 429 with or
+//!   without `Retry-After`.
+//! - Sleep sessions with `shortAwakenings`, the same nights the Fitbit fake serves for the
+//!   account's former Fitbit user.
 //!
 //! Data is generated deterministically from the user and the instant (or date), so the same
 //! period always reads the same; nothing exists after the user's last sync.
@@ -75,6 +80,11 @@ pub struct FakeGoogleUser {
     pub last_sync: Option<DateTime<Utc>>,
     /// Whether the account has a Google Health profile (else 400 `ACCOUNT_NOT_LINKED`).
     pub linked: bool,
+    /// Scopes the user unticks on the consent page (full scope URLs or their last part,
+    /// e.g. `sleep.readonly`).
+    pub denied_scopes: Vec<String>,
+    /// Data types (kebab-case) this account does not have: 404 `NOT_FOUND`.
+    pub not_served: Vec<String>,
 }
 
 impl FakeGoogleUser {
@@ -86,10 +96,13 @@ impl FakeGoogleUser {
             timezone,
             last_sync: Some(Utc::now()),
             linked: true,
+            denied_scopes: Vec::new(),
+            not_served: Vec::new(),
         }
     }
 
-    /// The user's former Fitbit user id (`legacyUserId`).
+    /// The user's former Fitbit user id (`legacyUserId`); the account's nights are then the
+    /// ones the Fitbit fake serves for that user.
     pub fn legacy(mut self, fitbit_user_id: &str) -> Self {
         self.legacy_user_id = Some(fitbit_user_id.into());
         self
@@ -107,6 +120,27 @@ impl FakeGoogleUser {
         self
     }
 
+    /// Withholds `scope` (e.g. `health_metrics_and_measurements.readonly`) from the grants
+    /// [`FakeGoogleHealth::issue_tokens`] makes; its data types answer 403
+    /// `PERMISSION_DENIED` / `ACCESS_TOKEN_SCOPE_INSUFFICIENT`.
+    pub fn deny_scope(mut self, scope: &str) -> Self {
+        self.denied_scopes.push(scope.into());
+        self
+    }
+
+    /// The account has no data of type `kebab` (e.g. `oxygen-saturation`): 404 `NOT_FOUND`.
+    pub fn not_served(mut self, kebab: &str) -> Self {
+        self.not_served.push(kebab.into());
+        self
+    }
+
+    /// Whether the user unticks `scope` (a full scope URL).
+    fn denies(&self, scope: &str) -> bool {
+        self.denied_scopes
+            .iter()
+            .any(|d| scope == d || scope.ends_with(&format!(".{d}")))
+    }
+
     /// An account with no Google Health profile.
     pub fn not_linked(mut self) -> Self {
         self.linked = false;
@@ -119,6 +153,15 @@ impl FakeGoogleUser {
 pub enum GoogleFault {
     /// Answer with this HTTP status and a google.rpc.Status body.
     Status(u16),
+    /// Answer 200 with a body that is not JSON.
+    MalformedJson,
+    /// Answer 200 with the real body cut in half: a complete HTTP message, invalid JSON.
+    TruncatedBody,
+    /// Send the headers and half of the real body, then drop the connection.
+    ConnectionCut,
+    /// Answer 429 `RESOURCE_EXHAUSTED`, with `Retry-After` when given (Google documents
+    /// none, so clients must cope without it).
+    RateLimited { retry_after_secs: Option<u64> },
 }
 
 /// Tokens issued by the fake.
@@ -236,14 +279,19 @@ impl FakeGoogleHealth {
     pub fn issue_tokens(&self, health_user_id: &str) -> FakeGoogleTokens {
         let now = self.now();
         let mut inner = self.shared.inner();
-        assert!(
-            inner.users.contains_key(health_user_id),
-            "unknown fake user"
-        );
+        let user = inner
+            .users
+            .get(health_user_id)
+            .expect("unknown fake user")
+            .clone();
+        let scopes: Vec<&str> = oauth::ALL_SCOPES
+            .into_iter()
+            .filter(|s| !user.denies(s))
+            .collect();
         oauth::new_grant(
             &mut inner,
             health_user_id,
-            &oauth::ALL_SCOPES.join(" "),
+            &scopes.join(" "),
             true,
             now,
             self.shared.config().token_ttl_secs,
@@ -273,6 +321,11 @@ impl FakeGoogleHealth {
     /// Forgets the request log.
     pub fn clear_requests(&self) {
         self.shared.inner().log.clear();
+    }
+
+    /// The next `k` API requests suffer `fault`.
+    pub fn inject_n(&self, fault: GoogleFault, k: usize) {
+        self.inject(std::iter::repeat_n(fault, k));
     }
 
     /// The next API requests suffer `faults`, one each, in order.

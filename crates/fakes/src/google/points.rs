@@ -128,7 +128,7 @@ pub(super) fn generate(
             let last = hi.with_timezone(&tz).date_naive() + Duration::days(1);
             while d <= last {
                 let p = if t.kind == Kind::Sleep {
-                    sleep(id, tz, d)
+                    sleep(user, d)
                 } else {
                     daily(t, id, tz, d)
                 };
@@ -221,30 +221,45 @@ fn minute_points(t: &DataType, id: &str, tz: Tz, minute: DateTime<Utc>) -> Vec<P
     }
 }
 
-/// The night that ends on local day `d`.
-fn sleep(id: &str, tz: Tz, d: NaiveDate) -> Point {
-    let mut r = Rng::new(id, "sleep", d.num_days_from_ce().into());
-    let start = day_start(tz, d) - Duration::minutes(90) + Duration::minutes(r.below(60));
-    let end = day_start(tz, d) + Duration::minutes(390 + r.below(60));
-    let classic = r.below(5) == 0;
-    let labels: &[&str] = if classic {
-        &["ASLEEP", "ASLEEP", "RESTLESS", "AWAKE"]
-    } else {
-        &["LIGHT", "DEEP", "REM", "AWAKE", "LIGHT"]
+/// The Google stage type of a Fitbit level.
+fn stage_type(level: &str) -> &'static str {
+    match level {
+        "light" => "LIGHT",
+        "deep" => "DEEP",
+        "rem" => "REM",
+        "asleep" => "ASLEEP",
+        "restless" => "RESTLESS",
+        _ => "AWAKE",
+    }
+}
+
+/// The night that ends on local day `d`: the same night the Fitbit fake serves for the
+/// account's former Fitbit user, with its short wakes as `shortAwakenings`.
+fn sleep(user: &FakeGoogleUser, d: NaiveDate) -> Point {
+    let tz = user.timezone;
+    let id = user.health_user_id.as_str();
+    let seed = user.legacy_user_id.as_deref().unwrap_or(id);
+    let n = crate::sleep::night(seed, tz, d);
+    let span = |at: DateTime<Utc>, stop: DateTime<Utc>| {
+        json!({"startTime": rfc3339(at), "startUtcOffset": offset(tz, at),
+               "endTime": rfc3339(stop), "endUtcOffset": offset(tz, stop)})
     };
     let mut stages = Vec::new();
     let mut minutes: std::collections::BTreeMap<&str, i64> = Default::default();
-    let mut at = start;
-    while at < end {
-        let stop = (at + Duration::seconds(30 * (2 + r.below(40)))).min(end);
-        let label = labels[r.below(labels.len() as u64) as usize];
-        *minutes.entry(label).or_default() += (stop - at).num_seconds() / 60;
-        stages.push(json!({"startTime": rfc3339(at), "startUtcOffset": offset(tz, at),
-                           "endTime": rfc3339(stop), "endUtcOffset": offset(tz, stop), "type": label}));
-        at = stop;
+    for (at, level, secs) in &n.segments {
+        let label = stage_type(level);
+        *minutes.entry(label).or_default() += secs / 60;
+        let mut stage = span(*at, *at + Duration::seconds(*secs));
+        stage["type"] = label.into();
+        stages.push(stage);
     }
+    let short: Vec<Value> = n
+        .short
+        .iter()
+        .map(|(at, _, secs)| span(*at, *at + Duration::seconds(*secs)))
+        .collect();
     let awake = minutes.get("AWAKE").copied().unwrap_or(0);
-    let total = (end - start).num_minutes();
+    let total = (n.end - n.start).num_minutes();
     let mut summary = json!({"minutesInSleepPeriod": total.to_string(), "minutesAsleep": (total - awake).to_string(),
         "stagesSummary": minutes.iter().map(|(k, m)| json!({"type": k, "minutes": m.to_string()})).collect::<Vec<_>>()});
     if awake > 0 {
@@ -254,14 +269,19 @@ fn sleep(id: &str, tz: Tz, d: NaiveDate) -> Point {
         "users/{id}/dataTypes/sleep/dataPoints/{}",
         d.num_days_from_ce()
     );
+    let mut body = json!({"interval": interval_json(tz, n.start, n.end, false),
+        "type": if n.classic { "CLASSIC" } else { "STAGES" }, "stages": stages,
+        "metadata": {"stagesStatus": "SUCCEEDED", "processed": true, "mainSleep": true},
+        "summary": summary});
+    // proto3 leaves out an empty repeated field.
+    if !short.is_empty() {
+        body["shortAwakenings"] = short.into();
+    }
     let json = json!({"name": name, "dataSource": {"recordingMethod": "DERIVED", "platform": "FITBIT"},
-        "sleep": {"interval": interval_json(tz, start, end, false),
-                  "type": if classic { "CLASSIC" } else { "STAGES" }, "stages": stages,
-                  "metadata": {"stagesStatus": "SUCCEEDED", "processed": true, "mainSleep": true},
-                  "summary": summary}});
+        "sleep": body});
     Point {
-        start,
-        end,
+        start: n.start,
+        end: n.end,
         date: Some(d),
         tz,
         json,

@@ -6,6 +6,7 @@
 pub mod fitbit;
 pub mod google_health;
 pub mod registry;
+pub mod sleep_stages;
 pub mod synthetic;
 
 use std::collections::BTreeMap;

@@ -88,23 +88,24 @@ async fn server_errors_are_retried_with_backoff_and_then_reported_unavailable() 
 }
 
 #[tokio::test]
-async fn malformed_json_is_a_provider_error_that_names_the_data() {
+async fn malformed_json_beyond_the_retries_is_unavailable_and_names_the_data() {
     let env = env(vec![synced_user()]).await;
     let p = env.enrol("P001", "7QX2LB", New_York).await;
-    env.fake.inject([Fault::MalformedJson]);
+    // Retried like a 5xx: one broken body per attempt, three attempts.
+    env.fake.inject_n(Fault::MalformedJson, 3);
     let e = env
         .source
         .fetch(&p, Metric::HeartRate, day("2025-06-08"), day("2025-06-08"))
         .await
         .unwrap_err();
     assert!(
-        matches!(e, SourceError::Provider(ref m) if m.contains("heart_rate") && m.contains("malformed JSON")),
+        matches!(e, SourceError::Unavailable(ref m) if m.contains("heart_rate") && m.contains("malformed JSON")),
         "{e:?}"
     );
 }
 
 #[tokio::test]
-async fn a_scope_the_participant_withheld_is_a_provider_error_naming_the_metric() {
+async fn a_scope_the_participant_withheld_is_scope_not_granted_naming_the_scope() {
     let env = env(vec![synced_user().deny_scope("oxygen_saturation")]).await;
     let p = env.enrol("P001", "7QX2LB", New_York).await;
     let e = env
@@ -113,10 +114,11 @@ async fn a_scope_the_participant_withheld_is_a_provider_error_naming_the_metric(
         .await
         .unwrap_err();
     assert!(
-        matches!(e, SourceError::Provider(ref m) if m.contains("spo2") && m.contains("insufficient_scope")),
+        matches!(e, SourceError::ScopeNotGranted { ref scope } if scope == "oxygen_saturation"),
         "{e:?}"
     );
     assert!(!env.needs_reconsent(&p).await);
+    assert_eq!(env.fake.requests().len(), 1, "not retried");
     // Other metrics still work.
     env.source
         .fetch(&p, Metric::Steps, day("2025-06-08"), day("2025-06-08"))

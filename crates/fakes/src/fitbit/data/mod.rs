@@ -2,6 +2,7 @@
 //! date) through a seeded generator, so the same period always reads the same, whichever
 //! endpoint or time zone view asks; nothing exists after the tracker's last sync.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -86,6 +87,7 @@ pub(super) async fn handle(State(s): State<Arc<Shared>>, uri: Uri, headers: Head
     );
     set("fitbit-rate-limit-reset", reset.to_string());
 
+    let mut cut = false;
     let (status, body) = if used > config.rate_limit {
         set("retry-after", reset.to_string());
         (
@@ -104,7 +106,31 @@ pub(super) async fn handle(State(s): State<Arc<Shared>>, uri: Uri, headers: Head
                 .to_string(),
             ),
             Some(Fault::MalformedJson) => (StatusCode::OK, "{\"activities-heart\":[{\"dateTime\":".into()),
-            None => {
+            Some(Fault::RateLimited { retry_after_secs }) => {
+                set("retry-after", retry_after_secs.to_string());
+                set("fitbit-rate-limit-remaining", "0".into());
+                set("fitbit-rate-limit-reset", retry_after_secs.to_string());
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    error_body("system", Some("n/a"), "Too Many Requests").to_string(),
+                )
+            }
+            fault => {
+                // A night that is processing stays pending until its retryDuration has passed
+                // since it was first asked for.
+                let mut pending: BTreeSet<NaiveDate> = user.pending_sleep.iter().copied().collect();
+                if path.contains("/sleep/") {
+                    for d in &user.processing_sleep {
+                        let since = *inner
+                            .sleep_asked
+                            .entry((user.user_id.clone(), *d))
+                            .or_insert(now);
+                        let retry = chrono::Duration::milliseconds(user.sleep_retry_ms as i64);
+                        if now < since + retry {
+                            pending.insert(*d);
+                        }
+                    }
+                }
                 let imperial = headers
                     .get("accept-language")
                     .and_then(|v| v.to_str().ok())
@@ -115,11 +141,20 @@ pub(super) async fn handle(State(s): State<Arc<Shared>>, uri: Uri, headers: Head
                     intraday: config.intraday_enabled,
                     utc: query.as_deref().is_some_and(|q| q.contains("timezone=UTC")),
                     imperial,
+                    pending_sleep: &pending,
                     now,
                 };
-                match route(&ctx, &path) {
+                let (status, body) = match route(&ctx, &path) {
                     Ok(v) => (StatusCode::OK, v.to_string()),
                     Err((status, v)) => (status, v.to_string()),
+                };
+                match fault {
+                    Some(Fault::TruncatedBody) => (status, body[..body.len() / 2].to_owned()),
+                    Some(Fault::ConnectionCut) => {
+                        cut = true;
+                        (status, body)
+                    }
+                    _ => (status, body),
                 }
             }
         }
@@ -130,6 +165,9 @@ pub(super) async fn handle(State(s): State<Arc<Shared>>, uri: Uri, headers: Head
         query,
         status: status.as_u16(),
     });
+    if cut {
+        return crate::cut_off(status, "application/json", body);
+    }
     out_headers.insert("content-type", HeaderValue::from_static("application/json"));
     (status, out_headers, body).into_response()
 }
@@ -140,6 +178,8 @@ struct Ctx<'a> {
     intraday: bool,
     utc: bool,
     imperial: bool,
+    /// Dates of sleep still being processed at this request.
+    pending_sleep: &'a BTreeSet<NaiveDate>,
     now: DateTime<Utc>,
 }
 
@@ -214,6 +254,13 @@ impl Ctx<'_> {
 }
 
 fn route(c: &Ctx<'_>, path: &str) -> Outcome {
+    if c.user
+        .not_served
+        .iter()
+        .any(|p| path.starts_with(p.as_str()))
+    {
+        return Err(not_found());
+    }
     let path = path.strip_suffix(".json").unwrap_or(path);
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (version, user, rest) = match segs.as_slice() {

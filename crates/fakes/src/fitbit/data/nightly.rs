@@ -1,70 +1,17 @@
 //! Sleep logs and the nightly series measured during the main sleep: SpO2, HRV, breathing
 //! rate and skin temperature.
 
-use chrono::{DateTime, Datelike, Days, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde_json::{Value, json};
 
 use super::{Ctx, Outcome};
-use crate::localtime::to_utc;
 use crate::rng::Rng;
-
-struct Night {
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    classic: bool,
-    segments: Vec<(DateTime<Utc>, &'static str, i64)>,
-    short: Vec<(DateTime<Utc>, &'static str, i64)>,
-}
+use crate::sleep::Night;
 
 /// The main sleep that ends on local date `d`, if the tracker has synced it.
 fn night(c: &Ctx<'_>, d: NaiveDate) -> Option<Night> {
-    let mut r = Rng::new(&c.user.user_id, "sleep", i64::from(d.num_days_from_ce()));
-    let tz = c.user.timezone;
-    let local = (d - Days::new(1)).and_hms_opt(22, 30, 0)?
-        + Duration::seconds(60 * r.below(90) + 30 * r.below(2));
-    let start = to_utc(tz, local);
-    let classic = r.below(4) == 0;
-    let mut segments = Vec::new();
-    let mut short = Vec::new();
-    let mut t = start;
-    let push = |segments: &mut Vec<_>, t: &mut DateTime<Utc>, level: &'static str, secs: i64| {
-        segments.push((*t, level, secs));
-        *t += Duration::seconds(secs);
-    };
-    push(
-        &mut segments,
-        &mut t,
-        if classic { "awake" } else { "wake" },
-        30 * (4 + r.below(8)),
-    );
-    let cycle: [&str; 4] = if classic {
-        ["asleep", "restless", "asleep", "asleep"]
-    } else {
-        ["light", "deep", "light", "rem"]
-    };
-    let mut i = 0;
-    while t - start < Duration::hours(7) {
-        let level = cycle[i % 4];
-        let secs = 30 * (20 + r.below(60));
-        if level == "light" && !classic && short.len() < 3 {
-            short.push((t + Duration::seconds(300), "wake", 30 * (1 + r.below(6))));
-        }
-        push(&mut segments, &mut t, level, secs);
-        i += 1;
-    }
-    push(
-        &mut segments,
-        &mut t,
-        if classic { "awake" } else { "wake" },
-        180,
-    );
-    (t <= c.cutoff()).then_some(Night {
-        start,
-        end: t,
-        classic,
-        segments,
-        short,
-    })
+    let n = crate::sleep::night(&c.user.user_id, c.user.timezone, d);
+    (n.end <= c.cutoff()).then_some(n)
 }
 
 fn local_fmt(c: &Ctx<'_>, t: DateTime<Utc>, fmt: &str) -> String {
@@ -77,7 +24,7 @@ pub(super) fn sleep(c: &Ctx<'_>, a: &str, b: &str, by_date: bool) -> Outcome {
     let mut logs = Vec::new();
     let mut pending = false;
     for d in a.iter_days().take_while(|d| *d <= b) {
-        if c.user.pending_sleep.contains(&d) {
+        if c.pending_sleep.contains(&d) {
             pending = true;
             continue;
         }
@@ -121,7 +68,7 @@ pub(super) fn sleep(c: &Ctx<'_>, a: &str, b: &str, by_date: bool) -> Outcome {
             json!({"totalSleepRecords": body["sleep"].as_array().map_or(0, Vec::len)});
     }
     if pending {
-        body["meta"] = json!({"state": "pending", "retryDuration": 30000});
+        body["meta"] = json!({"state": "pending", "retryDuration": c.user.sleep_retry_ms});
     }
     Ok(body)
 }

@@ -77,6 +77,7 @@ pub(super) async fn handle(
     let user = grant
         .as_ref()
         .and_then(|g| inner.users.get(&g.user).cloned());
+    let (mut retry_after, mut cut) = (None, false);
     let answer = match &user {
         None => Answer::err((
             401,
@@ -96,24 +97,48 @@ pub(super) async fn handle(
             *count += 1;
             if *count > config.requests_per_minute {
                 Answer::err(quota_exceeded(&config))
-            } else if let Some(GoogleFault::Status(code)) = inner.faults.pop_front() {
-                Answer::err((
-                    code,
-                    status_body(
-                        code,
-                        if code == 503 {
-                            "UNAVAILABLE"
-                        } else {
-                            "INTERNAL"
-                        },
-                        "The service is currently unavailable.",
-                        json!([]),
-                    ),
-                ))
-            } else if !user.linked {
-                Answer::err(not_linked())
             } else {
-                route(&config, user, &method, &path, &params, &body)
+                match inner.faults.pop_front() {
+                    Some(GoogleFault::Status(code)) => Answer::err((
+                        code,
+                        status_body(
+                            code,
+                            if code == 503 {
+                                "UNAVAILABLE"
+                            } else {
+                                "INTERNAL"
+                            },
+                            "The service is currently unavailable.",
+                            json!([]),
+                        ),
+                    )),
+                    Some(GoogleFault::MalformedJson) => Answer {
+                        status: 200,
+                        body: "{\"dataPoints\":[{\"heartRate\":".into(),
+                        points: 0,
+                        next_page: false,
+                    },
+                    Some(GoogleFault::RateLimited { retry_after_secs }) => {
+                        retry_after = retry_after_secs;
+                        Answer::err(quota_exceeded(&config))
+                    }
+                    fault => {
+                        let scopes = grant.as_ref().map_or(&[][..], |g| &g.scopes[..]);
+                        let mut answer = if !user.linked {
+                            Answer::err(not_linked())
+                        } else {
+                            route(&config, user, scopes, &method, &path, &params, &body)
+                        };
+                        match fault {
+                            Some(GoogleFault::TruncatedBody) => {
+                                answer.body.truncate(answer.body.len() / 2);
+                            }
+                            Some(GoogleFault::ConnectionCut) => cut = true,
+                            _ => {}
+                        }
+                        answer
+                    }
+                }
             }
         }
     };
@@ -130,12 +155,19 @@ pub(super) async fn handle(
         points: answer.points,
         next_page: answer.next_page,
     });
-    (
-        StatusCode::from_u16(answer.status).expect("status"),
-        [("content-type", "application/json; charset=UTF-8")],
-        answer.body,
-    )
-        .into_response()
+    let status = StatusCode::from_u16(answer.status).expect("status");
+    let content_type = "application/json; charset=UTF-8";
+    if cut {
+        return crate::cut_off(status, content_type, answer.body);
+    }
+    let mut response = (status, [("content-type", content_type)], answer.body).into_response();
+    if let Some(secs) = retry_after {
+        response.headers_mut().insert(
+            "retry-after",
+            axum::http::HeaderValue::from_str(&secs.to_string()).expect("header value"),
+        );
+    }
+    response
 }
 
 fn quota_exceeded(config: &FakeGoogleConfig) -> (u16, String) {
@@ -171,9 +203,38 @@ fn not_linked() -> (u16, String) {
     )
 }
 
+/// The scope a data type needs (Google's mapping of the Fitbit scopes).
+fn scope_of(kebab: &str) -> &'static str {
+    match kebab {
+        "sleep" => "https://www.googleapis.com/auth/googlehealth.sleep.readonly",
+        "steps" | "distance" | "active-zone-minutes" | "total-calories" | "floors" => {
+            "https://www.googleapis.com/auth/googlehealth.activity_and_fitness.readonly"
+        }
+        _ => {
+            "https://www.googleapis.com/auth/googlehealth.health_metrics_and_measurements.readonly"
+        }
+    }
+}
+
+fn scope_insufficient() -> (u16, String) {
+    let details = json!([{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT", "domain": "googleapis.com",
+        "metadata": {"service": "health.googleapis.com", "method": "google.health.v4.DataPointService.ListDataPoints"}}]);
+    (
+        403,
+        status_body(
+            403,
+            "PERMISSION_DENIED",
+            "Request had insufficient authentication scopes.",
+            details,
+        ),
+    )
+}
+
 fn route(
     config: &FakeGoogleConfig,
     user: &FakeGoogleUser,
+    scopes: &[String],
     method: &Method,
     path: &str,
     params: &[(String, String)],
@@ -248,6 +309,12 @@ fn route(
                     "INVALID_PARENT_DATA_TYPE_COLLECTION",
                 ));
             };
+            if !scopes.iter().any(|s| s == scope_of(t.kebab)) {
+                return Answer::err(scope_insufficient());
+            }
+            if user.not_served.iter().any(|k| k == t.kebab) {
+                return not_found();
+            }
             match (method, op) {
                 (&Method::GET, "") => pages::list(config, t, user, params),
                 (&Method::POST, ":rollUp") => pages::roll_up(t, user, body),

@@ -1,8 +1,11 @@
 //! Authenticated GETs against the Fitbit Web API: bearer tokens from the
 //! [`TokenManager`](crate::oauth::TokenManager) (refreshed once on a 401 `expired_token`),
-//! pacing by the `Fitbit-Rate-Limit-*` headers, 429 → [`SourceError::QuotaExhausted`], bounded
-//! retries with backoff for 5xx and network errors, and Fitbit's error bodies turned into
-//! messages that name what was being fetched.
+//! pacing by the `Fitbit-Rate-Limit-*` headers, a 429 waited out when its `Retry-After` is
+//! within `--fitbit-max-quota-wait-secs` (else [`SourceError::QuotaExhausted`]), bounded
+//! retries with backoff for 5xx, network errors and malformed or cut-off bodies, and Fitbit's
+//! error bodies classified: a scope the participant did not grant
+//! ([`SourceError::ScopeNotGranted`]), a path the account or API does not serve
+//! ([`SourceError::NotOffered`]), or a message that names what was being fetched.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -93,7 +96,8 @@ impl FitbitApi {
     }
 
     /// GETs `path` for the participant and decodes the JSON body as `T`. `what` names the data
-    /// in error messages (a metric name, `devices`, `profile`).
+    /// in error messages and decides the scope a 403 `insufficient_scope` reports (a metric
+    /// name, `devices`, `profile`; see [`super::scope_for`]).
     pub async fn get<T: DeserializeOwned>(
         &self,
         participant: &ParticipantId,
@@ -101,12 +105,9 @@ impl FitbitApi {
         query: &[(&str, &str)],
         what: &str,
     ) -> Result<T, SourceError> {
-        let body = self.get_bytes(participant, path, query, what).await?;
-        serde_json::from_slice(&body).map_err(|e| {
-            SourceError::Provider(format!(
-                "{what}: malformed JSON from {path}: {e} (body starts {:?})",
-                String::from_utf8_lossy(&body[..body.len().min(80)])
-            ))
+        let body = self.get_json(participant, path, query, what).await?;
+        serde_json::from_value(body).map_err(|e| {
+            SourceError::Provider(format!("{what}: unexpected JSON shape from {path}: {e}"))
         })
     }
 
@@ -146,13 +147,15 @@ impl FitbitApi {
             .map_err(|e| SourceError::Provider(format!("bad path {path}: {e}")))
     }
 
-    async fn get_bytes(
+    /// The JSON body of a successful GET. Syntactically broken or cut-off bodies are
+    /// transient (a proxy or the provider failed mid-answer) and retried like a 5xx.
+    async fn get_json(
         &self,
         participant: &ParticipantId,
         path: &str,
         query: &[(&str, &str)],
         what: &str,
-    ) -> Result<bytes::Bytes, SourceError> {
+    ) -> Result<serde_json::Value, SourceError> {
         let url = self.url(path)?;
         let mut token = self
             .tokens
@@ -160,7 +163,7 @@ impl FitbitApi {
             .await
             .map_err(token_error)?;
         let mut refreshed = false;
-        let mut attempt = 0;
+        let (mut attempt, mut quota_waits) = (0, 0);
         loop {
             self.pace(participant).await?;
             attempt += 1;
@@ -194,7 +197,17 @@ impl FitbitApi {
                 }
             };
             if status.is_success() {
-                return Ok(body);
+                match serde_json::from_slice(&body) {
+                    Ok(v) => return Ok(v),
+                    Err(e) => {
+                        let reason = format!(
+                            "{what}: malformed JSON from {path}: {e} (body starts {:?})",
+                            String::from_utf8_lossy(&body[..body.len().min(80)])
+                        );
+                        self.retry_or_give_up(attempt, reason).await?;
+                        continue;
+                    }
+                }
             }
             let (error_type, message) = parse_error_body(&String::from_utf8_lossy(&body))
                 .unwrap_or_else(|| {
@@ -204,10 +217,20 @@ impl FitbitApi {
             match status.as_u16() {
                 429 => {
                     let retry_after = retry_after(&headers).unwrap_or(DEFAULT_RETRY_AFTER);
-                    self.spend_quota(participant, retry_after);
+                    let wait = retry_after + RESET_BUFFER;
                     self.observer.quota_wait(PROVIDER);
-                    tracing::info!(participant = %participant, ?retry_after, "fitbit quota exhausted");
-                    return Err(SourceError::QuotaExhausted { retry_after });
+                    quota_waits += 1;
+                    if wait > self.max_wait || quota_waits > self.attempts {
+                        self.spend_quota(participant, retry_after);
+                        tracing::info!(participant = %participant, ?retry_after, quota_waits, "fitbit quota exhausted; moving on");
+                        return Err(SourceError::QuotaExhausted { retry_after });
+                    }
+                    // Within the longest wait the run accepts: wait it out and carry on with
+                    // this participant instead of deferring them to a later run.
+                    tracing::info!(participant = %participant, ?wait, "fitbit rate limit; waiting for Retry-After");
+                    tokio::time::sleep(wait).await;
+                    self.quota.lock().expect("quota lock").remove(participant);
+                    attempt -= 1;
                 }
                 401 if error_type == "expired_token" && !refreshed => {
                     refreshed = true;
@@ -226,10 +249,34 @@ impl FitbitApi {
                         .map_err(token_error)?;
                     return Err(SourceError::NeedsReconsent { reason });
                 }
+                403 if error_type == "insufficient_scope" => {
+                    let scope = super::scope_for(what);
+                    tracing::info!(participant = %participant, what, scope, %message, "fitbit scope not granted");
+                    return Err(SourceError::ScopeNotGranted {
+                        scope: scope.into(),
+                    });
+                }
                 403 => {
                     return Err(SourceError::Provider(format!(
                         "{what}: access refused by fitbit ({error_type}): {message}"
                     )));
+                }
+                // A 400 that says our request was wrong is a defect to surface, not a path
+                // the account lacks.
+                400 if matches!(
+                    error_type.as_str(),
+                    "validation" | "invalid_request" | "request"
+                ) =>
+                {
+                    return Err(SourceError::Provider(format!(
+                        "{what}: {path} answered {status} ({error_type}): {message}"
+                    )));
+                }
+                400 | 404 | 501 => {
+                    let reason =
+                        format!("{what}: {path} answered {status} ({error_type}): {message}");
+                    tracing::info!(participant = %participant, what, path, status = status.as_u16(), "fitbit does not offer this data for the participant");
+                    return Err(SourceError::NotOffered { reason });
                 }
                 500..=599 => {
                     let reason = format!("{what}: {path} answered {status}: {message}");

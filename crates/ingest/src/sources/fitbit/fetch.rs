@@ -6,6 +6,8 @@
 //! with `incomplete_from` at the first day not fetched, so the pipeline keeps what it has and
 //! the next run resumes there; with nothing fetched yet the quota error is returned.
 
+use std::time::Duration;
+
 use chrono::{Days, NaiveDate};
 use serde_json::Value;
 use wearhouse_core::{Metric, Sample};
@@ -33,6 +35,7 @@ fn provider(what: Option<&str>, e: parse::ParseError) -> SourceError {
 pub(super) async fn fetch(
     api: &FitbitApi,
     detail: HeartRateDetail,
+    pending: PendingRetry,
     p: &SourceParticipant,
     metric: Metric,
     from: NaiveDate,
@@ -52,7 +55,7 @@ pub(super) async fn fetch(
             })
             .await;
         }
-        Metric::SleepStage => return sleep(api, p, from, to).await,
+        Metric::SleepStage => return sleep(api, p, pending, from, to).await,
         Metric::Spo2 => {
             return ranged(api, p, metric, from, to, 30, |a, b| {
                 format!("/1/user/-/spo2/date/{a}/{b}/all.json")
@@ -174,39 +177,70 @@ async fn ranged(
     Ok(out)
 }
 
+/// How long a run keeps asking for a sleep log that Fitbit is still processing.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PendingRetry {
+    /// Further requests for a range that came back pending.
+    pub tries: u32,
+    /// Total time one fetch may wait for processing to finish.
+    pub max_wait: Duration,
+}
+
+/// Wait when a pending answer carries no `retryDuration`.
+const DEFAULT_PENDING_WAIT: Duration = Duration::from_secs(30);
+
 /// Sleep logs by date of sleep (the date the sleep ended). A log still being processed
-/// (`meta.state: pending`) is skipped and its date becomes `incomplete_from`. When the whole
-/// response is marked pending Fitbit does not say which log it means; the earliest requested
-/// date without a finished log is taken (the newest night in a daily run), or the last date.
+/// (`meta.state: pending`) is asked for again after its `retryDuration`, within `retry`; if it
+/// is still pending then, it is skipped and its date becomes `incomplete_from`, so a later run
+/// fetches it. When the whole response is marked pending Fitbit does not say which log it
+/// means; the earliest requested date without a finished log is taken (the newest night in a
+/// daily run), or the last date.
 async fn sleep(
     api: &FitbitApi,
     p: &SourceParticipant,
+    retry: PendingRetry,
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Fetched, SourceError> {
     let mut out = Fetched::default();
     let mut incomplete: Option<NaiveDate> = None;
+    let mut waited = Duration::ZERO;
     for (a, b) in chunks(from, to, 100) {
         let path = format!("/1.2/user/-/sleep/date/{a}/{b}.json");
-        let body: Value = match api.get(&p.id, &path, &[], Metric::SleepStage.name()).await {
-            Ok(body) => body,
-            Err(e) => {
-                let mut kept = partial(out, e, a)?;
-                kept.incomplete_from = Some(incomplete.map_or(a, |i| i.min(a)));
-                return Ok(kept);
+        let mut tries = 0;
+        let (parsed, first_incomplete) = loop {
+            let body: Value = match api.get(&p.id, &path, &[], Metric::SleepStage.name()).await {
+                Ok(body) => body,
+                Err(e) => {
+                    let mut kept = partial(out, e, a)?;
+                    kept.incomplete_from = Some(incomplete.map_or(a, |i| i.min(a)));
+                    return Ok(kept);
+                }
+            };
+            let parsed = parse::sleep(&p.id, p.timezone, &body)
+                .map_err(|e| provider(Some(Metric::SleepStage.name()), e))?;
+            let mut first_incomplete = parsed.pending_dates.iter().next().copied();
+            if parsed.pending {
+                let missing = a
+                    .iter_days()
+                    .take_while(|d| *d <= b)
+                    .find(|d| !parsed.dates.contains(d))
+                    .unwrap_or(b);
+                first_incomplete = Some(first_incomplete.map_or(missing, |d| d.min(missing)));
             }
+            let Some(date) = first_incomplete else {
+                break (parsed, None);
+            };
+            let wait = parsed.retry_after.unwrap_or(DEFAULT_PENDING_WAIT);
+            if tries >= retry.tries || waited + wait > retry.max_wait {
+                tracing::info!(participant = %p.id, %date, tries, ?waited, "fitbit sleep log still processing; left to a later run");
+                break (parsed, Some(date));
+            }
+            tries += 1;
+            waited += wait;
+            tracing::info!(participant = %p.id, %date, ?wait, tries, "fitbit sleep log still processing; asking again");
+            tokio::time::sleep(wait).await;
         };
-        let parsed = parse::sleep(&p.id, p.timezone, &body)
-            .map_err(|e| provider(Some(Metric::SleepStage.name()), e))?;
-        let mut first_incomplete = parsed.pending_dates.iter().next().copied();
-        if parsed.pending {
-            let missing = a
-                .iter_days()
-                .take_while(|d| *d <= b)
-                .find(|d| !parsed.dates.contains(d))
-                .unwrap_or(b);
-            first_incomplete = Some(first_incomplete.map_or(missing, |d| d.min(missing)));
-        }
         if let Some(d) = first_incomplete {
             incomplete = Some(incomplete.map_or(d, |i| i.min(d)));
         }

@@ -32,6 +32,28 @@ pub use api::{ApiObserver, FitbitApi, NoopObserver};
 /// Provider name in `participants.provider`, `oauth_tokens.provider` and `ingest_state.source`.
 pub const PROVIDER: &str = "fitbit";
 
+/// The OAuth scope the endpoint behind `what` needs (a metric name as
+/// [`FitbitApi::get`] is called with, `devices` or `profile`), per the reference's table of
+/// scopes by endpoint; a 403 `insufficient_scope` names it.
+pub fn scope_for(what: &str) -> &'static str {
+    match Metric::parse(what) {
+        Ok(Metric::HeartRate | Metric::RestingHeartRate | Metric::HrvRmssd) => "heartrate",
+        Ok(
+            Metric::Steps
+            | Metric::Calories
+            | Metric::Distance
+            | Metric::Floors
+            | Metric::ActiveZoneMinutes,
+        ) => "activity",
+        Ok(Metric::Spo2) => "oxygen_saturation",
+        Ok(Metric::BreathingRate) => "respiratory_rate",
+        Ok(Metric::SkinTempDelta) => "temperature",
+        Ok(Metric::SleepStage) => "sleep",
+        Err(_) if what == "devices" => "settings",
+        Err(_) => "profile",
+    }
+}
+
 /// How the application is registered at dev.fitbit.com, which decides client authentication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AppType {
@@ -148,7 +170,9 @@ pub struct FitbitArgs {
     )]
     pub quota_reserve: u32,
 
-    /// Longest wait for the hourly quota to reset before moving on to the next participant.
+    /// Longest wait in seconds for the hourly quota to reset (a reset near at hand, or the
+    /// `Retry-After` of a 429, at most `--fitbit-attempts` times per request) before moving on
+    /// to the next participant, who resumes in a later run.
     #[arg(
         long = "fitbit-max-quota-wait-secs",
         id = "fitbit-max-quota-wait-secs",
@@ -174,6 +198,26 @@ pub struct FitbitArgs {
         default_value_t = 500
     )]
     pub retry_base_ms: u64,
+
+    /// Further requests within a run for a sleep log Fitbit is still processing
+    /// (`meta.state: pending`), each after the `retryDuration` it names; a night still pending
+    /// after them is left to a later run.
+    #[arg(
+        long = "fitbit-pending-sleep-retries",
+        id = "fitbit-pending-sleep-retries",
+        env = "WEARHOUSE_FITBIT_PENDING_SLEEP_RETRIES",
+        default_value_t = 3
+    )]
+    pub pending_sleep_retries: u32,
+
+    /// Longest total wait in seconds, per participant and fetch, for pending sleep logs.
+    #[arg(
+        long = "fitbit-pending-sleep-max-wait-secs",
+        id = "fitbit-pending-sleep-max-wait-secs",
+        env = "WEARHOUSE_FITBIT_PENDING_SLEEP_MAX_WAIT_SECS",
+        default_value_t = 90
+    )]
+    pub pending_sleep_max_wait_secs: u64,
 
     /// Timeout of one HTTP request in seconds.
     #[arg(
@@ -221,6 +265,8 @@ impl FitbitArgs {
             max_quota_wait_secs: 30,
             attempts: 3,
             retry_base_ms: 500,
+            pending_sleep_retries: 3,
+            pending_sleep_max_wait_secs: 90,
             timeout_secs: 30,
         }
     }
@@ -263,6 +309,7 @@ impl FitbitArgs {
 pub struct FitbitSource {
     api: Arc<FitbitApi>,
     heart_rate_detail: HeartRateDetail,
+    pending: fetch::PendingRetry,
     signer: StateSigner,
 }
 
@@ -281,6 +328,10 @@ impl FitbitSource {
         Ok(FitbitSource {
             api: Arc::new(api),
             heart_rate_detail: args.heart_rate_detail,
+            pending: fetch::PendingRetry {
+                tries: args.pending_sleep_retries,
+                max_wait: std::time::Duration::from_secs(args.pending_sleep_max_wait_secs),
+            },
             signer: StateSigner::from_settings(
                 "v1",
                 args.state_key.as_ref(),
@@ -307,18 +358,7 @@ impl Source for FitbitSource {
 
     /// The scope of each endpoint (reference §1, "Scope needed by each endpoint").
     fn scope(&self, metric: Metric) -> Option<&'static str> {
-        Some(match metric {
-            Metric::HeartRate | Metric::HrvRmssd | Metric::RestingHeartRate => "heartrate",
-            Metric::Steps
-            | Metric::Calories
-            | Metric::Distance
-            | Metric::Floors
-            | Metric::ActiveZoneMinutes => "activity",
-            Metric::SleepStage => "sleep",
-            Metric::Spo2 => "oxygen_saturation",
-            Metric::BreathingRate => "respiratory_rate",
-            Metric::SkinTempDelta => "temperature",
-        })
+        Some(scope_for(metric.name()))
     }
 
     async fn last_sync(&self, p: &SourceParticipant) -> Result<Option<DateTime<Utc>>, SourceError> {
@@ -335,6 +375,15 @@ impl Source for FitbitSource {
         if to < from {
             return Ok(Fetched::default());
         }
-        fetch::fetch(&self.api, self.heart_rate_detail, p, metric, from, to).await
+        fetch::fetch(
+            &self.api,
+            self.heart_rate_detail,
+            self.pending,
+            p,
+            metric,
+            from,
+            to,
+        )
+        .await
     }
 }

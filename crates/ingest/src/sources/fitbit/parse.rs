@@ -2,7 +2,7 @@
 //! vary (intraday keys per resource, two AZM shapes, SpO2 as object or array, summary values
 //! as numbers or strings) and as typed structs where they do not (sleep logs).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
@@ -11,6 +11,7 @@ use serde_json::Value;
 use wearhouse_core::{Metric, ParticipantId, Sample};
 
 use super::localtime::{day_start, parse_local, to_utc};
+use crate::sources::sleep_stages::{self, Segment};
 
 /// A response that did not have the shape Fitbit documents.
 #[derive(Debug, thiserror::Error)]
@@ -165,14 +166,24 @@ struct SleepResponse {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Meta {
     #[serde(default)]
     state: Option<String>,
+    /// Milliseconds after which Fitbit expects processing to be finished.
+    #[serde(default)]
+    retry_duration: Option<u64>,
 }
 
 impl Meta {
     fn pending(m: &Option<Meta>) -> bool {
         m.as_ref().and_then(|m| m.state.as_deref()) == Some("pending")
+    }
+
+    fn retry_after(m: &Option<Meta>) -> Option<std::time::Duration> {
+        m.as_ref()?
+            .retry_duration
+            .map(std::time::Duration::from_millis)
     }
 }
 
@@ -215,6 +226,8 @@ pub struct Sleep {
     pub pending_dates: BTreeSet<NaiveDate>,
     /// The whole response was marked `meta.state: pending`.
     pub pending: bool,
+    /// The longest `meta.retryDuration` of a pending response or log: when to ask again.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// Expands every finished log into 30-second samples (label in `value_text`).
@@ -223,11 +236,13 @@ pub fn sleep(participant: &ParticipantId, tz: Tz, body: &Value) -> Result<Sleep,
         .map_err(|e| ParseError(format!("sleep response: {e}")))?;
     let mut out = Sleep {
         pending: Meta::pending(&response.meta),
+        retry_after: Meta::retry_after(&response.meta),
         ..Sleep::default()
     };
     for log in response.sleep {
         if Meta::pending(&log.meta) {
             out.pending_dates.insert(log.date_of_sleep);
+            out.retry_after = out.retry_after.max(Meta::retry_after(&log.meta));
             continue;
         }
         out.dates.insert(log.date_of_sleep);
@@ -235,8 +250,11 @@ pub fn sleep(participant: &ParticipantId, tz: Tz, body: &Value) -> Result<Sleep,
         let start = parse_local(&log.start_time)
             .ok_or_else(|| ParseError(format!("sleep: bad startTime {:?}", log.start_time)))?;
         let log_start = to_utc(tz, start, None);
-        let mut slots: BTreeMap<DateTime<Utc>, String> = BTreeMap::new();
-        for (list, overlay) in [(&levels.data, false), (&levels.short_data, true)] {
+        let mut lists: [Vec<Segment>; 2] = Default::default();
+        for (list, out) in [&levels.data, &levels.short_data]
+            .into_iter()
+            .zip(&mut lists)
+        {
             let mut floor = log_start;
             for item in list {
                 let local = parse_local(&item.date_time).ok_or_else(|| {
@@ -245,21 +263,17 @@ pub fn sleep(participant: &ParticipantId, tz: Tz, body: &Value) -> Result<Sleep,
                 // Each segment is converted at its start and expanded by elapsed seconds, so a
                 // segment across a daylight-saving change keeps its true length.
                 let seg_start = to_utc(tz, local, Some(floor));
-                let n = (item.seconds.max(0) + 29) / 30;
-                for k in 0..n {
-                    let t = seg_start + Duration::seconds(30 * k);
-                    if overlay || !slots.contains_key(&t) {
-                        slots.insert(t, item.level.clone());
-                    }
-                }
+                out.push(Segment {
+                    start: seg_start,
+                    seconds: item.seconds,
+                    label: item.level.clone(),
+                });
                 floor = seg_start + Duration::seconds(item.seconds.max(0));
             }
         }
-        out.samples.extend(
-            slots
-                .into_iter()
-                .map(|(t, label)| Sample::sleep_stage(participant.clone(), t, &label)),
-        );
+        let [stages, short_wakes] = lists;
+        out.samples
+            .extend(sleep_stages::samples(participant, &stages, &short_wakes));
     }
     Ok(out)
 }

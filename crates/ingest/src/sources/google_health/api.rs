@@ -1,9 +1,12 @@
 //! Authenticated calls to the Google Health API: bearer tokens from the
 //! [`TokenManager`] (refreshed once on a 401, then the call is retried), pacing under the
-//! per-user quota (300 requests a minute), 429 `RESOURCE_EXHAUSTED` → bounded backoff and then
-//! [`SourceError::QuotaExhausted`], bounded retries with backoff for 5xx and network errors,
-//! and `google.rpc.Status` error bodies read into messages; 400 `ACCOUNT_NOT_LINKED` marks the
-//! participant as needing re-consent.
+//! per-user quota (300 requests a minute), 429 `RESOURCE_EXHAUSTED` → waits within
+//! `--google-max-quota-wait-secs` and then [`SourceError::QuotaExhausted`], bounded retries with
+//! backoff for 5xx, network errors and malformed or cut-off bodies, and `google.rpc.Status`
+//! error bodies classified: 400 `ACCOUNT_NOT_LINKED` marks the participant as needing
+//! re-consent, 403 `ACCESS_TOKEN_SCOPE_INSUFFICIENT` is a scope the participant did not grant
+//! ([`SourceError::ScopeNotGranted`]), and a data type the account or API does not serve
+//! ([`SourceError::NotOffered`]) is not retried.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -79,6 +82,20 @@ impl ApiStatus {
                 ..Default::default()
             },
         }
+    }
+
+    /// Whether the access token lacks the scope the call needs (partial consent).
+    pub fn scope_insufficient(&self) -> bool {
+        self.reasons
+            .iter()
+            .any(|r| r == "ACCESS_TOKEN_SCOPE_INSUFFICIENT")
+    }
+
+    /// Whether a 400 names a data type collection the API does not have.
+    pub fn unknown_data_type(&self) -> bool {
+        self.reasons
+            .iter()
+            .any(|r| r == "INVALID_PARENT_DATA_TYPE_COLLECTION")
     }
 
     /// Whether the Google account has no Google Health profile.
@@ -249,9 +266,19 @@ impl GoogleApi {
                 }
             };
             if status.is_success() {
-                return serde_json::from_slice(&body).map_err(|e| {
-                    SourceError::Provider(format!("{what}: malformed JSON from {path}: {e}"))
-                });
+                // A broken or cut-off body is transient (the answer failed mid-way): retried
+                // like a 5xx.
+                match serde_json::from_slice(&body) {
+                    Ok(v) => return Ok(v),
+                    Err(e) => {
+                        let reason = format!(
+                            "{what}: malformed JSON from {path}: {e} (body starts {:?})",
+                            String::from_utf8_lossy(&body[..body.len().min(80)])
+                        );
+                        self.retry_or_give_up(attempt, reason).await?;
+                        continue;
+                    }
+                }
             }
             let error = ApiStatus::parse(status.as_u16(), &body);
             match status.as_u16() {
@@ -288,6 +315,17 @@ impl GoogleApi {
                     tracing::info!(participant = %participant, ?wait, "google health quota exhausted; backing off");
                     tokio::time::sleep(wait).await;
                     attempt -= 1;
+                }
+                403 if error.scope_insufficient() => {
+                    let scope = super::scope_for(what);
+                    tracing::info!(participant = %participant, what, scope, "google health scope not granted");
+                    return Err(SourceError::ScopeNotGranted {
+                        scope: scope.into(),
+                    });
+                }
+                404 | 501 => return Err(not_offered(participant, what, &path, &error)),
+                400 if error.unknown_data_type() => {
+                    return Err(not_offered(participant, what, &path, &error));
                 }
                 500..=599 => {
                     let reason = format!("{what}: {path}: {error}");
@@ -329,6 +367,19 @@ impl GoogleApi {
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+/// A data path the API or this account does not serve: classified once, never retried.
+fn not_offered(
+    participant: &ParticipantId,
+    what: &str,
+    path: &str,
+    error: &ApiStatus,
+) -> SourceError {
+    tracing::info!(participant = %participant, what, path, status = error.code, "google health does not offer this data for the participant");
+    SourceError::NotOffered {
+        reason: format!("{what}: {path}: {error}"),
     }
 }
 

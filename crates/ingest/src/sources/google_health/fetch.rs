@@ -317,7 +317,8 @@ pub async fn last_sync(
     let now = Utc::now();
     for metric in [Metric::HeartRate, Metric::Steps] {
         let spec = spec(metric).expect("listed type");
-        newest = newest.max(latest_point(api, p, &spec, now - Duration::days(30), now).await?);
+        newest =
+            newest.max(latest_point(api, p, metric, &spec, now - Duration::days(30), now).await?);
     }
     Ok(newest)
 }
@@ -327,6 +328,7 @@ pub async fn last_sync(
 async fn latest_point(
     api: &GoogleApi,
     p: &SourceParticipant,
+    metric: Metric,
     spec: &TypeSpec,
     lo: DateTime<Utc>,
     hi: DateTime<Utc>,
@@ -340,7 +342,9 @@ async fn latest_point(
             query.push(("pageToken", t.clone()));
         }
         let page = api
-            .call(&p.id, Call::Get(&path, &query), "last sync")
+            // Named by its metric, so a scope the participant withheld is reported as the
+            // scope of that data type.
+            .call(&p.id, Call::Get(&path, &query), metric.name())
             .await?;
         if let Some(point) = page["dataPoints"].as_array().and_then(|a| a.first()) {
             let body = &point[spec.key];

@@ -37,6 +37,26 @@ pub use api::GoogleApi;
 /// Provider name in `participants.provider`, `oauth_tokens.provider` and `ingest_state.source`.
 pub const PROVIDER: &str = "google-health";
 
+/// The OAuth scope behind `what` (a metric name as [`GoogleApi::call`] is called with, or
+/// `pairedDevices`), per Google's mapping of the Fitbit scopes; a 403
+/// `ACCESS_TOKEN_SCOPE_INSUFFICIENT` names it.
+pub fn scope_for(what: &str) -> &'static str {
+    match Metric::parse(what) {
+        Ok(Metric::SleepStage) => "https://www.googleapis.com/auth/googlehealth.sleep.readonly",
+        Ok(
+            Metric::Steps
+            | Metric::Calories
+            | Metric::Distance
+            | Metric::Floors
+            | Metric::ActiveZoneMinutes,
+        ) => "https://www.googleapis.com/auth/googlehealth.activity_and_fitness.readonly",
+        Ok(_) => {
+            "https://www.googleapis.com/auth/googlehealth.health_metrics_and_measurements.readonly"
+        }
+        Err(_) => "https://www.googleapis.com/auth/googlehealth.settings.readonly",
+    }
+}
+
 /// Google Health API settings. URLs point at Google by default; tests point them at the fake.
 #[derive(Debug, Clone, Args)]
 pub struct GoogleHealthArgs {
@@ -280,24 +300,7 @@ impl Source for GoogleHealthSource {
 
     /// The scope of each data type (reference §2, the scope mapping from Fitbit's).
     fn scope(&self, metric: Metric) -> Option<&'static str> {
-        Some(match metric {
-            Metric::Steps
-            | Metric::Calories
-            | Metric::Distance
-            | Metric::Floors
-            | Metric::ActiveZoneMinutes => {
-                "https://www.googleapis.com/auth/googlehealth.activity_and_fitness.readonly"
-            }
-            Metric::SleepStage => "https://www.googleapis.com/auth/googlehealth.sleep.readonly",
-            Metric::HeartRate
-            | Metric::HrvRmssd
-            | Metric::RestingHeartRate
-            | Metric::Spo2
-            | Metric::BreathingRate
-            | Metric::SkinTempDelta => {
-                "https://www.googleapis.com/auth/googlehealth.health_metrics_and_measurements.readonly"
-            }
-        })
+        Some(scope_for(metric.name()))
     }
 
     async fn last_sync(&self, p: &SourceParticipant) -> Result<Option<DateTime<Utc>>, SourceError> {

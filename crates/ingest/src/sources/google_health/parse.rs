@@ -5,12 +5,13 @@
 //! at the participant's local midnight, as the Fitbit source does, so both sources write the
 //! same key for the same day.
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 use wearhouse_core::{Metric, ParticipantId, Sample};
 
 use crate::sources::fitbit::localtime::day_start;
+use crate::sources::sleep_stages::{self, Segment};
 
 /// A point we could not read.
 #[derive(Debug, thiserror::Error)]
@@ -136,31 +137,46 @@ fn stage_label(session_type: &str, stage: &str) -> Option<&'static str> {
     })
 }
 
-/// A sleep session as one `sleep_stage` sample every 30 s, labelled with its stage.
+/// A sleep session as one `sleep_stage` sample every 30 s, labelled with its stage, with the
+/// session's `shortAwakenings` applied over the stages as Fitbit's `shortData` is (see
+/// [`sleep_stages`]), so a night reads the same from either provider.
 fn sleep(
     participant: &ParticipantId,
     point: &Value,
     body: &Value,
 ) -> Result<Vec<Sample>, ParseError> {
     let session_type = body["type"].as_str().unwrap_or("STAGES");
-    let mut out = Vec::new();
+    let span = |item: &Value, what: &str| -> Result<(DateTime<Utc>, i64), ParseError> {
+        match (instant(&item["startTime"]), instant(&item["endTime"])) {
+            (Some(start), Some(end)) => Ok((start, (end - start).num_seconds())),
+            _ => Err(err(&format!("{what} without startTime/endTime"), point)),
+        }
+    };
+    let mut stages = Vec::new();
     for stage in body["stages"].as_array().into_iter().flatten() {
-        let (Some(start), Some(end)) = (instant(&stage["startTime"]), instant(&stage["endTime"]))
-        else {
-            return Err(err("a stage without startTime/endTime", point));
-        };
+        let (start, seconds) = span(stage, "a stage")?;
         let kind = stage["type"].as_str().unwrap_or("");
         let Some(label) = stage_label(session_type, kind) else {
             tracing::debug!(kind, "sleep stage type without a catalogue label; skipped");
             continue;
         };
-        let mut t = start;
-        while t < end {
-            out.push(Sample::sleep_stage(participant.clone(), t, label));
-            t += Duration::seconds(30);
-        }
+        stages.push(Segment {
+            start,
+            seconds,
+            label: label.into(),
+        });
     }
-    Ok(out)
+    let wake = stage_label(session_type, "AWAKE").expect("AWAKE has a label");
+    let mut short_wakes = Vec::new();
+    for item in body["shortAwakenings"].as_array().into_iter().flatten() {
+        let (start, seconds) = span(item, "a short awakening")?;
+        short_wakes.push(Segment {
+            start,
+            seconds,
+            label: wake.into(),
+        });
+    }
+    Ok(sleep_stages::samples(participant, &stages, &short_wakes))
 }
 
 /// The samples of one `total-calories` rollUp page: kcal per window, at the window start.

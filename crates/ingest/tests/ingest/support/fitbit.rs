@@ -26,6 +26,9 @@ pub struct Env {
 pub fn args_for(fake: &FakeFitbit) -> FitbitArgs {
     let mut args = FitbitArgs::for_base_url(&fake.url(), CLIENT_ID, Some(SECRET));
     args.retry_base_ms = 10;
+    // Below the fake's default retryDuration (30 s): a night pending for good is left to a
+    // later run at once; tests of in-run retries give the fake a short retryDuration.
+    args.pending_sleep_max_wait_secs = 5;
     args
 }
 
