@@ -69,6 +69,7 @@ export function createParticipantsPage({ onError, setStatus }) {
     timezone: ui.timezone,
     contact_name: $('add-name'),
     contact_email: $('add-email'),
+    backfill_from: $('add-backfill'),
   };
 
   function formError(box, err, inputs = {}) {
@@ -123,11 +124,22 @@ export function createParticipantsPage({ onError, setStatus }) {
         button.addEventListener('click', () => openLinkDialog(p, button));
         actions.append(button);
       }
+      const providerCell = cell(p.provider ? (PROVIDERS[p.provider] ?? p.provider) : '–');
+      if (p.backfill_from) {
+        // Where the history starts, and why it starts later when the account is younger.
+        const since = p.provider_account_since;
+        const from = document.createElement('span');
+        from.className = 'state-reason muted backfill';
+        from.textContent = since && since > p.backfill_from
+          ? `history from ${since} (account created then; asked from ${p.backfill_from})`
+          : `history from ${p.backfill_from}`;
+        providerCell.append(' ', from);
+      }
       tr.append(
         th,
         cell(p.study_id),
         stateCell,
-        cell(p.provider ? (PROVIDERS[p.provider] ?? p.provider) : '–'),
+        providerCell,
         cell(when(p.last_device_sync)),
         cell(when(p.last_data_at)),
         cell(p.contact?.email ?? '–'),
@@ -181,6 +193,7 @@ export function createParticipantsPage({ onError, setStatus }) {
       timezone: ui.timezone.value.trim(),
       contact_name: value(fields.contact_name),
       contact_email: value(fields.contact_email),
+      backfill_from: value(fields.backfill_from),
     };
     ui.submit.disabled = true;
     ui.form.setAttribute('aria-busy', 'true');
@@ -188,7 +201,7 @@ export function createParticipantsPage({ onError, setStatus }) {
       const p = await send('POST', 'participants', json);
       ui.added.textContent = `Participant ${p.participant_id} was added. Create a consent link to invite them.`;
       ui.added.hidden = false;
-      for (const key of ['participant_id', 'contact_name', 'contact_email']) fields[key].value = '';
+      for (const key of ['participant_id', 'contact_name', 'contact_email', 'backfill_from']) fields[key].value = '';
       await load();
       ui.body.querySelector(`tr[data-participant="${CSS.escape(p.participant_id)}"] button`)?.focus();
     } catch (err) {

@@ -680,6 +680,8 @@ describe('participants page', () => {
     const email = `participant-${Date.now()}@example.org`;
     await page.getByLabel('Time zone').fill('Europe/London');
     await page.getByLabel('Contact e-mail (optional)').fill(email);
+    // History from before enrolment, from a day the coordinator picks.
+    await page.getByLabel('Load history from (optional)').fill('2026-01-15');
     await page.getByRole('button', { name: 'Add participant' }).click();
     const done = page.locator('#add-done');
     await done.waitFor({ state: 'visible' });
@@ -689,6 +691,8 @@ describe('participants page', () => {
     const row = page.locator(`#participants-body tr[data-participant="${id}"]`);
     await row.waitFor();
     assert.equal(await row.locator('.state').textContent(), 'Invited');
+    assert.equal(await row.locator('.backfill').textContent(), 'history from 2026-01-15');
+    assert.equal(await page.getByLabel('Load history from (optional)').inputValue(), '', 'the form is cleared');
 
     // The consent link: shown once, copied, and offered as an e-mail to the contact.
     await row.getByRole('button', { name: `Consent link for ${id}` }).click();

@@ -252,6 +252,8 @@ function participants(q, user) {
       last_device_sync: p.to === null ? null : iso(p.to - HOUR),
       last_data_at: lastData,
       last_sample: last,
+      backfill_from: p.backfillFrom ?? null,
+      provider_account_since: null,
       ...(FakeAuth.may(user, 'contact_details') ? { contact: { name: p.contactName ?? null, email: p.contactEmail ?? null } } : {}),
     };
   });
@@ -281,6 +283,13 @@ function addParticipant(body, user, auth) {
   if (body.contact_email && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(body.contact_email)) {
     throw invalid('contact_email', `invalid contact_email: ${JSON.stringify(body.contact_email)} is not an e-mail address`);
   }
+  if (body.backfill_from !== undefined) {
+    const day = /^\d{4}-\d{2}-\d{2}$/.test(body.backfill_from) ? Date.parse(`${body.backfill_from}T00:00:00Z`) : NaN;
+    if (Number.isNaN(day)) {
+      throw invalid('backfill_from', `invalid backfill_from: ${JSON.stringify(body.backfill_from)} is not a day such as 2026-01-31`);
+    }
+    if (day > Date.now()) throw invalid('backfill_from', `invalid backfill_from: ${body.backfill_from} is in the future`);
+  }
   let id = body.participant_id;
   if (id !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(id)) {
     throw invalid('participant_id', `invalid participant_id: ${JSON.stringify(id)} may hold letters, digits, '-', '_' or '.'`);
@@ -300,6 +309,7 @@ function addParticipant(body, user, auth) {
     to: null,
     contactName: body.contact_name ?? null,
     contactEmail: body.contact_email ?? null,
+    backfillFrom: body.backfill_from ?? null,
   };
   PARTICIPANTS.push(p);
   return participants(new URLSearchParams(), user).participants.find((row) => row.participant_id === id);

@@ -113,6 +113,10 @@ pub struct NewParticipantBody {
     pub timezone: String,
     pub contact_name: Option<String>,
     pub contact_email: Option<String>,
+    /// First local day (`YYYY-MM-DD`) to fetch once they consent, for history from before
+    /// enrolment; absent: the ingest's default, else the enrolment day.
+    #[schema(example = "2026-01-01")]
+    pub backfill_from: Option<String>,
 }
 
 /// A change to a participant; absent fields stay, `null` clears a contact detail.
@@ -314,6 +318,7 @@ pub async fn create(
     };
     let contact_name = contact(body.contact_name, "contact_name", false)?;
     let contact_email = contact(body.contact_email, "contact_email", true)?;
+    let backfill = parse_backfill(body.backfill_from)?;
     // A generated id that is taken (about one in a billion) is drawn again.
     let attempts = if given.is_some() { 1 } else { 5 };
     for _ in 0..attempts {
@@ -330,7 +335,12 @@ pub async fn create(
             },
         )
         .await?;
-        let Some(p) = added else { continue };
+        let Some(mut p) = added else { continue };
+        if backfill.is_some() {
+            p = participants::set_backfill(&mut tx, &id, backfill)
+                .await?
+                .participant;
+        }
         caller
             .audit(
                 &mut tx,
@@ -343,6 +353,7 @@ pub async fn create(
                     "timezone": timezone.name(),
                     "generated_id": given.is_none(),
                     "contact_details": contact_name.is_some() || contact_email.is_some(),
+                    "backfill_from": backfill,
                 }),
             )
             .await?;

@@ -409,6 +409,26 @@ async fn a_coordinator_sets_a_backfill_start_and_an_earlier_one_moves_the_waterm
     let (status, body) = patch(json!({"backfill_from": null})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["backfill_from"], Value::Null);
+
+    // A participant added with a start of their own.
+    let add = |backfill: &str| {
+        send(
+            &app,
+            Method::POST,
+            "/participants",
+            &coordinator,
+            json!({"study_id": "default", "timezone": "Europe/London", "backfill_from": backfill}),
+        )
+    };
+    let (status, answer) = add("2999-01-01").await;
+    assert_eq!(
+        (status, parameter(&answer)),
+        (400, "backfill_from"),
+        "{answer}"
+    );
+    let (status, body) = add("2026-01-15").await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["backfill_from"], "2026-01-15");
     let audited: Vec<Value> = sqlx::query_scalar(
         "select detail from audit_log where action = 'participant_changed' order by audit_id",
     )
