@@ -14,7 +14,7 @@ use url::Url;
 use wearhouse_core::ParticipantId;
 use wearhouse_core::config::DatabaseArgs;
 use wearhouse_core::store::participants::{self, NewParticipant};
-use wearhouse_core::store::{audit, consent_links};
+use wearhouse_core::store::{audit, collection, consent_links};
 
 use crate::metrics::SourceMetrics;
 use crate::oauth::Binding;
@@ -121,19 +121,23 @@ pub async fn run(args: &EnrollArgs, shutdown: &CancellationToken) -> anyhow::Res
     let pool = args.database.connect().await?;
     let ctx =
         SourceContext::prepare(pool.clone(), SourceMetrics::default(), &args.providers).await?;
-    {
+    let study_metrics = {
         let mut conn = pool.acquire().await?;
-        if let (Ok(row), Some(study)) = (
-            participants::get(&mut conn, &participant).await,
-            &args.study,
-        ) {
+        let existing = participants::get(&mut conn, &participant).await.ok();
+        if let (Some(row), Some(study)) = (&existing, &args.study) {
             anyhow::ensure!(
                 &row.study_id == study,
                 "participant {participant} belongs to study {:?}, not {study:?}; check --participant and --study",
                 row.study_id
             );
         }
-    }
+        // The consent asks only for the scopes the participant's study needs.
+        let study = existing
+            .map(|row| row.study_id)
+            .or_else(|| args.study.clone())
+            .unwrap_or_else(|| "default".to_owned());
+        collection::study_metrics(&mut *conn, &study).await?
+    };
 
     let binding = if args.allow_account_change {
         Binding::AccountChangeAllowed
@@ -163,7 +167,7 @@ pub async fn run(args: &EnrollArgs, shutdown: &CancellationToken) -> anyhow::Res
             (
                 router,
                 redirect.clone(),
-                source.consent_url_bound(&participant, binding),
+                source.consent_url_bound(&participant, binding, study_metrics.as_deref()),
             )
         }
         OAuthProvider::GoogleHealth => {
@@ -188,7 +192,7 @@ pub async fn run(args: &EnrollArgs, shutdown: &CancellationToken) -> anyhow::Res
             (
                 router,
                 redirect.clone(),
-                source.consent_url_bound(&participant, binding),
+                source.consent_url_bound(&participant, binding, study_metrics.as_deref()),
             )
         }
     };

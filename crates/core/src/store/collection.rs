@@ -63,6 +63,32 @@ pub async fn of(
         .unwrap_or_default())
 }
 
+/// The metric names study `study` collects; `None`: every metric, or no such study.
+pub async fn study_metrics(db: impl PgExecutor<'_>, study: &str) -> Result<Option<Vec<String>>> {
+    let metrics: Option<Option<Vec<String>>> =
+        sqlx::query_scalar("select metrics from studies where study_id = $1")
+            .bind(study)
+            .fetch_optional(db)
+            .await?;
+    Ok(metrics.flatten())
+}
+
+/// The metric names the study of `participant` collects; `None`: every metric, or no such
+/// participant (yet).
+pub async fn participant_study_metrics(
+    db: impl PgExecutor<'_>,
+    participant: &ParticipantId,
+) -> Result<Option<Vec<String>>> {
+    let metrics: Option<Option<Vec<String>>> = sqlx::query_scalar(
+        "select s.metrics from participants p join studies s using (study_id)
+         where p.participant_id = $1",
+    )
+    .bind(participant.as_str())
+    .fetch_optional(db)
+    .await?;
+    Ok(metrics.flatten())
+}
+
 /// Sets the metrics a study collects (`None`: every metric its providers offer). Unknown
 /// metric names are refused with the catalogue's names.
 pub async fn set_study_metrics(

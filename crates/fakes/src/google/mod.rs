@@ -121,7 +121,8 @@ impl FakeGoogleUser {
     }
 
     /// Withholds `scope` (e.g. `health_metrics_and_measurements.readonly`) from the grants
-    /// [`FakeGoogleHealth::issue_tokens`] makes; its data types answer 403
+    /// [`FakeGoogleHealth::issue_tokens`] and the consent page make (the user unticks it, as
+    /// Google's partial consent allows); its data types answer 403
     /// `PERMISSION_DENIED` / `ACCESS_TOKEN_SCOPE_INSUFFICIENT`.
     pub fn deny_scope(mut self, scope: &str) -> Self {
         self.denied_scopes.push(scope.into());

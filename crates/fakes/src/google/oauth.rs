@@ -110,9 +110,12 @@ pub(super) async fn authorize(
     let Some(user) = inner.next_login.clone() else {
         return bad("no user is signed in to the fake consent page");
     };
+    // Partial consent: the user may untick scopes on Google's page, and the code then
+    // grants (and the token answer's `scope` lists) only the ones left ticked.
+    let denies = |sc: &str| inner.users.get(&user).is_some_and(|u| u.denies(sc));
     let granted: Vec<&str> = scope
         .split_whitespace()
-        .filter(|sc| ALL_SCOPES.contains(sc))
+        .filter(|sc| ALL_SCOPES.contains(sc) && !denies(sc))
         .collect();
     let code = inner.grants.add_code(
         "4/fake-",

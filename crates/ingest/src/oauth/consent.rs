@@ -14,6 +14,8 @@ use serde::Deserialize;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::OAuthError;
+use crate::sources::Source;
+use wearhouse_core::Metric;
 
 /// One provider's way of completing a consent.
 pub trait Consent: Clone + Send + Sync + 'static {
@@ -117,4 +119,33 @@ async fn callback<C: Consent>(
             )
         }
     }
+}
+
+/// The scopes a consent asks for. Without `study_metrics` (the study collects everything): the
+/// `configured` ones. With them: of the configured ones, those the study's metrics need from
+/// `source` and the `always` ones every load needs (time zone, last sync), so a study that does
+/// not collect a metric never asks the participant to share it. Metric names the source does
+/// not deliver need nothing from it.
+pub fn scopes_for_study(
+    source: &dyn Source,
+    configured: &[String],
+    study_metrics: Option<&[String]>,
+    always: &[&str],
+) -> Vec<String> {
+    let Some(names) = study_metrics else {
+        return configured.to_vec();
+    };
+    let offered = source.metrics();
+    let needed: Vec<&str> = names
+        .iter()
+        .filter_map(|n| Metric::parse(n).ok())
+        .filter(|m| offered.contains(m))
+        .filter_map(|m| source.scope(m))
+        .chain(always.iter().copied())
+        .collect();
+    configured
+        .iter()
+        .filter(|s| needed.contains(&s.as_str()))
+        .cloned()
+        .collect()
 }

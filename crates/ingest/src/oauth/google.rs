@@ -22,9 +22,10 @@ https://www.googleapis.com/auth/googlehealth.health_metrics_and_measurements.rea
 https://www.googleapis.com/auth/googlehealth.sleep.readonly \
 https://www.googleapis.com/auth/googlehealth.settings.readonly";
 
-/// The consent URL for `state`/`pkce` with Google's offline-access parameters.
-pub fn consent_url(client: &OAuthClient, state: &str, pkce: &Pkce) -> Url {
-    let mut url = client.authorize_url(state, pkce);
+/// The consent URL for `state`/`pkce` asking for `scopes`, with Google's offline-access
+/// parameters.
+pub fn consent_url(client: &OAuthClient, state: &str, pkce: &Pkce, scopes: &[String]) -> Url {
+    let mut url = client.authorize_url_for(state, pkce, scopes);
     url.query_pairs_mut()
         .append_pair("access_type", "offline")
         .append_pair("prompt", "consent")

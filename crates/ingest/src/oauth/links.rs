@@ -14,6 +14,7 @@ use chrono::Utc;
 use sqlx::PgConnection;
 use wearhouse_core::ParticipantId;
 use wearhouse_core::store::audit::{self, Actor, Entry};
+use wearhouse_core::store::collection;
 use wearhouse_core::store::consent_links::{self, Claim, Link, LinkState, Refusal};
 use wearhouse_core::store::participants;
 
@@ -200,16 +201,27 @@ async fn open_link(s: &LinkRoutes, token: &str) -> Response {
             );
         }
     };
+    // The consent asks only for the scopes the participant's study needs.
+    let metrics = match collection::participant_study_metrics(&s.pool, &participant).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(link = link.link_id, error = %e, "cannot read the study's metrics for a consent link");
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The study's server cannot check this link right now; please try again later.",
+            );
+        }
+    };
     let binding = Binding::Link(link.link_id);
     let url = match link.provider.as_str() {
         fitbit::PROVIDER => s
             .fitbit
             .as_ref()
-            .map(|f| f.consent_url_bound(&participant, binding)),
+            .map(|f| f.consent_url_bound(&participant, binding, metrics.as_deref())),
         google_health::PROVIDER => s
             .google
             .as_ref()
-            .map(|g| g.consent_url_bound(&participant, binding)),
+            .map(|g| g.consent_url_bound(&participant, binding, metrics.as_deref())),
         _ => None,
     };
     let Some(url) = url else {

@@ -151,11 +151,17 @@ impl OAuthClient {
 
     /// The consent URL for a participant's browser: code flow, S256 challenge, `state`.
     pub fn authorize_url(&self, state: &str, pkce: &Pkce) -> Url {
+        self.authorize_url_for(state, pkce, &self.config.scopes)
+    }
+
+    /// [`authorize_url`](Self::authorize_url) asking for `scopes` rather than every configured
+    /// one (a study that collects fewer metrics asks for less).
+    pub fn authorize_url_for(&self, state: &str, pkce: &Pkce, scopes: &[String]) -> Url {
         let mut url = self.config.authorize_url.clone();
         url.query_pairs_mut()
             .append_pair("client_id", &self.config.client_id)
             .append_pair("response_type", "code")
-            .append_pair("scope", &self.config.scopes.join(" "))
+            .append_pair("scope", &scopes.join(" "))
             .append_pair("redirect_uri", &self.config.redirect_uri)
             .append_pair("state", state)
             .append_pair("code_challenge", &pkce.challenge)

@@ -1,7 +1,9 @@
-//! One `wearhouse-ingest run` against fakes with faults switched on — a 429 with a short
-//! `Retry-After`, a 5xx, malformed, truncated and cut-off bodies, a sleep log still processing
-//! when first asked for — stores exactly what a run against faultless fakes stores, and a
-//! second run changes nothing.
+//! The "done when": against a fresh database, one `wearhouse-ingest run` against fakes
+//! with faults switched on — a 429 with a short `Retry-After`, a 5xx, malformed, truncated and
+//! cut-off bodies, a sleep log still processing when first asked for, a participant who
+//! declined a scope — stores exactly what a run against faultless fakes stores (but for the
+//! declined scope's metric), exits 0 with the declined scope in its summary, and a second run
+//! changes nothing.
 
 use chrono::TimeZone;
 use chrono_tz::Tz;
@@ -17,6 +19,8 @@ const FITBIT_ID: &str = "23ABCD";
 const FITBIT_SECRET: &str = "fitbit-secret";
 const GOOGLE_ID: &str = "1234-fake.apps.googleusercontent.com";
 const GOOGLE_SECRET: &str = "GOCSPX-fake";
+/// The scope the Fitbit participant leaves unticked on the consent page, and its metric.
+const DECLINED: (&str, &str) = ("oxygen_saturation", "spo2");
 
 struct World {
     db: TestDb,
@@ -25,13 +29,16 @@ struct World {
 }
 
 /// A Fitbit participant (Berlin) and a Google Health participant (New York), enrolled on
-/// 1 June 2025, devices synced on 3 June; with `faults`, the fakes misbehave as above.
+/// 1 June 2025, devices synced on 3 June; with `faults`, the fakes misbehave as above and
+/// the Fitbit participant declined [`DECLINED`].
 async fn world(faults: bool) -> World {
     let db = TestDb::new(TestBackend::Postgres).await;
     let fitbit = FakeFitbit::start(FakeFitbitConfig::server_app(FITBIT_ID, FITBIT_SECRET)).await;
     let mut user = FakeUser::new("7QX2LB", Tz::Europe__Berlin).last_sync("2025-06-03T12:00:00");
     if faults {
-        user = user.sleep_processing("2025-06-03", 300);
+        user = user
+            .sleep_processing("2025-06-03", 300)
+            .deny_scope(DECLINED.0);
     }
     fitbit.add_user(user);
     let google = FakeGoogleHealth::start(FakeGoogleConfig::new(GOOGLE_ID, GOOGLE_SECRET)).await;
@@ -108,7 +115,8 @@ fn provider_args(w: &World) -> Vec<String> {
     .collect()
 }
 
-async fn run(w: &World) {
+/// One run of the binary; its stderr (the summary) when it exits 0.
+async fn run(w: &World) -> String {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wearhouse-ingest"))
         .args(["run", "--database-url", &w.db.url])
         .args(provider_args(w))
@@ -116,11 +124,9 @@ async fn run(w: &World) {
         .output()
         .await
         .unwrap();
-    assert!(
-        out.status.success(),
-        "run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "run did not exit 0: {stderr}");
+    stderr
 }
 
 type Row = (
@@ -157,14 +163,38 @@ async fn one_run_against_faulty_fakes_stores_what_a_faultless_run_stores_and_a_s
     let clean = world(false).await;
     run(&clean).await;
     let faulty = world(true).await;
-    run(&faulty).await;
+    let summary = run(&faulty).await;
 
-    let expected = rows(&clean).await;
+    // Complete data: everything the faultless run stored, but the declined metric of the
+    // participant who declined it.
+    let declined =
+        |participant: &str, data_type: &str| participant == "P-FIT" && data_type == DECLINED.1;
+    let all = rows(&clean).await;
+    let expected: Vec<Row> = all
+        .iter()
+        .filter(|r| !declined(&r.0, &r.1))
+        .cloned()
+        .collect();
+    assert!(
+        expected.len() < all.len(),
+        "the faultless run stores the metric that is declined"
+    );
     let got = rows(&faulty).await;
     assert!(expected.len() > 2000, "{} rows", expected.len());
     assert_eq!(got.len(), expected.len());
     assert!(got == expected, "the faulty run stored other rows");
-    assert_eq!(watermarks(&faulty).await, watermarks(&clean).await);
+    let mut clean_marks = watermarks(&clean).await;
+    clean_marks.retain(|(p, t, _)| !declined(p, t));
+    assert_eq!(watermarks(&faulty).await, clean_marks);
+    // Exit 0, and the summary names the declined scope and whose metric it skipped.
+    assert!(
+        summary.contains(&format!(
+            "metrics skipped, scope not granted: 1: P-FIT {} ({})",
+            DECLINED.1, DECLINED.0
+        )),
+        "{summary}"
+    );
+    assert!(!summary.contains("failed:"), "{summary}");
     // The faults were served: each fake answered a 429 and a broken body.
     let fitbit: Vec<u16> = faulty.fitbit.requests().iter().map(|r| r.status).collect();
     assert_eq!(fitbit[..4], [429, 200, 200, 200], "{fitbit:?}");
@@ -181,9 +211,10 @@ async fn one_run_against_faulty_fakes_stores_what_a_faultless_run_stores_and_a_s
         "the processing night was asked for again"
     );
 
-    run(&faulty).await;
+    let again = run(&faulty).await;
     assert!(
         rows(&faulty).await == expected,
         "the second run changed rows"
     );
+    assert!(again.contains(", 0 rows changed"), "{again}");
 }

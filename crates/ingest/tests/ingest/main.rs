@@ -5,6 +5,7 @@
 
 mod alert_e2e;
 mod consent_links;
+mod consent_scopes;
 mod daemon;
 mod enroll;
 mod faulty_run;

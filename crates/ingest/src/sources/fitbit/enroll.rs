@@ -14,7 +14,7 @@ use url::Url;
 use wearhouse_core::ParticipantId;
 use wearhouse_core::store::participants::{self, NewParticipant};
 
-use super::{FitbitSource, PROVIDER};
+use super::{FitbitSource, PROVIDER, scope_for};
 use crate::oauth::consent::{self, Consent};
 use crate::oauth::{Binding, OAuthError, links, store};
 
@@ -28,16 +28,29 @@ pub struct Enrolled {
 }
 
 impl FitbitSource {
-    /// The consent URL for `participant`: send the participant's browser there.
+    /// The consent URL for `participant`, asking every configured scope: send the
+    /// participant's browser there.
     pub fn consent_url(&self, participant: &ParticipantId) -> Url {
-        self.consent_url_bound(participant, Binding::None)
+        self.consent_url_bound(participant, Binding::None, None)
     }
 
     /// [`consent_url`](Self::consent_url) with a state bound to a consent link or carrying a
-    /// confirmed account change.
-    pub fn consent_url_bound(&self, participant: &ParticipantId, binding: Binding) -> Url {
+    /// confirmed account change, asking only what `study_metrics` (the participant's study's
+    /// `metrics`; `None`: every metric) need.
+    pub fn consent_url_bound(
+        &self,
+        participant: &ParticipantId,
+        binding: Binding,
+        study_metrics: Option<&[String]>,
+    ) -> Url {
         let (state, pkce) = self.signer.issue_bound(participant, binding);
-        self.api.tokens().client().authorize_url(&state, &pkce)
+        let client = self.api.tokens().client();
+        // Every enrolment reads profile.json (time zone, account creation day) and every
+        // load devices.json (last sync).
+        let always = [scope_for("profile"), scope_for("devices")];
+        let scopes =
+            consent::scopes_for_study(self, &client.config().scopes, study_metrics, &always);
+        client.authorize_url_for(&state, &pkce, &scopes)
     }
 
     /// Completes a consent: checks `state`, exchanges `code`, reads the time zone and stores

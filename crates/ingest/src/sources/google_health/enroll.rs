@@ -19,7 +19,7 @@ use wearhouse_core::ParticipantId;
 use wearhouse_core::store::participants::{self, NewParticipant};
 
 use super::api::NOT_LINKED_REASON;
-use super::{GoogleHealthSource, PROVIDER};
+use super::{GoogleHealthSource, PROVIDER, scope_for};
 use crate::migration;
 use crate::oauth::consent::{self, Consent};
 use crate::oauth::{Binding, OAuthError, google, links, store};
@@ -47,16 +47,29 @@ struct Identity {
 }
 
 impl GoogleHealthSource {
-    /// The consent URL for `participant`: send the participant's browser there.
+    /// The consent URL for `participant`, asking every configured scope: send the
+    /// participant's browser there.
     pub fn consent_url(&self, participant: &ParticipantId) -> Url {
-        self.consent_url_bound(participant, Binding::None)
+        self.consent_url_bound(participant, Binding::None, None)
     }
 
     /// [`consent_url`](Self::consent_url) with a state bound to a consent link or carrying a
-    /// confirmed account change.
-    pub fn consent_url_bound(&self, participant: &ParticipantId, binding: Binding) -> Url {
+    /// confirmed account change, asking only what `study_metrics` (the participant's study's
+    /// `metrics`; `None`: every metric) need.
+    pub fn consent_url_bound(
+        &self,
+        participant: &ParticipantId,
+        binding: Binding,
+        study_metrics: Option<&[String]>,
+    ) -> Url {
         let (state, pkce) = self.signer.issue_bound(participant, binding);
-        google::consent_url(self.api.tokens().client(), &state, &pkce)
+        let client = self.api.tokens().client();
+        // Every enrolment reads the settings (time zone) and every load the paired devices
+        // (last sync), both under the settings scope.
+        let always = [scope_for("pairedDevices")];
+        let scopes =
+            consent::scopes_for_study(self, &client.config().scopes, study_metrics, &always);
+        google::consent_url(client, &state, &pkce, &scopes)
     }
 
     /// Completes a consent: checks `state`, exchanges `code`, reads identity and time zone,
