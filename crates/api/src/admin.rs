@@ -11,7 +11,8 @@ use sqlx::{Connection as _, PgConnection};
 use wearhouse_core::config::DatabaseArgs;
 use wearhouse_core::store::audit;
 use wearhouse_core::store::users::{self, NewUser, Role};
-use wearhouse_core::store::{credentials, studies};
+use wearhouse_core::Metric;
+use wearhouse_core::store::{collection, credentials, studies};
 
 use crate::auth::password;
 
@@ -29,6 +30,25 @@ pub enum StudyCommand {
     },
     /// List the studies with their participant counts.
     List,
+    /// Set the metrics a study collects: the ingest fetches only these for its participants
+    /// and their consent asks only the scopes these need.
+    SetMetrics {
+        /// The study's id.
+        #[arg(long)]
+        study: String,
+        /// Metric names, comma separated (e.g. heart_rate,steps; `GET /metrics-catalog` lists
+        /// them).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        metrics: Vec<Metric>,
+        /// Every metric its participants' providers offer (the default for a new study).
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 /// `wearhouse-api user …`
@@ -192,6 +212,40 @@ pub async fn study(database: &DatabaseArgs, command: StudyCommand) -> anyhow::Re
             println!("{:<24} {:>12}  name", "study", "participants");
             for s in studies::list(&mut conn).await? {
                 println!("{:<24} {:>12}  {}", s.study_id, s.participants, s.name);
+            }
+        }
+        StudyCommand::SetMetrics {
+            study,
+            mut metrics,
+            all,
+        } => {
+            metrics.sort_by_key(|m| m.name());
+            metrics.dedup();
+            let metrics = (!all).then_some(metrics);
+            let names: Option<Vec<&str>> =
+                metrics.as_ref().map(|m| m.iter().map(|m| m.name()).collect());
+            let mut tx = conn.begin().await?;
+            if !studies::missing(&mut tx, std::slice::from_ref(&study))
+                .await?
+                .is_empty()
+            {
+                anyhow::bail!(
+                    "there is no study {study:?}; `wearhouse-api study list` shows the studies"
+                );
+            }
+            let previous = collection::study_metrics(&mut *tx, &study).await?;
+            collection::set_study_metrics(&mut *tx, &study, metrics.as_deref()).await?;
+            record(
+                &mut tx,
+                audit::action::STUDY_CHANGED,
+                Some(&study),
+                serde_json::json!({"change": "metrics", "metrics": names, "previous": previous}),
+            )
+            .await?;
+            tx.commit().await?;
+            match names {
+                Some(n) => println!("study {study} collects {}", n.join(", ")),
+                None => println!("study {study} collects every metric its providers offer"),
             }
         }
     }

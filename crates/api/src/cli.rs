@@ -41,7 +41,8 @@ pub enum Command {
         #[command(flatten)]
         args: Box<ServeArgs>,
     },
-    /// Studies: `study add --id S --name N`, `study list`.
+    /// Studies: `study add --id S --name N`, `study list`,
+    /// `study set-metrics --study S --metrics heart_rate,steps` (or `--all`).
     Study {
         #[command(flatten)]
         database: DatabaseArgs,

@@ -370,3 +370,68 @@ async fn the_apis_database_role_cannot_touch_the_audit_trail_or_the_grants() {
     let (ok, out) = cli(&app, &["audit", "verify"]);
     assert!(ok, "{out}");
 }
+
+#[tokio::test]
+async fn a_study_s_metrics_are_set_from_the_command_line_and_audited() {
+    let app = spawn_app().await;
+    let pool = &app.db.as_ref().unwrap().pool;
+    let metrics = || async {
+        sqlx::query_scalar::<_, Option<Vec<String>>>(
+            "select metrics from studies where study_id = 'default'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(metrics().await, None, "a new study collects everything");
+
+    let (ok, out) = cli(
+        &app,
+        &[
+            "study",
+            "set-metrics",
+            "--study",
+            "default",
+            "--metrics",
+            "steps,heart_rate,steps",
+        ],
+    );
+    assert!(ok && out.contains("collects heart_rate, steps"), "{out}");
+    assert_eq!(
+        metrics().await,
+        Some(vec!["heart_rate".to_owned(), "steps".to_owned()])
+    );
+
+    let (ok, out) = cli(
+        &app,
+        &["study", "set-metrics", "--study", "default", "--metrics", "heartrate"],
+    );
+    assert!(!ok && out.contains("heartrate"), "names the bad value: {out}");
+    let (ok, out) = cli(
+        &app,
+        &["study", "set-metrics", "--study", "nope", "--metrics", "steps"],
+    );
+    assert!(!ok && out.contains("no study \"nope\""), "{out}");
+    let (ok, out) = cli(&app, &["study", "set-metrics", "--study", "default"]);
+    assert!(!ok && out.contains("--metrics"), "says what is missing: {out}");
+    assert_eq!(metrics().await.map(|m| m.len()), Some(2), "unchanged");
+
+    let (ok, out) = cli(&app, &["study", "set-metrics", "--study", "default", "--all"]);
+    assert!(ok && out.contains("every metric"), "{out}");
+    assert_eq!(metrics().await, None);
+
+    let details: Vec<serde_json::Value> = sqlx::query_scalar(
+        "select detail from audit_log
+         where action = 'study_changed' and detail->>'change' = 'metrics' order by audit_id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(details.len(), 2, "{details:?}");
+    assert_eq!(details[0]["metrics"], serde_json::json!(["heart_rate", "steps"]));
+    assert_eq!(details[1]["metrics"], serde_json::Value::Null);
+    assert_eq!(
+        details[1]["previous"],
+        serde_json::json!(["heart_rate", "steps"])
+    );
+}

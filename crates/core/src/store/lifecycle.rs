@@ -155,15 +155,18 @@ pub async fn withdrawn_grants(db: impl PgExecutor<'_>) -> Result<Vec<GrantKey>> 
     .await?)
 }
 
-/// Deletes the participant's grant with `provider` once it is revoked at the provider.
-/// Returns whether there was one.
+/// Deletes the participant's grant with `provider` once it is revoked at the provider, with
+/// any record of a refresh token in flight. Returns whether there was one.
 pub async fn delete_grant(
     db: impl PgExecutor<'_>,
     id: &ParticipantId,
     provider: &str,
 ) -> Result<bool> {
     Ok(sqlx::query!(
-        "delete from oauth_tokens where participant_id = $1 and provider = $2",
+        "with in_flight as (
+           delete from oauth_refresh_in_flight where participant_id = $1 and provider = $2
+         )
+         delete from oauth_tokens where participant_id = $1 and provider = $2",
         id.as_str(),
         provider
     )

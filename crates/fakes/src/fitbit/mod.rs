@@ -45,6 +45,10 @@ pub struct FakeFitbitConfig {
     pub rate_limit: u32,
     /// Whether the app may read intraday data (else 403 `insufficient_permissions`).
     pub intraday_enabled: bool,
+    /// For how many seconds a spent refresh token sent again gets the same answer back (0:
+    /// never). Reported for Fitbit (identical refreshes within 2 minutes), unverified; off by
+    /// default so that nothing depends on it by accident.
+    pub refresh_grace_secs: i64,
 }
 
 impl FakeFitbitConfig {
@@ -56,6 +60,7 @@ impl FakeFitbitConfig {
             token_ttl_secs: 28_800,
             rate_limit: 150,
             intraday_enabled: true,
+            refresh_grace_secs: 0,
         }
     }
 
@@ -222,6 +227,10 @@ struct Inner {
     sleep_asked: HashMap<(String, NaiveDate), DateTime<Utc>>,
     log: Vec<RequestRecord>,
     token_latency: Duration,
+    /// Delay between processing a token request and answering it.
+    token_answer_delay: Duration,
+    /// The answer each spent refresh token got, and when (the grace period's replays).
+    refresh_answers: HashMap<String, (DateTime<Utc>, FakeTokens)>,
 }
 
 type Shared = crate::state::Shared<FakeFitbitConfig, Inner>;
@@ -354,6 +363,13 @@ impl FakeFitbit {
     /// Delays token endpoint answers (widens the window in which two refreshes could race).
     pub fn set_token_latency(&self, latency: Duration) {
         self.shared.inner().token_latency = latency;
+    }
+
+    /// Delays token endpoint answers after the request was processed: a refresh has rotated
+    /// the token by the time its answer leaves, so a client that dies or gives up meanwhile
+    /// holds a spent refresh token.
+    pub fn set_token_answer_delay(&self, delay: Duration) {
+        self.shared.inner().token_answer_delay = delay;
     }
 
     /// Changes the configuration (TTL, quota, intraday access) of the running fake.

@@ -176,82 +176,106 @@ pub(super) async fn token(
         return r;
     }
     let ttl = s.config().token_ttl_secs;
+    let grace = chrono::Duration::seconds(s.config().refresh_grace_secs);
     let now = s.now();
-    let mut inner = s.inner();
-    let field = |k: &str| form.get(k).cloned();
-    let tokens = match field("grant_type").as_deref() {
-        Some("authorization_code") => {
-            let Some(code) = field("code") else {
-                return missing("code");
-            };
-            let grant = match inner.grants.usable(&code, now) {
-                Ok(grant) => grant,
-                Err(CodeRefusal::Expired) => {
-                    return oauth_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_grant",
-                        &format!("Authorization code expired: {code} {VISIT}"),
-                    );
-                }
-                Err(CodeRefusal::Unknown | CodeRefusal::Used) => {
-                    return oauth_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_grant",
-                        &format!("Authorization code invalid: {code} {VISIT}"),
-                    );
-                }
-            };
-            if Some(&grant.redirect_uri) != field("redirect_uri").as_ref() {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    "Invalid redirect_uri parameter value",
-                );
-            }
-            if grant.challenge.is_some() {
-                let Some(verifier) = field("code_verifier") else {
-                    return missing("code_verifier");
+    let (tokens, delay) = {
+        let mut inner = s.inner();
+        let field = |k: &str| form.get(k).cloned();
+        let tokens = match field("grant_type").as_deref() {
+            Some("authorization_code") => {
+                let Some(code) = field("code") else {
+                    return missing("code");
                 };
-                if !(43..=128).contains(&verifier.len()) || !grant.verifies(&verifier) {
+                let grant = match inner.grants.usable(&code, now) {
+                    Ok(grant) => grant,
+                    Err(CodeRefusal::Expired) => {
+                        return oauth_error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_grant",
+                            &format!("Authorization code expired: {code} {VISIT}"),
+                        );
+                    }
+                    Err(CodeRefusal::Unknown | CodeRefusal::Used) => {
+                        return oauth_error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_grant",
+                            &format!("Authorization code invalid: {code} {VISIT}"),
+                        );
+                    }
+                };
+                if Some(&grant.redirect_uri) != field("redirect_uri").as_ref() {
                     return oauth_error(
                         StatusCode::BAD_REQUEST,
                         "invalid_grant",
-                        "Invalid code_verifier parameter value",
+                        "Invalid redirect_uri parameter value",
                     );
                 }
+                if grant.challenge.is_some() {
+                    let Some(verifier) = field("code_verifier") else {
+                        return missing("code_verifier");
+                    };
+                    if !(43..=128).contains(&verifier.len()) || !grant.verifies(&verifier) {
+                        return oauth_error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_grant",
+                            "Invalid code_verifier parameter value",
+                        );
+                    }
+                }
+                inner.grants.spend(&code);
+                new_grant(&mut inner, &grant.user, grant.scopes, now, ttl)
             }
-            inner.grants.spend(&code);
-            new_grant(&mut inner, &grant.user, grant.scopes, now, ttl)
-        }
-        Some("refresh_token") => {
-            let Some(rt) = field("refresh_token") else {
-                return missing("refresh_token");
-            };
-            let grants = &mut inner.grants;
-            let usable = grants
-                .refresh
-                .get(&rt)
-                .filter(|g| !g.spent && !grants.revoked.contains(&g.grant))
-                .cloned();
-            let Some(grant) = usable else {
+            Some("refresh_token") => {
+                let Some(rt) = field("refresh_token") else {
+                    return missing("refresh_token");
+                };
+                let grants = &mut inner.grants;
+                let Some(grant) = grants
+                    .refresh
+                    .get(&rt)
+                    .filter(|g| !grants.revoked.contains(&g.grant))
+                    .cloned()
+                else {
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        &format!("Refresh token invalid: {rt}. {VISIT}"),
+                    );
+                };
+                if grant.spent {
+                    // Within the grace period an identical refresh gets the same answer again.
+                    match inner.refresh_answers.get(&rt) {
+                        Some((at, answer)) if now - *at <= grace => answer.clone(),
+                        _ => {
+                            return oauth_error(
+                                StatusCode::BAD_REQUEST,
+                                "invalid_grant",
+                                &format!("Refresh token invalid: {rt}. {VISIT}"),
+                            );
+                        }
+                    }
+                } else {
+                    grants.refresh.get_mut(&rt).expect("present").spent = true;
+                    grants.count_refresh(&grant.user);
+                    let answer =
+                        issue(&mut inner, &grant.user, grant.scopes, grant.grant, now, ttl);
+                    inner.refresh_answers.insert(rt, (now, answer.clone()));
+                    answer
+                }
+            }
+            _ => {
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    &format!("Refresh token invalid: {rt}. {VISIT}"),
+                    "unsupported_grant_type",
+                    "The grant_type is not supported.",
                 );
-            };
-            grants.refresh.get_mut(&rt).expect("present").spent = true;
-            grants.count_refresh(&grant.user);
-            issue(&mut inner, &grant.user, grant.scopes, grant.grant, now, ttl)
-        }
-        _ => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "The grant_type is not supported.",
-            );
-        }
+            }
+        };
+        (tokens, inner.token_answer_delay)
     };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     axum::Json(serde_json::json!({
         "access_token": tokens.access_token,
         "expires_in": tokens.expires_in,

@@ -2,6 +2,12 @@
 //! the participant's `oauth_tokens` row lock (`select … for update`): the row is re-read once
 //! the lock is held (another worker may have refreshed meanwhile, and then its token is used),
 //! the token endpoint is called, and the new pair is committed before anyone uses it.
+//!
+//! The token being spent is recorded (sealed, committed on its own connection) before the
+//! call and forgotten in the statement that stores the new pair. If the process dies in
+//! between, the next refresh finds the record, sends the same token again (a provider with a
+//! grace period for identical refreshes answers with the same new pair), and only if that is
+//! refused marks the participant for re-consent, saying the refresh was cut off.
 
 use std::sync::Arc;
 
@@ -97,29 +103,60 @@ impl TokenManager {
             tx.commit().await?;
             return Err(OAuthError::InvalidGrant(reason.into()));
         };
+        // A record of this very token means an earlier refresh sent it and its answer was
+        // never stored (the process died, or the answer was lost): the request below is then
+        // the identical one again, which a provider replaying refreshes within a grace period
+        // answers with the pair it rotated to. A record of another token is from a grant
+        // since replaced, and is overwritten.
+        let cut_off = store::in_flight(&mut tx, &self.key, participant, provider)
+            .await?
+            .filter(|f| f.refresh_token.as_deref() == Some(refresh_token))
+            .map(|f| f.started_at);
+        if let Some(started_at) = cut_off {
+            tracing::warn!(participant = %participant, provider, %started_at, "an earlier refresh with the stored token was cut off before its answer was stored; sending it again");
+        }
+        store::record_in_flight(&self.pool, &self.key, participant, provider, refresh_token)
+            .await?;
         match self.client.refresh(refresh_token).await {
             Ok(tokens) => {
-                let saved = store::save(
+                store::save_refreshed(
                     &mut tx,
                     &self.key,
                     participant,
                     provider,
                     &tokens,
+                    refresh_token,
                     Utc::now(),
                 )
                 .await?;
                 tx.commit().await?;
-                tracing::info!(participant = %participant, provider, "access token refreshed");
-                Ok(saved.access_token)
+                if cut_off.is_some() {
+                    tracing::info!(participant = %participant, provider, "the provider replayed the cut-off refresh; grant recovered");
+                } else {
+                    tracing::info!(participant = %participant, provider, "access token refreshed");
+                }
+                Ok(tokens.access_token)
             }
-            Err(OAuthError::InvalidGrant(reason)) => {
+            Err(OAuthError::InvalidGrant(answer)) => {
+                let reason = match cut_off {
+                    Some(started_at) => format!(
+                        "a refresh started at {} was cut off before its new tokens were \
+                         stored, and sending it again was refused ({answer}); the provider \
+                         rotated the refresh token and does not replay the refresh",
+                        started_at.format("%Y-%m-%d %H:%M:%S UTC")
+                    ),
+                    None => answer,
+                };
                 self.record_invalid_grant(&mut tx, participant, &reason)
                     .await?;
+                store::clear_in_flight(&mut tx, participant, provider).await?;
                 tx.commit().await?;
                 tracing::warn!(participant = %participant, provider, %reason, "refresh rejected; participant needs re-consent");
                 Err(OAuthError::InvalidGrant(reason))
             }
             Err(e) => {
+                // The provider may have rotated the token before the failure: the record
+                // stays, and the next refresh sends the same token again.
                 tx.rollback().await?;
                 Err(e)
             }

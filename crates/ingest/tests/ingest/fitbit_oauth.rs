@@ -10,7 +10,9 @@ use chrono_tz::America::New_York;
 use wearhouse_core::ParticipantId;
 use wearhouse_core::store::participants;
 use wearhouse_fakes::{FakeFitbit, FakeFitbitConfig, FakeUser};
+use wearhouse_ingest::oauth::store::StoredToken;
 use wearhouse_ingest::oauth::{OAuthClient, OAuthError, store};
+use wearhouse_ingest::sources::SourceParticipant;
 use wearhouse_ingest::sources::fitbit::{FitbitSource, NoopObserver};
 use wearhouse_ingest::sources::{Source, SourceError};
 
@@ -265,4 +267,135 @@ async fn revoking_a_grant_stops_its_tokens_at_fitbit() {
     assert!(env.token_row(&p).await.revoked_at.is_some());
     let body = env.raw(&p, "/1/user/-/devices.json").await;
     assert_eq!(body["errors"][0]["errorType"], "invalid_token");
+}
+
+/// Rows recording a refresh token sent and not yet answered.
+async fn refreshes_in_flight(env: &Env) -> i64 {
+    sqlx::query_scalar("select count(*) from oauth_refresh_in_flight")
+        .fetch_one(&env.db.pool)
+        .await
+        .unwrap()
+}
+
+/// A refresh that dies after Fitbit rotated the token and before the new pair was stored: the
+/// fake processes the refresh and holds its answer back, and the refreshing task is dropped
+/// meanwhile (what a crash does to its transaction; the record of the token in flight was
+/// committed on its own connection).
+async fn refresh_cut_off_after_rotation(env: &Env, p: &SourceParticipant) -> StoredToken {
+    let before = env.token_row(p).await;
+    sqlx::query("update oauth_tokens set expires_at = now()")
+        .execute(&env.db.pool)
+        .await
+        .unwrap();
+    env.fake.set_token_answer_delay(Duration::from_secs(30));
+    let cut = tokio::time::timeout(Duration::from_secs(2), env.source.last_sync(p)).await;
+    assert!(cut.is_err(), "the refresh finished: {cut:?}");
+    env.fake.set_token_answer_delay(Duration::ZERO);
+    assert_eq!(env.fake.refresh_count("7QX2LB"), 1, "Fitbit rotated");
+    let after = env.token_row(p).await;
+    assert_eq!(after.refresh_token, before.refresh_token, "nothing was stored");
+    assert_eq!(refreshes_in_flight(env).await, 1, "the spent token is known");
+    after
+}
+
+#[tokio::test]
+async fn a_refresh_cut_off_after_rotation_is_recovered_within_fitbits_grace_period() {
+    let env = env(vec![FakeUser::new("7QX2LB", New_York)]).await;
+    env.fake.configure(|c| c.refresh_grace_secs = 120);
+    let p = env.enrol("P001", "7QX2LB", New_York).await;
+    let spent = refresh_cut_off_after_rotation(&env, &p).await;
+
+    // The next refresh sends the spent token again and gets the pair Fitbit rotated to.
+    env.source.last_sync(&p).await.unwrap();
+    assert!(!env.needs_reconsent(&p).await);
+    let recovered = env.token_row(&p).await;
+    assert_ne!(recovered.refresh_token, spent.refresh_token);
+    assert!(recovered.revoked_at.is_none());
+    assert_eq!(refreshes_in_flight(&env).await, 0);
+    assert_eq!(env.fake.refresh_count("7QX2LB"), 1, "a replay, not a new rotation");
+
+    // The recovered pair is the live one: it refreshes again.
+    sqlx::query("update oauth_tokens set expires_at = now()")
+        .execute(&env.db.pool)
+        .await
+        .unwrap();
+    env.source.last_sync(&p).await.unwrap();
+    assert_eq!(env.fake.refresh_count("7QX2LB"), 2);
+    assert!(!env.needs_reconsent(&p).await);
+}
+
+#[tokio::test]
+async fn a_refresh_cut_off_after_rotation_without_a_grace_period_asks_for_re_consent_saying_why() {
+    let env = env(vec![FakeUser::new("7QX2LB", New_York)]).await;
+    let p = env.enrol("P001", "7QX2LB", New_York).await;
+    refresh_cut_off_after_rotation(&env, &p).await;
+
+    let e = env.source.last_sync(&p).await.unwrap_err();
+    assert!(
+        matches!(e, SourceError::NeedsReconsent { ref reason } if reason.contains("cut off")),
+        "{e:?}"
+    );
+    let mut conn = env.db.pool.acquire().await.unwrap();
+    let row = participants::get(&mut conn, &p.id).await.unwrap();
+    assert!(row.needs_reconsent);
+    let reason = row.reconsent_reason.unwrap();
+    assert!(
+        reason.contains("cut off") && reason.contains("invalid_grant"),
+        "{reason}"
+    );
+    assert_eq!(refreshes_in_flight(&env).await, 0);
+    assert!(env.token_row(&p).await.revoked_at.is_some());
+}
+
+#[tokio::test]
+async fn the_refresh_token_in_flight_is_sealed_not_stored_in_plain_text() {
+    let env = env(vec![FakeUser::new("7QX2LB", New_York)]).await;
+    let p = env.enrol("P001", "7QX2LB", New_York).await;
+    let spent = refresh_cut_off_after_rotation(&env, &p).await;
+    let token = spent.refresh_token.unwrap();
+    let sealed: Vec<u8> = sqlx::query_scalar(
+        "select refresh_token_sealed from oauth_refresh_in_flight where participant_id = 'P001'",
+    )
+    .fetch_one(&env.db.pool)
+    .await
+    .unwrap();
+    let needle = token.as_bytes();
+    assert!(!sealed.windows(needle.len()).any(|w| w == needle));
+    let text: String =
+        sqlx::query_scalar("select oauth_refresh_in_flight::text from oauth_refresh_in_flight")
+            .fetch_one(&env.db.pool)
+            .await
+            .unwrap();
+    assert!(!text.contains(&token));
+}
+
+#[tokio::test]
+async fn the_token_and_revoke_urls_are_settable_on_their_own() {
+    let fake = FakeFitbit::start(FakeFitbitConfig::server_app(CLIENT_ID, SECRET)).await;
+    fake.add_user(FakeUser::new("7QX2LB", New_York));
+    let mut args = args_for(&fake);
+    // The data API is elsewhere (nothing listens there); only the OAuth endpoints are set.
+    args.api_url = "http://127.0.0.1:9".parse().unwrap();
+    args.token_url = Some(format!("{}/oauth2/token", fake.url()).parse().unwrap());
+    args.revoke_url = Some(format!("{}/oauth2/revoke", fake.url()).parse().unwrap());
+    let config = args.oauth_config().unwrap();
+    assert_eq!(config.token_url, args.token_url.clone().unwrap());
+    let client = OAuthClient::new(config, reqwest::Client::new());
+    let tokens = client
+        .refresh(&fake.issue_tokens("7QX2LB").refresh_token)
+        .await
+        .unwrap();
+    client.revoke(&tokens.access_token).await.unwrap();
+    let spent = client.refresh(&tokens.refresh_token.unwrap()).await;
+    assert!(
+        matches!(spent, Err(OAuthError::InvalidGrant(_))),
+        "revoked: {spent:?}"
+    );
+
+    // Unset, they follow the API URL.
+    let derived = args_for(&fake).oauth_config().unwrap();
+    assert_eq!(
+        derived.revoke_url.as_str(),
+        format!("{}/oauth2/revoke", fake.url())
+    );
 }

@@ -118,6 +118,23 @@ pub struct FitbitArgs {
     )]
     pub api_url: Url,
 
+    /// The token endpoint (code exchange and refresh), when it is not `{api-url}/oauth2/token`
+    /// (e.g. behind an egress proxy).
+    #[arg(
+        long = "fitbit-token-url",
+        id = "fitbit-token-url",
+        env = "WEARHOUSE_FITBIT_TOKEN_URL"
+    )]
+    pub token_url: Option<Url>,
+
+    /// The revocation endpoint, when it is not `{api-url}/oauth2/revoke`.
+    #[arg(
+        long = "fitbit-revoke-url",
+        id = "fitbit-revoke-url",
+        env = "WEARHOUSE_FITBIT_REVOKE_URL"
+    )]
+    pub revoke_url: Option<Url>,
+
     /// The consent page participants are sent to.
     #[arg(
         long = "fitbit-authorize-url",
@@ -257,6 +274,8 @@ impl FitbitArgs {
             },
             authorize_url: api_url.join("/oauth2/authorize").expect("join"),
             api_url,
+            token_url: None,
+            revoke_url: None,
             redirect_uri: "http://localhost:8080/callback".into(),
             scopes: "activity heartrate sleep oxygen_saturation respiratory_rate temperature settings profile".into(),
             state_key: None,
@@ -277,16 +296,18 @@ impl FitbitArgs {
         if self.app_type == AppType::Server && self.client_secret.is_none() {
             return Err(ConfigError::MissingSecret);
         }
-        let join = |p: &str| {
-            self.api_url
-                .join(p)
-                .map_err(|e| ConfigError::Url(e.to_string()))
+        let url = |set: &Option<Url>, path: &str| match set {
+            Some(url) => Ok(url.clone()),
+            None => self
+                .api_url
+                .join(path)
+                .map_err(|e| ConfigError::Url(e.to_string())),
         };
         Ok(OAuthConfig {
             provider: PROVIDER,
             authorize_url: self.authorize_url.clone(),
-            token_url: join("/oauth2/token")?,
-            revoke_url: join("/oauth2/revoke")?,
+            token_url: url(&self.token_url, "/oauth2/token")?,
+            revoke_url: url(&self.revoke_url, "/oauth2/revoke")?,
             client_id,
             client_secret: self.client_secret.clone(),
             client_auth: match self.app_type {
