@@ -8,10 +8,10 @@ use anyhow::Context as _;
 use chrono::Utc;
 use clap::Subcommand;
 use sqlx::{Connection as _, PgConnection};
+use wearhouse_core::Metric;
 use wearhouse_core::config::DatabaseArgs;
 use wearhouse_core::store::audit;
 use wearhouse_core::store::users::{self, NewUser, Role};
-use wearhouse_core::Metric;
 use wearhouse_core::store::{collection, credentials, studies};
 
 use crate::auth::password;
@@ -222,8 +222,9 @@ pub async fn study(database: &DatabaseArgs, command: StudyCommand) -> anyhow::Re
             metrics.sort_by_key(|m| m.name());
             metrics.dedup();
             let metrics = (!all).then_some(metrics);
-            let names: Option<Vec<&str>> =
-                metrics.as_ref().map(|m| m.iter().map(|m| m.name()).collect());
+            let names: Option<Vec<&str>> = metrics
+                .as_ref()
+                .map(|m| m.iter().map(|m| m.name()).collect());
             let mut tx = conn.begin().await?;
             if !studies::missing(&mut tx, std::slice::from_ref(&study))
                 .await?

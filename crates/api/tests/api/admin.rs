@@ -404,19 +404,42 @@ async fn a_study_s_metrics_are_set_from_the_command_line_and_audited() {
 
     let (ok, out) = cli(
         &app,
-        &["study", "set-metrics", "--study", "default", "--metrics", "heartrate"],
+        &[
+            "study",
+            "set-metrics",
+            "--study",
+            "default",
+            "--metrics",
+            "heartrate",
+        ],
     );
-    assert!(!ok && out.contains("heartrate"), "names the bad value: {out}");
+    assert!(
+        !ok && out.contains("heartrate"),
+        "names the bad value: {out}"
+    );
     let (ok, out) = cli(
         &app,
-        &["study", "set-metrics", "--study", "nope", "--metrics", "steps"],
+        &[
+            "study",
+            "set-metrics",
+            "--study",
+            "nope",
+            "--metrics",
+            "steps",
+        ],
     );
     assert!(!ok && out.contains("no study \"nope\""), "{out}");
     let (ok, out) = cli(&app, &["study", "set-metrics", "--study", "default"]);
-    assert!(!ok && out.contains("--metrics"), "says what is missing: {out}");
+    assert!(
+        !ok && out.contains("--metrics"),
+        "says what is missing: {out}"
+    );
     assert_eq!(metrics().await.map(|m| m.len()), Some(2), "unchanged");
 
-    let (ok, out) = cli(&app, &["study", "set-metrics", "--study", "default", "--all"]);
+    let (ok, out) = cli(
+        &app,
+        &["study", "set-metrics", "--study", "default", "--all"],
+    );
     assert!(ok && out.contains("every metric"), "{out}");
     assert_eq!(metrics().await, None);
 
@@ -428,7 +451,10 @@ async fn a_study_s_metrics_are_set_from_the_command_line_and_audited() {
     .await
     .unwrap();
     assert_eq!(details.len(), 2, "{details:?}");
-    assert_eq!(details[0]["metrics"], serde_json::json!(["heart_rate", "steps"]));
+    assert_eq!(
+        details[0]["metrics"],
+        serde_json::json!(["heart_rate", "steps"])
+    );
     assert_eq!(details[1]["metrics"], serde_json::Value::Null);
     assert_eq!(
         details[1]["previous"],

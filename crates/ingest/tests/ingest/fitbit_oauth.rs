@@ -293,8 +293,15 @@ async fn refresh_cut_off_after_rotation(env: &Env, p: &SourceParticipant) -> Sto
     env.fake.set_token_answer_delay(Duration::ZERO);
     assert_eq!(env.fake.refresh_count("7QX2LB"), 1, "Fitbit rotated");
     let after = env.token_row(p).await;
-    assert_eq!(after.refresh_token, before.refresh_token, "nothing was stored");
-    assert_eq!(refreshes_in_flight(env).await, 1, "the spent token is known");
+    assert_eq!(
+        after.refresh_token, before.refresh_token,
+        "nothing was stored"
+    );
+    assert_eq!(
+        refreshes_in_flight(env).await,
+        1,
+        "the spent token is known"
+    );
     after
 }
 
@@ -312,7 +319,11 @@ async fn a_refresh_cut_off_after_rotation_is_recovered_within_fitbits_grace_peri
     assert_ne!(recovered.refresh_token, spent.refresh_token);
     assert!(recovered.revoked_at.is_none());
     assert_eq!(refreshes_in_flight(&env).await, 0);
-    assert_eq!(env.fake.refresh_count("7QX2LB"), 1, "a replay, not a new rotation");
+    assert_eq!(
+        env.fake.refresh_count("7QX2LB"),
+        1,
+        "a replay, not a new rotation"
+    );
 
     // The recovered pair is the live one: it refreshes again.
     sqlx::query("update oauth_tokens set expires_at = now()")
