@@ -160,6 +160,15 @@ class FakeIngestMetrics:
                     "# HELP wearhouse_ingest_participants_needing_reconsent_longer Waiting.\n"
                     "# TYPE wearhouse_ingest_participants_needing_reconsent_longer gauge\n"
                     'wearhouse_ingest_participants_needing_reconsent_longer{days="7"} 0\n'
+                    "# HELP wearhouse_database_up Database readable.\n"
+                    "# TYPE wearhouse_database_up gauge\n"
+                    "wearhouse_database_up 1\n"
+                    "# HELP wearhouse_database_relation_size_bytes Relation sizes.\n"
+                    "# TYPE wearhouse_database_relation_size_bytes gauge\n"
+                    'wearhouse_database_relation_size_bytes{relation="raw_data"} 8192\n'
+                    "# HELP wearhouse_database_info Backend.\n"
+                    "# TYPE wearhouse_database_info gauge\n"
+                    'wearhouse_database_info{backend="postgres",run_db_jobs="none"} 1\n'
                 ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")

@@ -55,11 +55,38 @@ class MetricContractTests(unittest.TestCase):
             "wearhouse_ingest_last_success_timestamp_seconds 1700000000\n"
             "wearhouse_ingest_participants_needing_reconsent 0\n"
             'wearhouse_ingest_participants_needing_reconsent_longer{days="7"} 0\n'
+            "wearhouse_database_up 1\n"
+            'wearhouse_database_relation_size_bytes{relation="raw_data"} 8192\n'
         )
         self.assertEqual(
             problems("ingest", exposition),
             ['ingest: wearhouse_ingest_runs_total{outcome="failure"} must be exported from '
              "start (at 0)"],
+        )
+
+    def test_database_job_metrics_are_required_only_on_timescaledb(self) -> None:
+        base = (
+            'wearhouse_ingest_runs_total{outcome="success"} 0\n'
+            'wearhouse_ingest_runs_total{outcome="failure"} 0\n'
+            "wearhouse_ingest_last_success_timestamp_seconds 0\n"
+            "wearhouse_ingest_participants_needing_reconsent 0\n"
+            'wearhouse_ingest_participants_needing_reconsent_longer{days="7"} 0\n'
+            "wearhouse_database_up 1\n"
+            'wearhouse_database_relation_size_bytes{relation="raw_data"} 8192\n'
+        )
+        plain = base + 'wearhouse_database_info{backend="postgres",run_db_jobs="none"} 1\n'
+        self.assertEqual(problems("ingest", plain), [])
+        timescale = base + 'wearhouse_database_info{backend="timescaledb",run_db_jobs="auto"} 1\n'
+        missing = problems("ingest", timescale)
+        self.assertIn(
+            "ingest: wearhouse_database_job_consecutive_failures is queried by the alert rules "
+            "but not exported",
+            missing,
+        )
+        self.assertIn(
+            "ingest: wearhouse_database_chunks_awaiting_compression is queried by the alert "
+            "rules but not exported",
+            missing,
         )
 
     def test_metrics_are_taken_from_the_rules_as_they_are(self) -> None:

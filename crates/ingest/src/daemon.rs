@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use wearhouse_core::config::DatabaseArgs;
 use wearhouse_core::telemetry::{MetricsRegistry, ops_router};
 
+use crate::db_jobs::{DbJobsArgs, DbMetrics, DbUpkeep};
 use crate::metrics::IngestMetrics;
 use crate::pipeline::{Pipeline, PipelineArgs};
 use crate::sources::registry::{self, ProviderArgs, SourceContext, Sources};
@@ -56,6 +57,9 @@ pub struct DaemonArgs {
     pub database: DatabaseArgs,
 
     #[command(flatten)]
+    pub db_jobs: DbJobsArgs,
+
+    #[command(flatten)]
     pub pipeline: PipelineArgs,
 
     #[command(flatten)]
@@ -78,6 +82,7 @@ pub async fn run(args: DaemonArgs, shutdown: CancellationToken) -> anyhow::Resul
     // Exported from the start, as the other counts from the database, so the alert rule on it
     // has a series to watch (see monitoring/README.md); the first run sets the real count.
     metrics.set_needing_reconsent_longer(args.pipeline.reconsent_alert_days, 0);
+    let db_metrics = DbMetrics::register(&registry);
     let pool = args.database.lazy_pool()?;
     let ctx = SourceContext::new(pool.clone(), metrics.source.clone(), &args.providers)?;
     // Grants from before encryption are sealed now, or before the first run when the
@@ -117,6 +122,18 @@ pub async fn run(args: DaemonArgs, shutdown: CancellationToken) -> anyhow::Resul
         crate::withdraw::Revokers::configured(&args.providers, &ctx)?,
         metrics.clone(),
         Duration::from_secs(args.revocation_sweep_secs),
+        shutdown.clone(),
+    ));
+
+    // The database's metrics, and its background jobs where the scheduler cannot run them.
+    let upkeep = tokio::spawn(crate::db_jobs::upkeep_forever(
+        DbUpkeep::new(
+            pool.clone(),
+            &args.database,
+            args.db_jobs.run_db_jobs,
+            db_metrics,
+        )?,
+        Duration::from_secs(args.db_jobs.db_jobs_check_secs),
         shutdown.clone(),
     ));
 
@@ -189,6 +206,7 @@ pub async fn run(args: DaemonArgs, shutdown: CancellationToken) -> anyhow::Resul
     tracing::info!("shutting down");
     let _ = scheduler.shutdown().await;
     let _ = sweeper.await;
+    let _ = upkeep.await;
     server_stop.cancel();
     match tokio::time::timeout(Duration::from_secs(10), server).await {
         Ok(joined) => joined??,

@@ -7,6 +7,7 @@ pub mod backfill;
 pub mod cli;
 pub mod cohort;
 pub mod daemon;
+pub mod db_jobs;
 pub mod enroll;
 pub mod import;
 pub mod metrics;

@@ -16,6 +16,7 @@ pub mod ingest_state;
 pub mod jobs;
 pub mod lifecycle;
 pub mod locks;
+pub mod maintenance;
 pub mod moves;
 pub mod participants;
 pub mod pending_refresh;

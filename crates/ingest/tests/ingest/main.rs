@@ -7,6 +7,7 @@ mod alert_e2e;
 mod consent_links;
 mod consent_scopes;
 mod daemon;
+mod db_jobs;
 mod enroll;
 mod faulty_run;
 mod fitbit_api;
