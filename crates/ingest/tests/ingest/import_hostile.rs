@@ -82,6 +82,22 @@ fn zip_with_bombs(dir: &Path, names: &[&str]) -> std::path::PathBuf {
     plain
 }
 
+/// Overwrites the start of entry `name`'s compressed data in `archive`, so inflating it fails.
+fn corrupt_entry(archive: &Path, name: &str) {
+    use std::io::{Seek, SeekFrom};
+    let start = {
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(archive).unwrap()).unwrap();
+        let entry = zip.by_name(name).unwrap();
+        entry.data_start().unwrap()
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(archive)
+        .unwrap();
+    file.seek(SeekFrom::Start(start)).unwrap();
+    file.write_all(&[0xff; 64]).unwrap();
+}
+
 fn small_limit() -> Limits {
     Limits {
         max_entry_bytes: 256 * 1024,
@@ -99,6 +115,9 @@ async fn a_zip_bomb_past_the_size_limit_is_refused_and_the_other_entries_load() 
         &["steps-2026-10-07.json", "altitude-2026-10-07.json"],
     );
 
+    // Inflating the ignored entry would fail: it is not even opened.
+    corrupt_entry(&archive, &format!("{G}/altitude-2026-10-07.json"));
+
     let report = import_within(&db, &id, &archive, small_limit()).await;
     assert_eq!(report.files_total, 10);
     assert_eq!(report.files_imported, 7, "{:?}", report.unread);
@@ -106,7 +125,7 @@ async fn a_zip_bomb_past_the_size_limit_is_refused_and_the_other_entries_load() 
     assert!(refused);
     assert!(why.contains("larger than the 256 KiB limit"), "{why}");
     assert!(why.contains("--max-entry-bytes"), "{why}");
-    // An entry the importer does not read is not decompressed, so no limit is met.
+    // An entry the importer does not read is not decompressed: no limit met, no inflate error.
     let (why, refused) = reason_for(&report, "altitude-2026-10-07.json");
     assert!(!refused);
     assert_eq!(why, "not a file the importer understands");
