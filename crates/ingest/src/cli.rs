@@ -65,7 +65,8 @@ pub enum Command {
     Enroll(EnrollArgs),
 
     /// Import a participant's Fitbit export or Google Takeout (folder or .zip; history from before
-    /// enrolment) and print what was imported and every file that was not.
+    /// enrolment) and print what was imported and every file that was not; exits with 3 when a
+    /// file was refused for a limit or for not being a regular file.
     Import(ImportArgs),
 
     /// List the participants who must consent again (revoked or invalid grants, accounts not
@@ -148,8 +149,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Daemon(args) => crate::daemon::run(args, shutdown).await?,
         Command::Enroll(args) => println!("{}", crate::enroll::run(&args, &shutdown).await?),
         Command::Import(args) => {
-            let (_, summary) = crate::import::run(&args).await?;
+            let (report, summary) = crate::import::run(&args).await?;
             print!("{summary}");
+            // Like a run that left work for later: nothing failed, but not everything loaded.
+            if !report.is_complete() {
+                return Ok(ExitCode::from(3));
+            }
         }
         Command::Participant(command) => print!("{}", crate::withdraw::run(command).await?),
         Command::ReconsentList(args) => {

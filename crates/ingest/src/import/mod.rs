@@ -8,13 +8,31 @@
 //! (`{bpm, confidence}`), `steps-*.json`, `calories-*.json`, `distance-*.json` (centimetres, as
 //! Fitbit's account export writes them), `resting_heart_rate-*.json`, `sleep-*.json` (the v1.2
 //! shape, one `sleep_stage` sample every 30 s) and `Daily Heart Rate Variability Summary - *.csv`.
-//! Every other file is reported with the reason, never skipped silently.
+//! Every other file is reported with the reason, never skipped silently, and is not opened.
+//!
+//! An export comes from outside, so reading one is bounded whatever it holds (see [`limits`]):
+//! - files are read as streams, a JSON file one top-level entry at a time (an entry of at most
+//!   1 MiB), a CSV file one line at a time (at most 64 KiB);
+//! - at most `--max-entry-bytes` (default 512 MiB) are read from one file, counted as read
+//!   after decompression (an archive's declared sizes are not trusted), and an archive entry
+//!   may inflate to at most 100 times its compressed size (past its first MiB);
+//! - one file yields at most `--max-entry-samples` samples (default 2 000 000), and a sleep
+//!   segment covers at most a day;
+//! - a folder is walked without following symbolic links, and only regular files are read;
+//! - every reason in the report is a few hundred characters at most, naming a few items and
+//!   "and N more".
+//!
+//! A file refused for one of these is reported with the limit and how to raise it, the rest of
+//! the import goes on, and the report says the import is incomplete (`import` exits with 3).
 //!
 //! Time zone: Google does not specify whether the export's `MM/DD/YY HH:MM:SS` times are UTC or
 //! local (reference §5, unverified), so it is a flag: `--timestamps local` (the default, the
 //! participant's zone, as the Fitbit API reports) or `--timestamps utc`.
 
+mod export;
 mod files;
+pub mod limits;
+mod metered;
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +44,10 @@ use wearhouse_core::config::DatabaseArgs;
 use wearhouse_core::store::participants;
 use wearhouse_core::store::writer::SampleWriter;
 use wearhouse_core::{ParticipantId, Sample};
+
+use self::export::Export;
+use self::limits::{ByteSize, Limits, bounded};
+use self::metered::{Meter, Metered};
 
 /// How the export's offset-less timestamps are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -60,13 +82,42 @@ pub struct ImportArgs {
     /// participant (the import refuses when they are in another study).
     #[arg(long, env = "WEARHOUSE_IMPORT_STUDY")]
     pub study: Option<String>,
+
+    /// The most bytes read from one file of the export, counted as read (after decompression
+    /// for an archive entry); a larger file is reported and not imported, and the rest of the
+    /// import goes on. Sizes such as `512MiB`, `64M`, `1G` or plain bytes.
+    #[arg(
+        long,
+        env = "WEARHOUSE_IMPORT_MAX_ENTRY_BYTES",
+        default_value = "512MiB"
+    )]
+    pub max_entry_bytes: ByteSize,
+
+    /// The most samples one file may yield; they are held in memory (about 150 bytes each)
+    /// until the file is written. A file yielding more is reported and not imported.
+    #[arg(long, env = "WEARHOUSE_IMPORT_MAX_ENTRY_SAMPLES", default_value_t = limits::DEFAULT_MAX_ENTRY_SAMPLES)]
+    pub max_entry_samples: usize,
+}
+
+impl ImportArgs {
+    /// The limits these settings ask for.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_entry_bytes: self.max_entry_bytes.0,
+            max_entry_samples: self.max_entry_samples,
+        }
+    }
 }
 
 /// A file that was not imported, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Unread {
     pub path: PathBuf,
+    /// Why, in at most a few hundred characters.
     pub reason: String,
+    /// Whether the file was refused for safety (over a limit, a link, not a regular file, a
+    /// name leaving the archive) rather than not understood: the import is then incomplete.
+    pub refused: bool,
 }
 
 /// What an import did.
@@ -79,6 +130,48 @@ pub struct ImportReport {
     /// Rows that were new or changed in the database.
     pub rows_written: u64,
     pub unread: Vec<Unread>,
+}
+
+impl ImportReport {
+    /// What was imported, then each file not imported with why (its path cut to 200
+    /// characters, its reason to a few hundred), then whether the import is incomplete.
+    pub fn summary(&self) -> String {
+        let mut summary = format!(
+            "imported {} of {} files: {} rows read, {} new or changed; {} file(s) not imported\n",
+            self.files_imported,
+            self.files_total,
+            self.rows_read,
+            self.rows_written,
+            self.unread.len()
+        );
+        for u in &self.unread {
+            let path = limits::bounded_to(&u.path.display().to_string(), 200);
+            let refused = if u.refused { "refused: " } else { "" };
+            summary.push_str(&format!("  {path}: {refused}{}\n", u.reason));
+        }
+        if !self.is_complete() {
+            let refused = self.unread.iter().filter(|u| u.refused).count();
+            summary.push_str(&format!(
+                "import incomplete: {refused} file(s) refused (above); the other files were imported\n"
+            ));
+        }
+        summary
+    }
+
+    /// Whether no file was refused for safety (files the importer does not understand do not
+    /// count: an export holds many).
+    pub fn is_complete(&self) -> bool {
+        !self.unread.iter().any(|u| u.refused)
+    }
+}
+
+/// Why one file was not imported.
+#[derive(Debug)]
+pub(crate) enum Skip {
+    /// Not understood: an unknown name, or content that is not what its name says.
+    NotRead(String),
+    /// Refused for safety; the import is incomplete.
+    Refused(String),
 }
 
 /// Progress after each file.
@@ -106,117 +199,15 @@ pub enum ImportError {
     Store(#[from] wearhouse_core::Error),
 }
 
-/// The files of an export, by their path inside it, read one at a time.
-enum Export {
-    Folder {
-        root: PathBuf,
-        files: Vec<PathBuf>,
-    },
-    Zip {
-        archive: Box<zip::ZipArchive<std::fs::File>>,
-        /// File entries' names (as paths) and their index in the archive.
-        files: Vec<(PathBuf, usize)>,
-    },
-}
-
-impl Export {
-    fn open(path: &Path) -> Result<Export, ImportError> {
-        let io = |source| ImportError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        if std::fs::metadata(path).map_err(io)?.is_dir() {
-            let mut files = Vec::new();
-            walk(path, &mut files)?;
-            let mut files: Vec<PathBuf> = files
-                .into_iter()
-                .map(|f| f.strip_prefix(path).map(Path::to_owned).unwrap_or(f))
-                .collect();
-            files.sort();
-            return Ok(Export::Folder {
-                root: path.to_owned(),
-                files,
-            });
-        }
-        let file = std::fs::File::open(path).map_err(io)?;
-        let archive = zip::ZipArchive::new(file).map_err(|e| ImportError::NotAnArchive {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let mut files: Vec<(PathBuf, usize)> = (0..archive.len())
-            .filter_map(|i| {
-                let name = archive.name_for_index(i)?.ok()?;
-                (!name.ends_with('/')).then(|| (PathBuf::from(name.as_ref()), i))
-            })
-            .collect();
-        files.sort();
-        Ok(Export::Zip {
-            archive: Box::new(archive),
-            files,
-        })
-    }
-
-    fn names(&self) -> Vec<PathBuf> {
-        match self {
-            Export::Folder { files, .. } => files.clone(),
-            Export::Zip { files, .. } => files.iter().map(|(name, _)| name.clone()).collect(),
-        }
-    }
-
-    /// The bytes of file number `i` of [`Export::names`].
-    fn read(&mut self, i: usize) -> Result<Vec<u8>, String> {
-        match self {
-            Export::Folder { root, files } => {
-                std::fs::read(root.join(&files[i])).map_err(|e| format!("cannot read: {e}"))
-            }
-            Export::Zip { archive, files } => {
-                // Only names are matched, nothing is written out; still, a name that would
-                // leave the archive's folder marks an archive not made by an export.
-                let enclosed = files[i].0.components().all(|c| {
-                    matches!(
-                        c,
-                        std::path::Component::Normal(_) | std::path::Component::CurDir
-                    )
-                });
-                if !enclosed {
-                    return Err("its name leaves the archive's folder; not read".into());
-                }
-                let mut entry = archive
-                    .by_index(files[i].1)
-                    .map_err(|e| format!("cannot read from the archive: {e}"))?;
-                let mut bytes = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
-                std::io::Read::read_to_end(&mut entry, &mut bytes)
-                    .map_err(|e| format!("cannot read from the archive: {e}"))?;
-                Ok(bytes)
-            }
-        }
-    }
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ImportError> {
-    let io = |source| ImportError::Io {
-        path: dir.to_owned(),
-        source,
-    };
-    for entry in std::fs::read_dir(dir).map_err(io)? {
-        let path = entry.map_err(io)?.path();
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
-
-/// Imports the export at `path` (a folder or a `.zip`) for `participant`, calling `progress`
-/// after each file.
+/// Imports the export at `path` (a folder or a `.zip`) for `participant`, within `limits`,
+/// calling `progress` after each file.
 pub async fn import(
     pool: &PgPool,
     writer: &SampleWriter,
     participant: &ParticipantId,
     path: &Path,
     timestamps: Timestamps,
+    limits: Limits,
     mut progress: impl FnMut(Progress),
 ) -> Result<ImportReport, ImportError> {
     let mut conn = pool.acquire().await.map_err(wearhouse_core::Error::from)?;
@@ -232,20 +223,24 @@ pub async fn import(
         ..Default::default()
     };
     for (i, name) in names.iter().enumerate() {
-        let read: Result<Vec<Sample>, String> = export
-            .read(i)
-            .and_then(|bytes| files::read(participant, tz, name, &bytes));
-        match read {
+        match read_file(&mut export, i, participant, tz, limits) {
             Ok(samples) => {
                 let summary = writer.write(&mut conn, &samples).await?;
                 report.files_imported += 1;
                 report.rows_read += samples.len() as u64;
                 report.rows_written += summary.inserted + summary.updated;
             }
-            Err(reason) => report.unread.push(Unread {
-                path: name.clone(),
-                reason,
-            }),
+            Err(skip) => {
+                let (reason, refused) = match skip {
+                    Skip::NotRead(reason) => (reason, false),
+                    Skip::Refused(reason) => (reason, true),
+                };
+                report.unread.push(Unread {
+                    path: name.clone(),
+                    reason: bounded(&reason),
+                    refused,
+                });
+            }
         }
         progress(Progress {
             files_done: i + 1,
@@ -254,6 +249,36 @@ pub async fn import(
         });
     }
     Ok(report)
+}
+
+/// The samples of file number `i` of `export`: refused before it is opened when it is not a
+/// regular file, not opened at all when its name is not understood, else read as a stream.
+fn read_file(
+    export: &mut Export,
+    i: usize,
+    participant: &ParticipantId,
+    tz: Tz,
+    limits: Limits,
+) -> Result<Vec<Sample>, Skip> {
+    export.check(i).map_err(Skip::Refused)?;
+    let kind = files::kind(export.name(i)).map_err(Skip::NotRead)?;
+    let (inner, compressed) = export.open_file(i)?;
+    let mut meter = Meter::new(limits.max_entry_bytes);
+    if let Some(compressed) = compressed {
+        meter = meter.compressed(compressed);
+    }
+    let input = Metered {
+        inner,
+        meter: &meter,
+    };
+    files::read(
+        participant,
+        tz,
+        kind,
+        &meter,
+        input,
+        limits.max_entry_samples,
+    )
 }
 
 /// Runs `import`: progress on stderr, the summary (with every file not imported) returned.
@@ -279,6 +304,7 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<(ImportReport, String)> {
         &participant,
         &args.path,
         args.timestamps,
+        args.limits(),
         |p| {
             eprintln!(
                 "{}/{} files, {} rows",
@@ -288,16 +314,6 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<(ImportReport, String)> {
     )
     .await?;
     pool.close().await;
-    let mut summary = format!(
-        "imported {} of {} files: {} rows read, {} new or changed; {} file(s) not imported\n",
-        report.files_imported,
-        report.files_total,
-        report.rows_read,
-        report.rows_written,
-        report.unread.len()
-    );
-    for u in &report.unread {
-        summary.push_str(&format!("  {}: {}\n", u.path.display(), u.reason));
-    }
+    let summary = report.summary();
     Ok((report, summary))
 }

@@ -10,19 +10,20 @@ use wearhouse_core::ParticipantId;
 use wearhouse_core::store::participants::{self, NewParticipant};
 use wearhouse_core::store::writer::SampleWriter;
 use wearhouse_core::testing::{TestBackend, TestDb};
+use wearhouse_ingest::import::limits::Limits;
 use wearhouse_ingest::import::{self, Timestamps};
 
 /// A raw_data row: data type, instant, numeric and text value.
-type Row = (String, DateTime<Utc>, Option<f64>, Option<String>);
+pub(crate) type Row = (String, DateTime<Utc>, Option<f64>, Option<String>);
 
-fn write(root: &Path, rel: &str, text: &str) {
+pub(crate) fn write(root: &Path, rel: &str, text: &str) {
     let path = root.join(rel);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
 }
 
 /// A small Takeout folder: seven understood files and one the importer does not read.
-fn write_export(root: &Path) {
+pub(crate) fn write_export(root: &Path) {
     let g = "Takeout/Fitbit/Global Export Data";
     write(
         root,
@@ -66,7 +67,7 @@ fn write_export(root: &Path) {
     );
 }
 
-async fn participant_in_new_york(db: &TestDb) -> ParticipantId {
+pub(crate) async fn participant_in_new_york(db: &TestDb) -> ParticipantId {
     let id = ParticipantId::parse("P001").unwrap();
     let mut conn = db.pool.acquire().await.unwrap();
     participants::upsert(
@@ -85,16 +86,25 @@ async fn participant_in_new_york(db: &TestDb) -> ParticipantId {
 }
 
 /// Imports `path` for `id` in local time, without watching progress.
-async fn import_quietly(
+pub(crate) async fn import_quietly(
     db: &TestDb,
     id: &ParticipantId,
     path: &Path,
 ) -> Result<import::ImportReport, import::ImportError> {
     let writer = SampleWriter::new(&db.backend);
-    import::import(&db.pool, &writer, id, path, Timestamps::Local, |_| {}).await
+    import::import(
+        &db.pool,
+        &writer,
+        id,
+        path,
+        Timestamps::Local,
+        Limits::default(),
+        |_| {},
+    )
+    .await
 }
 
-async fn raw_rows(db: &TestDb) -> Vec<Row> {
+pub(crate) async fn raw_rows(db: &TestDb) -> Vec<Row> {
     sqlx::query_as(
         "select data_type, timestamp, value_numeric, value_text from raw_data
          order by data_type, timestamp",
@@ -113,9 +123,15 @@ async fn an_export_is_imported_in_the_participants_zone_once_and_unknown_files_a
 
     let writer = SampleWriter::new(&db.backend);
     let mut seen = Vec::new();
-    let report = import::import(&db.pool, &writer, &id, dir.path(), Timestamps::Local, |p| {
-        seen.push(p.files_done)
-    })
+    let report = import::import(
+        &db.pool,
+        &writer,
+        &id,
+        dir.path(),
+        Timestamps::Local,
+        Limits::default(),
+        |p| seen.push(p.files_done),
+    )
     .await
     .unwrap();
     assert_eq!(report.files_total, 8);
@@ -123,6 +139,11 @@ async fn an_export_is_imported_in_the_participants_zone_once_and_unknown_files_a
     assert_eq!(report.files_imported, 7);
     assert_eq!(report.unread.len(), 1);
     assert!(report.unread[0].path.ends_with("altitude-2026-10-05.json"));
+    assert!(!report.unread[0].refused);
+    assert!(
+        report.is_complete(),
+        "a file not understood leaves the import complete"
+    );
     assert_eq!(report.rows_read, 2 + 2 + 1 + 1 + 1 + 5 + 1);
     assert_eq!(report.rows_written, report.rows_read);
 
@@ -170,15 +191,23 @@ async fn an_export_is_imported_in_the_participants_zone_once_and_unknown_files_a
     assert_eq!(count as usize, rows.len());
 
     // Read as UTC instead, the same file lands four hours earlier.
-    let utc = import::import(&db.pool, &writer, &id, dir.path(), Timestamps::Utc, |_| {})
-        .await
-        .unwrap();
+    let utc = import::import(
+        &db.pool,
+        &writer,
+        &id,
+        dir.path(),
+        Timestamps::Utc,
+        Limits::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(utc.rows_written, utc.rows_read);
 }
 
 /// Zips every file below `root` (paths relative to it), with folder entries as Takeout's
 /// archives have them, plus `extra` entries written as given.
-fn zip_folder(root: &Path, archive: &Path, extra: &[(&str, &str)]) {
+pub(crate) fn zip_folder(root: &Path, archive: &Path, extra: &[(&str, &str)]) {
     use std::io::Write;
     let mut zip = zip::ZipWriter::new(std::fs::File::create(archive).unwrap());
     let options = zip::write::SimpleFileOptions::default()
@@ -241,6 +270,7 @@ async fn a_takeout_zip_imports_the_same_rows_as_its_folder() {
         &id,
         &archive,
         Timestamps::Local,
+        Limits::default(),
         |p| seen.push((p.files_done, p.files_total)),
     )
     .await
@@ -257,6 +287,7 @@ async fn a_takeout_zip_imports_the_same_rows_as_its_folder() {
         .map(|u| (u.path.display().to_string(), u.reason.clone()))
         .collect();
     assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(!from_zip.is_complete(), "the climbing entry was refused");
     assert!(
         reasons
             .iter()

@@ -17,6 +17,7 @@ mod google_data;
 mod google_oauth;
 mod grants_at_rest;
 mod import_export;
+mod import_hostile;
 mod migration_fitbit_to_google;
 mod pipeline;
 mod provider_faults;
