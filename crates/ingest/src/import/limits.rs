@@ -31,7 +31,7 @@ pub const MAX_CSV_LINE_BYTES: u64 = 64 * KIB;
 
 /// The longest sleep segment read: a sleep log covers less than a day, and each segment becomes
 /// one sample per 30 s.
-pub const MAX_SLEEP_SEGMENT_SECONDS: i64 = 86_400;
+pub const MAX_SLEEP_SEGMENT_SECONDS: i64 = crate::sources::sleep_stages::MAX_SEGMENT_SECONDS;
 
 /// The most characters of one reason in a report.
 pub const MAX_REASON_CHARS: usize = 300;

@@ -165,9 +165,60 @@ impl ImportReport {
     }
 }
 
+/// The files of an export read one at a time, as `import` reads them, without a database:
+/// each file's samples, or why it was not read. Only one file's samples are held at a time.
+pub struct ExportReader {
+    export: Export,
+    names: Vec<PathBuf>,
+    next: usize,
+    participant: ParticipantId,
+    tz: Tz,
+    limits: Limits,
+}
+
+impl ExportReader {
+    /// The export at `path` (a folder or a `.zip`), its offset-less times read in `tz`.
+    pub fn open(
+        path: &Path,
+        participant: &ParticipantId,
+        tz: Tz,
+        limits: Limits,
+    ) -> Result<ExportReader, ImportError> {
+        let export = Export::open(path)?;
+        let names = export.names();
+        Ok(ExportReader {
+            export,
+            names,
+            next: 0,
+            participant: participant.clone(),
+            tz,
+            limits,
+        })
+    }
+
+    /// How many files the export holds.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether the export holds no file.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The next file's name and samples (or why it was not read), until none is left.
+    pub fn next_file(&mut self) -> Option<(PathBuf, Result<Vec<Sample>, Skip>)> {
+        let i = self.next;
+        let name = self.names.get(i)?.clone();
+        self.next += 1;
+        let result = read_file(&mut self.export, i, &self.participant, self.tz, self.limits);
+        Some((name, result))
+    }
+}
+
 /// Why one file was not imported.
 #[derive(Debug)]
-pub(crate) enum Skip {
+pub enum Skip {
     /// Not understood: an unknown name, or content that is not what its name says.
     NotRead(String),
     /// Refused for safety; the import is incomplete.
@@ -216,14 +267,14 @@ pub async fn import(
         Timestamps::Utc => Tz::UTC,
         Timestamps::Local => row.timezone.parse().unwrap_or(Tz::UTC),
     };
-    let mut export = Export::open(path)?;
-    let names = export.names();
+    let mut files = ExportReader::open(path, participant, tz, limits)?;
     let mut report = ImportReport {
-        files_total: names.len(),
+        files_total: files.len(),
         ..Default::default()
     };
-    for (i, name) in names.iter().enumerate() {
-        match read_file(&mut export, i, participant, tz, limits) {
+    let mut i = 0;
+    while let Some((name, result)) = files.next_file() {
+        match result {
             Ok(samples) => {
                 let summary = writer.write(&mut conn, &samples).await?;
                 report.files_imported += 1;
@@ -236,15 +287,16 @@ pub async fn import(
                     Skip::Refused(reason) => (reason, true),
                 };
                 report.unread.push(Unread {
-                    path: name.clone(),
+                    path: name,
                     reason: bounded(&reason),
                     refused,
                 });
             }
         }
+        i += 1;
         progress(Progress {
-            files_done: i + 1,
-            files_total: names.len(),
+            files_done: i,
+            files_total: files.len(),
             rows_read: report.rows_read,
         });
     }

@@ -18,6 +18,21 @@ pub struct Segment {
     pub label: String,
 }
 
+/// The longest segment of a night: a night is shorter than a day, and each segment becomes one
+/// sample per 30 s, so a longer segment is a malformed answer, not sleep.
+pub const MAX_SEGMENT_SECONDS: i64 = 86_400;
+
+/// `Err` says why a segment of `seconds` cannot be a stretch of one night.
+pub fn check_length(seconds: i64) -> Result<(), String> {
+    if (0..=MAX_SEGMENT_SECONDS).contains(&seconds) {
+        Ok(())
+    } else {
+        Err(format!(
+            "a sleep segment of {seconds} seconds; segments are at most a day"
+        ))
+    }
+}
+
 /// Expands `stages` into 30-second slots (where two stages claim one slot the first keeps it)
 /// and writes every slot of `short_wakes` over them.
 pub fn samples(
@@ -30,7 +45,10 @@ pub fn samples(
         for seg in list {
             let n = (seg.seconds.max(0) + 29) / 30;
             for k in 0..n {
-                let t = seg.start + Duration::seconds(30 * k);
+                // At the end of the calendar's range there are no more slots to fill.
+                let Some(t) = seg.start.checked_add_signed(Duration::seconds(30 * k)) else {
+                    break;
+                };
                 if overlay || !slots.contains_key(&t) {
                     slots.insert(t, &seg.label);
                 }
@@ -65,5 +83,19 @@ mod tests {
         );
         let labels: Vec<_> = got.iter().map(|s| s.value_text.clone().unwrap()).collect();
         assert_eq!(labels, ["light", "light", "wake", "wake", "light"]);
+    }
+
+    #[test]
+    fn a_segment_longer_than_a_day_is_refused_and_the_calendars_end_is_not_passed() {
+        assert!(check_length(86_400).is_ok());
+        assert!(check_length(86_401).unwrap_err().contains("86401 seconds"));
+        assert!(check_length(-30).is_err());
+        let p = ParticipantId::parse("P1").unwrap();
+        let end = Segment {
+            start: DateTime::<Utc>::MAX_UTC - Duration::seconds(45),
+            seconds: 3_600,
+            label: "light".into(),
+        };
+        assert_eq!(samples(&p, &[end], &[]).len(), 2);
     }
 }

@@ -260,6 +260,8 @@ pub fn sleep(participant: &ParticipantId, tz: Tz, body: &Value) -> Result<Sleep,
                 let local = parse_local(&item.date_time).ok_or_else(|| {
                     ParseError(format!("sleep: bad level dateTime {:?}", item.date_time))
                 })?;
+                sleep_stages::check_length(item.seconds)
+                    .map_err(|e| ParseError(format!("sleep: {e}")))?;
                 // Each segment is converted at its start and expanded by elapsed seconds, so a
                 // segment across a daylight-saving change keeps its true length.
                 let seg_start = to_utc(tz, local, Some(floor));
@@ -268,7 +270,9 @@ pub fn sleep(participant: &ParticipantId, tz: Tz, body: &Value) -> Result<Sleep,
                     seconds: item.seconds,
                     label: item.level.clone(),
                 });
-                floor = seg_start + Duration::seconds(item.seconds.max(0));
+                floor = seg_start
+                    .checked_add_signed(Duration::seconds(item.seconds))
+                    .unwrap_or(seg_start);
             }
         }
         let [stages, short_wakes] = lists;
@@ -411,4 +415,29 @@ pub fn last_sync(tz: Tz, body: &Value) -> Result<Option<DateTime<Utc>>, ParseErr
         latest = latest.max(Some(t));
     }
     Ok(latest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A segment whose `seconds` would be a sample every 30 s for millions of years (or
+    /// overflow the calendar) is a malformed answer, not a night.
+    #[test]
+    fn a_sleep_segment_longer_than_a_day_is_an_error() {
+        let p = ParticipantId::parse("P1").unwrap();
+        for seconds in [86_401_i64, 1_000_000_000_000_000, -60] {
+            let body = json!({"sleep": [{
+                "dateOfSleep": "2025-06-02", "startTime": "2025-06-01T23:00:00.000",
+                "endTime": "2025-06-02T06:00:00.000", "type": "stages",
+                "levels": {"data": [{"dateTime": "2025-06-01T23:00:00.000", "level": "light",
+                                     "seconds": seconds}], "shortData": []}}]});
+            let e = sleep(&p, Tz::UTC, &body).unwrap_err();
+            assert!(
+                e.0.contains("segments are at most a day"),
+                "{seconds}: {e:?}"
+            );
+        }
+    }
 }

@@ -19,8 +19,9 @@ use crate::sources::sleep_stages::{self, Segment};
 pub struct ParseError(pub String);
 
 fn err(what: &str, point: &Value) -> ParseError {
-    let text = point.to_string();
-    ParseError(format!("{what} in {}", &text[..text.len().min(160)]))
+    // The first 160 characters (not bytes: the point may hold any text).
+    let text: String = point.to_string().chars().take(160).collect();
+    ParseError(format!("{what} in {text}"))
 }
 
 /// An RFC 3339 instant, in UTC.
@@ -148,7 +149,11 @@ fn sleep(
     let session_type = body["type"].as_str().unwrap_or("STAGES");
     let span = |item: &Value, what: &str| -> Result<(DateTime<Utc>, i64), ParseError> {
         match (instant(&item["startTime"]), instant(&item["endTime"])) {
-            (Some(start), Some(end)) => Ok((start, (end - start).num_seconds())),
+            (Some(start), Some(end)) => {
+                let seconds = (end - start).num_seconds();
+                sleep_stages::check_length(seconds).map_err(|e| err(&e, point))?;
+                Ok((start, seconds))
+            }
             _ => Err(err(&format!("{what} without startTime/endTime"), point)),
         }
     };
@@ -206,6 +211,30 @@ mod tests {
         assert_eq!(int64(&json!("512")), Some(512.0));
         assert_eq!(int64(&Value::Null), Some(0.0));
         assert_eq!(int64(&json!("x")), None);
+    }
+
+    /// Found by fuzzing (fuzz/, google_health_responses): one stage a thousand years long
+    /// became a sample every 30 s until memory ran out.
+    #[test]
+    fn a_sleep_stage_longer_than_a_day_is_an_error_not_a_sample_every_30_seconds() {
+        let page = json!({"dataPoints": [{"sleep": {
+            "interval": {"startTime": "2025-06-01T22:00:00Z", "endTime": "2025-06-02T06:00:00Z"},
+            "type": "STAGES",
+            "stages": [{"startTime": "1012-06-01T23:00:00Z", "endTime": "2025-06-02T08:00:00Z",
+                        "type": "DEEP"}]}}]});
+        let p = ParticipantId::parse("P1").unwrap();
+        let e = points(&p, Tz::UTC, Metric::SleepStage, "sleep", &page).unwrap_err();
+        assert!(e.0.contains("segments are at most a day"), "{e:?}");
+    }
+
+    /// Found by fuzzing: the error quoted the point's first 160 bytes, and byte 160 fell
+    /// inside a two-byte character.
+    #[test]
+    fn an_error_quotes_a_point_with_non_ascii_text_without_panicking() {
+        let point = json!({"steps": {"interval": {"startTime": format!("{}ξ", "x".repeat(124))}}});
+        let e = err("no startTime", &point);
+        assert!(e.0.starts_with("no startTime in {"), "{e:?}");
+        assert!(e.0.chars().count() <= "no startTime in ".len() + 160);
     }
 
     #[test]
