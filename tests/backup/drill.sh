@@ -11,6 +11,8 @@
 # meet the alert rules' contract. Prints the backup and restore times it measured.
 #
 #   tests/backup/drill.sh            needs PostgreSQL's server package, pgbackrest and jq
+#   DRILL_DEBUG=1 tests/backup/drill.sh   also shows pgBackRest's report of the backup
+#   DRILL_TIMESCALEDB=off tests/backup/drill.sh   plain PostgreSQL where TimescaleDB is installed
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
@@ -53,7 +55,9 @@ archive_timeout=60
   printf "listen_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\nport = %s\n" "$dir" "$port"
   printf "archive_mode = on\narchive_timeout = %s\n" "$archive_timeout"
   printf "archive_command = '%s'\n" "$("${backup[@]}" archive-command)"
-  [ -f "$(dirname "$bin")/lib/timescaledb.so" ] && printf "shared_preload_libraries = 'timescaledb'\n"
+  if [ -f "$(dirname "$bin")/lib/timescaledb.so" ] && [ "${DRILL_TIMESCALEDB:-}" != off ]; then
+    printf "shared_preload_libraries = 'timescaledb'\n"
+  fi
 } | as_pg tee -a "$dir/data/postgresql.conf" >/dev/null
 as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/source.log" -w start >/dev/null
 
@@ -81,11 +85,24 @@ insert into raw_data (timestamp, participant_id, data_type, value_numeric)
   from generate_series(1, 3) i, generate_series(0, 1439) m;
 SQL
 }
+# Continuous aggregates (TimescaleDB) materialised in the order they build on each other, so
+# their rows are part of what the restore must bring back.
+refresh_aggregates() {
+  [ "$(psql_at "$port" wearhouse -c 'select wearhouse_backend()')" = timescaledb ] || return 0
+  local view
+  for view in $(psql_at "$port" wearhouse -c "select format('%I.%I', view_schema, view_name)
+      from timescaledb_information.continuous_aggregates
+      order by substring(materialization_hypertable_name from '\d+$')::int"); do
+    psql_at "$port" wearhouse -c "call refresh_continuous_aggregate('$view', null, null)"
+  done
+}
 load 1
 started=$SECONDS
-"${backup[@]}" create >/dev/null
+"${backup[@]}" create >"$dir/create.out"
 backup_secs=$((SECONDS - started))
+[ -n "${DRILL_DEBUG:-}" ] && cat "$dir/create.out" >&2
 load 2
+refresh_aggregates
 
 # Every table of the application, hypertables by their parent (chunks included) and continuous
 # aggregates by their view: count and an md5 of the rows in a fixed order.
@@ -104,6 +121,19 @@ if ! psql_at "$port" wearhouse -c "select to_regclass('timescaledb_information.c
 fi
 mapfile -t tables < <(psql_at "$port" wearhouse -c "$tables_sql")
 [ "${#tables[@]}" -gt 5 ] || fail "found only ${#tables[@]} tables: ${tables[*]}"
+backend=$(psql_at "$port" wearhouse -c 'select wearhouse_backend()')
+caggs=""
+if [ "$backend" != postgres ]; then
+  hypertables=$(psql_at "$port" wearhouse -c "select format('%I.%I', hypertable_schema, hypertable_name)
+    from timescaledb_information.hypertables where hypertable_schema !~ '^_timescaledb'")
+  caggs=$(psql_at "$port" wearhouse -c "select format('%I.%I', view_schema, view_name)
+    from timescaledb_information.continuous_aggregates")
+  for t in $hypertables $caggs; do
+    printf '%s\n' "${tables[@]}" | grep -qxF "$t" || fail "$t is not among the compared tables"
+  done
+  [ "$backend" = timescaledb-apache ] || [ -n "$caggs" ] || fail "TimescaleDB without continuous aggregates"
+  backend+=" ($(wc -w <<<"$hypertables") hypertables, $(wc -w <<<"$caggs") continuous aggregates)"
+fi
 checksum_sql=""
 for t in "${tables[@]}"; do
   checksum_sql+="${checksum_sql:+ union all }select '$t', count(*), md5(coalesce(string_agg(r::text, E'\\n' order by r::text), '')) from $t r"
@@ -120,9 +150,13 @@ SQL
 target=$(awk -F'|' '$1 == "T" { print $2 }' "$dir/snapshot")
 grep -v '^T|' "$dir/snapshot" >"$dir/expected"
 grep -q '^public.raw_data|8640|' "$dir/expected" || fail "raw_data at T: $(grep raw_data "$dir/expected")"
+for view in $caggs; do
+  grep -q "^$view|0|" "$dir/expected" && fail "continuous aggregate $view is empty at T"
+done
 
 # After T: new rows, changed rows and deleted rows, all of which the restore must undo.
 load 3
+refresh_aggregates
 psql_at "$port" wearhouse <<SQL
 update raw_data set value_numeric = value_numeric + 1 where participant_id = 'drill-2-1';
 delete from raw_data where participant_id = 'drill-1-2';
@@ -176,5 +210,5 @@ if ! diff -u "$dir/expected" "$dir/restored-checksums" >&2; then
 fi
 [ "$(psql_at "$restored_port" postgres -c 'show archive_mode')" = off ] || fail "the copy archives WAL"
 
-say "OK: restored to $target; ${#tables[@]} tables, counts and checksums equal to the source at T"
+say "OK: restored to $target; ${#tables[@]} tables on $backend, counts and checksums equal to the source at T"
 say "measured: full backup ${backup_secs} s, restore (files, WAL replay, promotion) ${restore_secs} s; archive_timeout ${archive_timeout} s"
