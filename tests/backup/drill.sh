@@ -13,6 +13,8 @@
 #   tests/backup/drill.sh            needs PostgreSQL's server package, pgbackrest and jq
 #   DRILL_DEBUG=1 tests/backup/drill.sh   also shows pgBackRest's report of the backup
 #   DRILL_TIMESCALEDB=off tests/backup/drill.sh   plain PostgreSQL where TimescaleDB is installed
+#   DRILL_PARTICIPANTS=200 tests/backup/drill.sh  more data per batch (default 3 participants,
+#                                                 a day of minute samples each)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
@@ -75,14 +77,15 @@ say "cluster on 127.0.0.1:$port migrated ($(ls "$root"/migrations/*.sql | wc -l)
 
 "${backup[@]}" setup >/dev/null
 
+participants="${DRILL_PARTICIPANTS:-3}"
 load() { # BATCH: participants and a day of minute-level heart rate each
   psql_at "$port" wearhouse <<SQL
 insert into participants (participant_id, provider)
-  select 'drill-$1-' || i, 'synthetic' from generate_series(1, 3) i;
+  select 'drill-$1-' || i, 'synthetic' from generate_series(1, $participants) i;
 insert into raw_data (timestamp, participant_id, data_type, value_numeric)
   select timestamp '2026-01-0$1 00:00' + m * interval '1 minute', 'drill-$1-' || i,
          'heart_rate', 60 + (m * 7 + i) % 40
-  from generate_series(1, 3) i, generate_series(0, 1439) m;
+  from generate_series(1, $participants) i, generate_series(0, 1439) m;
 SQL
 }
 # Continuous aggregates (TimescaleDB) materialised in the order they build on each other, so
@@ -100,6 +103,7 @@ load 1
 started=$SECONDS
 "${backup[@]}" create >"$dir/create.out"
 backup_secs=$((SECONDS - started))
+size=$(psql_at "$port" postgres -c "select pg_size_pretty(sum(pg_database_size(oid))) from pg_database")
 [ -n "${DRILL_DEBUG:-}" ] && cat "$dir/create.out" >&2
 load 2
 refresh_aggregates
@@ -149,7 +153,7 @@ commit;
 SQL
 target=$(awk -F'|' '$1 == "T" { print $2 }' "$dir/snapshot")
 grep -v '^T|' "$dir/snapshot" >"$dir/expected"
-grep -q '^public.raw_data|8640|' "$dir/expected" || fail "raw_data at T: $(grep raw_data "$dir/expected")"
+grep -q "^public.raw_data|$((2 * participants * 1440))|" "$dir/expected" || fail "raw_data at T: $(grep raw_data "$dir/expected")"
 for view in $caggs; do
   grep -q "^$view|0|" "$dir/expected" && fail "continuous aggregate $view is empty at T"
 done
@@ -211,4 +215,4 @@ fi
 [ "$(psql_at "$restored_port" postgres -c 'show archive_mode')" = off ] || fail "the copy archives WAL"
 
 say "OK: restored to $target; ${#tables[@]} tables on $backend, counts and checksums equal to the source at T"
-say "measured: full backup ${backup_secs} s, restore (files, WAL replay, promotion) ${restore_secs} s; archive_timeout ${archive_timeout} s"
+say "measured: full backup of $size ${backup_secs} s, restore (files, WAL replay, promotion) ${restore_secs} s; archive_timeout ${archive_timeout} s"
