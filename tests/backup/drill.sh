@@ -8,7 +8,8 @@
 # snapshot, then inserts, updates and deletes, restores to T into a fresh cluster and requires
 # the same counts and checksums there. It also checks the refusals users rely on (a time before
 # the oldest backup, a non-empty target folder, a malformed time) and that the backup metrics
-# meet the alert rules' contract. Prints the backup and restore times it measured.
+# meet the alert rules' contract, that the schedule takes the first backup and writes the
+# status file, and that retention expires old backups. Prints the times it measured.
 #
 #   tests/backup/drill.sh            needs PostgreSQL's server package, pgbackrest and jq
 #   DRILL_DEBUG=1 tests/backup/drill.sh   also shows pgBackRest's report of the backup
@@ -33,8 +34,10 @@ chmod 755 "$dir"
 if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; fi
 port=$(free_port)
 restored_port=$(free_port)
+schedule_pid=""
 cleanup() {
   local d
+  [ -z "$schedule_pid" ] || kill "$schedule_pid" 2>/dev/null || true
   for d in "$dir/data" "$dir/restored"; do
     [ -f "$d/postmaster.pid" ] && as_pg "$bin/pg_ctl" -D "$d" -m immediate stop >/dev/null 2>&1 || true
   done
@@ -100,11 +103,23 @@ refresh_aggregates() {
   done
 }
 load 1
+# The first backup as the backup service makes it: the schedule finds none and takes one,
+# and its status file then counts it.
 started=$SECONDS
-"${backup[@]}" create >"$dir/create.out"
+WEARHOUSE_BACKUP_METRICS_FILE="$dir/textfile/backup.prom" WEARHOUSE_BACKUP_METRICS_INTERVAL_SECS=1 \
+  "${backup[@]}" schedule >"$dir/schedule.out" 2>&1 &
+schedule_pid=$!
+until grep -qx 'wearhouse_backup_count 1' "$dir/textfile/backup.prom" 2>/dev/null; do
+  kill -0 "$schedule_pid" 2>/dev/null || { cat "$dir/schedule.out" >&2; fail "the schedule stopped"; }
+  [ $((SECONDS - started)) -lt 300 ] || { cat "$dir/schedule.out" >&2; fail "no backup within 5 minutes"; }
+  sleep 0.5
+done
 backup_secs=$((SECONDS - started))
 size=$(psql_at "$port" postgres -c "select pg_size_pretty(sum(pg_database_size(oid))) from pg_database")
-[ -n "${DRILL_DEBUG:-}" ] && cat "$dir/create.out" >&2
+kill -TERM "$schedule_pid"
+wait "$schedule_pid" || fail "the schedule did not stop cleanly on SIGTERM"
+schedule_pid=""
+[ -n "${DRILL_DEBUG:-}" ] && cat "$dir/schedule.out" >&2
 load 2
 refresh_aggregates
 
@@ -174,15 +189,17 @@ cmp -s "$dir/expected" "$dir/source-now" && fail "the changes after T changed no
 expect_refusal() { # MESSAGE ARGS...
   local message="$1" out
   shift
-  if out=$("${backup[@]}" restore "$@" 2>&1); then fail "restore $* succeeded"; fi
-  grep -qF -- "$message" <<<"$out" || fail "restore $*: expected '$message', got: $out"
+  if out=$("${backup[@]}" "$@" 2>&1); then fail "scripts/backup $* succeeded"; fi
+  grep -qF -- "$message" <<<"$out" || fail "scripts/backup $*: expected '$message', got: $out"
 }
-expect_refusal "is before the oldest backup finished" --to '2000-01-01 00:00:00+00' --data "$dir/early"
-expect_refusal "is not a time" --to 'yesterday-ish' --data "$dir/early"
-expect_refusal "is in the future" --to '2999-01-01 00:00:00+00' --data "$dir/early"
+expect_refusal "is before the oldest backup finished" restore --to '2000-01-01 00:00:00+00' --data "$dir/early"
+expect_refusal "is not a time" restore --to 'yesterday-ish' --data "$dir/early"
+expect_refusal "is in the future" restore --to '2999-01-01 00:00:00+00' --data "$dir/early"
 mkdir -p "$dir/full" && touch "$dir/full/something"
-expect_refusal "is not empty" --to "$target" --data "$dir/full"
-expect_refusal "needs --to TIME" --data "$dir/early"
+expect_refusal "is not empty" restore --to "$target" --data "$dir/full"
+expect_refusal "needs --to TIME" restore --data "$dir/early"
+expect_refusal "must be full, diff or incr, not 'weekly'" create --type weekly
+WEARHOUSE_BACKUP_RETENTION_FULL=0 expect_refusal "WEARHOUSE_BACKUP_RETENTION_FULL must be a positive" list
 [ ! -e "$dir/early" ] || fail "a refused restore left $dir/early behind"
 
 # The metrics the alert rules query, as the rules' contract check reads them.
@@ -214,5 +231,12 @@ if ! diff -u "$dir/expected" "$dir/restored-checksums" >&2; then
 fi
 [ "$(psql_at "$restored_port" postgres -c 'show archive_mode')" = off ] || fail "the copy archives WAL"
 
+# Retention: with one full backup to keep, a new one expires the first.
+first=$("${backup[@]}" list | awk '$2 == "full" { print $1 }')
+WEARHOUSE_BACKUP_RETENTION_FULL=1 "${backup[@]}" create >"$dir/create.out" || fail "second backup"
+second=$("${backup[@]}" list | awk '$2 == "full" { print $1 }')
+[ "$(wc -w <<<"$second")" = 1 ] && [ "$second" != "$first" ] \
+  || fail "retention 1 kept '$second' (before: '$first')"
+
 say "OK: restored to $target; ${#tables[@]} tables on $backend, counts and checksums equal to the source at T"
-say "measured: full backup of $size ${backup_secs} s, restore (files, WAL replay, promotion) ${restore_secs} s; archive_timeout ${archive_timeout} s"
+say "measured: full backup of $size by the schedule (stanza check included) ${backup_secs} s, restore (files, WAL replay, promotion) ${restore_secs} s; archive_timeout ${archive_timeout} s"
