@@ -238,5 +238,13 @@ second=$("${backup[@]}" list | awk '$2 == "full" { print $1 }')
 [ "$(wc -w <<<"$second")" = 1 ] && [ "$second" != "$first" ] \
   || fail "retention 1 kept '$second' (before: '$first')"
 
+# With the database down the status says so instead of going silent or inventing values.
+as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+"${backup[@]}" metrics >"$dir/metrics-down"
+grep -qx 'wearhouse_backup_archiver_up 0' "$dir/metrics-down" \
+  && grep -qx 'wearhouse_backup_repository_up 1' "$dir/metrics-down" \
+  && ! grep -q '^wearhouse_backup_wal_' "$dir/metrics-down" \
+  || fail "metrics with the database down: $(grep -v '^#' "$dir/metrics-down")"
+
 say "OK: restored to $target; ${#tables[@]} tables on $backend, counts and checksums equal to the source at T"
 say "measured: full backup of $size by the schedule (stanza check included) ${backup_secs} s, restore (files, WAL replay, promotion) ${restore_secs} s; archive_timeout ${archive_timeout} s"
