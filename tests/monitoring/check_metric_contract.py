@@ -6,7 +6,8 @@
         --impute http://127.0.0.1:9103/metrics
 
 Every `wearhouse_*` metric named in monitoring/rules must appear in the /metrics of the service
-that owns it (by name: wearhouse_ingest_* ingest, wearhouse_impute_* impute, the rest api), and
+that owns it (by name: wearhouse_ingest_* ingest, wearhouse_impute_* impute, wearhouse_backup_*
+the backup service, through node-exporter's textfile collector; the rest api), and
 the counters whose first increase the rules must see must have every outcome series from the
 start, at a value, before anything has happened. The database's background-job metrics
 (wearhouse_database_job_*, wearhouse_database_chunks_awaiting_compression) exist only where
@@ -30,6 +31,7 @@ INITIALISED = {
     "ingest": [("wearhouse_ingest_runs_total", {"outcome": o}) for o in ("success", "failure")],
     "impute": [("wearhouse_impute_jobs_total", {"outcome": o}) for o in ("succeeded", "failed")],
     "api": [],
+    "backup": [],
 }
 
 # Series the ingest exports only on TimescaleDB (plain PostgreSQL has no background jobs).
@@ -42,7 +44,7 @@ LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 def owner(metric: str) -> str:
     if metric.startswith("wearhouse_database_"):
         return "ingest"  # the ingest daemon watches the database's upkeep
-    for service in ("ingest", "impute"):
+    for service in ("ingest", "impute", "backup"):
         if metric.startswith(f"wearhouse_{service}_"):
             return service
     return "api"
@@ -50,7 +52,7 @@ def owner(metric: str) -> str:
 
 def referenced_metrics(rules_dir: Path = RULES) -> dict[str, set[str]]:
     """Metric names the rules query, by owning service."""
-    names: dict[str, set[str]] = {"ingest": set(), "impute": set(), "api": set()}
+    names: dict[str, set[str]] = {"ingest": set(), "impute": set(), "api": set(), "backup": set()}
     for path in sorted(rules_dir.glob("*.yml")):
         for name in re.findall(r"\bwearhouse_[a-z0-9_]+", path.read_text()):
             names[owner(name)].add(name)
@@ -90,7 +92,7 @@ def problems(service: str, exposition: str, rules_dir: Path = RULES) -> list[str
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for service in ("ingest", "api", "impute"):
+    for service in ("ingest", "api", "impute", "backup"):
         parser.add_argument(f"--{service}", metavar="URL", help=f"{service}'s /metrics URL")
     parser.add_argument(
         "--api-token-file",
@@ -99,7 +101,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     found = []
-    for service in ("ingest", "api", "impute"):
+    for service in ("ingest", "api", "impute", "backup"):
         url = getattr(args, service)
         if url:
             request = urllib.request.Request(url)

@@ -18,7 +18,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
-DOCKERFILES = [ROOT / "docker" / "Dockerfile", ROOT / "docker" / "web.Dockerfile"]
+DOCKERFILES = [ROOT / "docker" / "Dockerfile", ROOT / "docker" / "web.Dockerfile",
+               ROOT / "docker" / "db.Dockerfile"]
 NGINX_TEMPLATE = ROOT / "docker" / "nginx" / "default.conf.template"
 RENDER = ROOT / "scripts" / "stack.d" / "render-template.sh"
 TRANSPORT = ROOT / "docker" / "nginx" / "transport.sh"
@@ -30,7 +31,7 @@ UIS = {"grafana": "grafana", "prometheus": "operations", "alertmanager": "operat
 # The services DESIGN.md names.
 REQUIRED_SERVICES = {
     "db", "migrate", "ingest", "api", "impute", "web",
-    "prometheus", "alertmanager", "grafana", "node-exporter", "cadvisor",
+    "prometheus", "alertmanager", "grafana", "node-exporter", "cadvisor", "backup",
 }
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-?+][^}]*)?\}")
 SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY", re.I)
@@ -103,7 +104,10 @@ class ComposeFile(unittest.TestCase):
 
     def test_the_database_is_timescaledb_community_with_its_data_in_a_named_volume(self):
         db = self.services["db"]
-        self.assertTrue(db["image"].startswith("timescale/timescaledb:"))
+        # Built from TimescaleDB's image, with pgBackRest added (docker/db.Dockerfile).
+        self.assertEqual(db["build"]["dockerfile"], "docker/db.Dockerfile")
+        self.assertRegex((ROOT / "docker" / "db.Dockerfile").read_text(),
+                         r"(?m)^FROM timescale/timescaledb:\S+-pg15$")
         self.assertIn("timescaledb.license=timescale", db.get("command", []))
         self.assertEqual(db["environment"]["TIMESCALEDB_TELEMETRY"], "off")
         data = [v for v in db["volumes"] if v.endswith(":/var/lib/postgresql/data")]
@@ -142,7 +146,7 @@ class ComposeFile(unittest.TestCase):
 
         for name, service in self.services.items():
             command = service.get("command", [])
-            if "build" in service and name not in {"migrate", "secrets-init", "web"}:
+            if "build" in service and name not in {"db", "migrate", "secrets-init", "web"}:
                 self.assertTrue(waits_for_migrate(name), f"{name} does not wait for migrate")
             if "build" in service and command[:1] in (["wearhouse-api"], ["wearhouse-ingest"]):
                 self.assertIn("DATABASE_URL", service["environment"], name)
@@ -271,6 +275,87 @@ class ComposeFile(unittest.TestCase):
             self.assertEqual(result.returncode, 0, f"{' '.join(cli)} config {extra}: {result.stderr}")
             rendered = yaml.safe_load(result.stdout)
             self.assertEqual(set(rendered["services"]), set(self.services))
+
+
+class Backups(unittest.TestCase):
+    """The database archives its WAL to the backup repository, the backup service takes base
+    backups there on a schedule, and its status reaches Prometheus through node-exporter."""
+
+    def setUp(self):
+        self.compose = load_compose()
+        self.services = self.compose["services"]
+        self.db = self.services["db"]
+        self.backup = self.services["backup"]
+
+    def settings(self, service):
+        """The `-c name=value` settings of a service's postgres command line."""
+        command = service["command"]
+        return dict(command[i + 1].split("=", 1) for i, a in enumerate(command) if a == "-c")
+
+    def mounts(self, service):
+        """{volume or source: (target, options)} of a service."""
+        result = {}
+        for volume in service.get("volumes", []):
+            source, target, *options = volume.split(":")
+            result[source] = (target, options)
+        return result
+
+    def test_the_database_archives_every_wal_segment_with_pgbackrest(self):
+        settings = self.settings(self.db)
+        self.assertEqual(settings["archive_mode"], "on")
+        self.assertRegex(settings["archive_command"], r"^pgbackrest .*archive-push %p$")
+        self.assertRegex(settings["archive_timeout"], r"^\$\{WEARHOUSE_DB_ARCHIVE_TIMEOUT:-\d+\}$")
+        self.assertIn("pgbackrest", (ROOT / "docker" / "db.Dockerfile").read_text())
+
+    def test_database_and_backup_service_share_the_repository_and_its_settings(self):
+        # archive-push (in the database) and backup must write the same repository: the same
+        # pgBackRest settings, S3 ones included, and the same volume at the repository path.
+        db_env, backup_env = self.db["environment"], self.backup["environment"]
+        for key, value in db_env.items():
+            if key.startswith("PGBACKREST_"):
+                self.assertEqual(backup_env.get(key, "missing"), value, key)
+        repo = db_env["PGBACKREST_REPO1_PATH"]
+        self.assertEqual(self.mounts(self.db)["backup-repo"][0], repo)
+        self.assertEqual(self.mounts(self.backup)["backup-repo"][0], repo)
+        self.assertIn("backup-repo", self.compose["volumes"])
+        # pgBackRest connects through the Unix socket, and reads the data folder read-only.
+        socket = backup_env["WEARHOUSE_BACKUP_PGHOST"]
+        self.assertEqual(self.mounts(self.db)["db-socket"][0], socket)
+        self.assertEqual(self.mounts(self.backup)["db-socket"][0], socket)
+        target, options = self.mounts(self.backup)["db-data"]
+        self.assertEqual(options, ["ro"])
+        self.assertEqual(target, self.mounts(self.db)["db-data"][0])
+        self.assertEqual(backup_env["WEARHOUSE_BACKUP_PGDATA"], db_env["PGDATA"])
+        self.assertEqual(db_env["PGBACKREST_PG1_PATH"], db_env["PGDATA"])
+
+    def test_the_backup_service_runs_the_schedule_from_the_database_image(self):
+        self.assertEqual(self.backup["image"], self.db["image"])
+        self.assertEqual(self.backup["entrypoint"], ["wearhouse-backup"])
+        self.assertEqual(self.backup["command"], ["schedule"])
+        self.assertIn("COPY scripts/backup /usr/local/bin/wearhouse-backup",
+                      (ROOT / "docker" / "db.Dockerfile").read_text())
+        env = self.backup["environment"]
+        for setting in ("RETENTION_FULL", "INTERVAL_HOURS", "TYPE"):
+            self.assertRegex(env[f"WEARHOUSE_BACKUP_{setting}"],
+                             rf"^\$\{{WEARHOUSE_BACKUP_{setting}:-\w+\}}$")
+            self.assertIn(f"WEARHOUSE_BACKUP_{setting}", (ROOT / "scripts" / "backup").read_text())
+
+    def test_the_backup_status_file_is_served_by_node_exporter_and_scraped(self):
+        metrics = Path(self.backup["environment"]["WEARHOUSE_BACKUP_METRICS_FILE"])
+        self.assertEqual(metrics.suffix, ".prom")  # the textfile collector reads *.prom only
+        self.assertEqual(self.mounts(self.backup)["backup-metrics"][0], str(metrics.parent))
+        target, options = self.mounts(self.services["node-exporter"])["backup-metrics"]
+        self.assertEqual(options, ["ro"])
+        self.assertIn(f"--collector.textfile.directory={target}",
+                      self.services["node-exporter"]["command"])
+        self.assertIn(str(metrics.parent), " ".join(self.backup["healthcheck"]["test"]))
+        config = yaml.safe_load((ROOT / "monitoring" / "prometheus.yml").read_text())
+        targets = [t for job in config["scrape_configs"] for c in job.get("static_configs", [])
+                   for t in c["targets"]]
+        self.assertIn("node-exporter:9100", targets)
+        rules = (ROOT / "monitoring" / "rules" / "backup.yml").read_text()
+        self.assertIn("wearhouse_backup_last_success_timestamp_seconds", rules)
+        self.assertIn("wearhouse_backup_wal_last_failed_timestamp_seconds", rules)
 
 
 class Dockerfiles(unittest.TestCase):
