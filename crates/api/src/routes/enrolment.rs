@@ -229,12 +229,7 @@ fn parse_timezone(raw: &str) -> Result<chrono_tz::Tz, ApiError> {
 /// A backfill start: a day, not in the future (`None`: back to the default).
 fn parse_backfill(raw: Option<String>) -> Result<Option<NaiveDate>, ApiError> {
     let Some(raw) = raw else { return Ok(None) };
-    let day = NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d").map_err(|_| {
-        ApiError::invalid(
-            "backfill_from",
-            format!("{raw:?} is not a day such as 2026-01-31"),
-        )
-    })?;
+    let day = wearhouse_core::time::parse_day("backfill_from", &raw)?;
     participants::check_backfill_start(day, Utc::now().date_naive())
         .map_err(|e| ApiError::invalid("backfill_from", e))?;
     Ok(Some(day))

@@ -4,6 +4,7 @@ mod access;
 mod admin;
 mod enrolment;
 mod errors;
+mod hostile;
 mod imputation;
 mod lifecycle;
 mod operations;
