@@ -13,8 +13,7 @@ pub mod settings;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Form;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -32,6 +31,7 @@ use self::settings::ContactArgs;
 use crate::auth::{Access, Caller, Permission};
 use crate::client::ClientInfo;
 use crate::error::{ApiError, error_chain};
+use crate::extract::{Form, Query};
 use crate::routes::Routes;
 
 /// Largest accepted form body: the longest message with every field at its limit fits.

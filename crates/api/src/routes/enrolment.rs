@@ -4,7 +4,7 @@
 //! participant opens to consent at their provider (the ingest daemon serves the link and the
 //! provider's callback). Every change commits with its audit row.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Json, http::Method};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -23,6 +23,7 @@ use super::Routes;
 use super::participants::ParticipantView;
 use crate::auth::{Access, Caller, Permission};
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::Path;
 use crate::json::JsonBody;
 
 /// Hours a consent link stays usable when the request does not say.

@@ -3,7 +3,7 @@
 //! impute worker runs the job: it wakes on the NOTIFY the insert sends.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use chrono::{DateTime, Utc};
@@ -19,6 +19,7 @@ use wearhouse_core::{Metric, ParticipantId, TimeRange};
 
 use crate::auth::{Access, Caller, Permission};
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::Path;
 use crate::params::{FromQuery, Params, QueryParams};
 use crate::routes::Routes;
 

@@ -6,7 +6,7 @@
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -21,6 +21,7 @@ use wearhouse_core::store::{self, audit};
 
 use crate::auth::{Access, Caller, Permission};
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::{self, Path};
 use crate::routes::Routes;
 
 /// Longest withdrawal reason kept.
@@ -61,6 +62,9 @@ fn string_field(body: &Bytes, field: &str) -> Result<String, ApiError> {
             format!("the body must be a JSON object with {field:?}: {e}"),
         )
     })?;
+    if let Some(path) = crate::json::nul_at(&value) {
+        return Err(ApiError::invalid(path, extract::NUL_MESSAGE));
+    }
     match value.get(field) {
         Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
         Some(serde_json::Value::String(_)) | None | Some(serde_json::Value::Null) => {
@@ -101,7 +105,7 @@ pub async fn withdraw(
     State(pool): State<PgPool>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    extract::Body(body): extract::Body,
 ) -> Result<Json<WithdrawalView>, ApiError> {
     let id = participant(&id)?;
     let reason = string_field(&body, "reason")?;
@@ -166,7 +170,7 @@ pub async fn erase(
     State(pool): State<PgPool>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    extract::Body(body): extract::Body,
 ) -> Result<Json<ErasureView>, ApiError> {
     let id = participant(&id)?;
     let confirm = string_field(&body, "confirm")?;

@@ -138,3 +138,172 @@ async fn dates_outside_the_years_0001_to_9999_get_a_400_naming_the_parameter_on_
         "header and every row"
     );
 }
+
+#[tokio::test]
+async fn path_parameters_that_are_not_utf8_or_hold_nul_get_a_json_400_naming_them() {
+    let app = spawn_app().await;
+    for path in [
+        "/participants/%FF",
+        "/participants/%00",
+        "/participants/P0%0001",
+        "/participants/%C3%28/consent-links",
+        "/participants/P001%00/export",
+        "/data/imputation_jobs/%FF",
+        "/data/imputation_jobs/%00",
+    ] {
+        let (status, body) = app.get_json(path).await;
+        assert_names(path, status, &body, "id");
+    }
+    let (status, body) = send(
+        &app,
+        Method::DELETE,
+        "/participants/P001/consent-links/%FF",
+        None,
+    )
+    .await;
+    assert_names("link id", status, &body, "link_id");
+    let (status, body) = post_json(
+        &app,
+        Method::POST,
+        "/participants/%FF/withdraw",
+        &json!({"reason": "moved away"}),
+    )
+    .await;
+    assert_names("withdraw", status, &body, "id");
+}
+
+#[tokio::test]
+async fn nul_in_any_query_parameter_gets_a_400_naming_it_not_a_503() {
+    let app = spawn_app().await;
+    let ok = format!("{DATA}&start_date=2025-06-01&end_date=2025-06-02");
+    for (path, parameter) in [
+        (format!("/data?{ok}&cursor=a%00"), "cursor"),
+        (format!("/data.csv?{ok}&resolution=raw%00"), "resolution"),
+        (
+            "/data?participant_id=P0%0001&metric=steps&start_date=2025-06-01&end_date=2025-06-02"
+                .to_owned(),
+            "participant_id",
+        ),
+        ("/audit?actor=ada%00".to_owned(), "actor"),
+        ("/audit?action=%00&participant_id=P001".to_owned(), "action"),
+        ("/audit?participant_id=P%00".to_owned(), "participant_id"),
+        ("/participants?limit=5%00".to_owned(), "limit"),
+        (format!("/data?{ok}&colour=%00"), "colour"),
+        ("/auth/oidc/start?return_to=/%00".to_owned(), "return_to"),
+        (
+            "/contact?participant_id=P001%00".to_owned(),
+            "participant_id",
+        ),
+    ] {
+        let (status, body) = app.get_json(&path).await;
+        assert_names(&path, status, &body, parameter);
+    }
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/data/run_imputation?user_id=P001&metric=heart_rate%00",
+        None,
+    )
+    .await;
+    assert_names("run_imputation", status, &body, "metric");
+    // Nothing above broke the pool or the schema.
+    let (status, _) = app.get_json(&format!("/data?{ok}")).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn nul_in_any_json_field_gets_a_400_naming_the_field_not_a_503() {
+    let app = spawn_app().await;
+    for (method, path, body, field) in [
+        (
+            Method::POST,
+            "/auth/login",
+            json!({"email": "ada\u{0}@example.org", "password": "x"}),
+            "email",
+        ),
+        (
+            Method::POST,
+            "/participants",
+            json!({"study_id": "default\u{0}", "timezone": "UTC"}),
+            "study_id",
+        ),
+        (
+            Method::PATCH,
+            "/participants/P001",
+            json!({"contact_name": "Ada\u{0}"}),
+            "contact_name",
+        ),
+        (
+            Method::POST,
+            "/participants/P001/consent-links",
+            json!({"provider": "fitbit\u{0}"}),
+            "provider",
+        ),
+        (
+            Method::POST,
+            "/participants/P001/withdraw",
+            json!({"reason": "moved\u{0}away"}),
+            "reason",
+        ),
+        (
+            Method::POST,
+            "/participants/P001/erase",
+            json!({"confirm": "P001\u{0}"}),
+            "confirm",
+        ),
+    ] {
+        let (status, answer) = post_json(&app, method.clone(), path, &body).await;
+        assert_names(&format!("{method} {path}"), status, &answer, field);
+    }
+    let status: String =
+        sqlx::query_scalar("select status from participants where participant_id = 'P001'")
+            .fetch_one(&app.db.as_ref().unwrap().pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "active", "nothing was withdrawn or erased");
+}
+
+#[tokio::test]
+async fn bodies_that_are_not_json_of_another_type_or_too_large_get_json_errors() {
+    let app = spawn_app().await;
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/auth/login",
+        Some(("application/json", b"{not json".to_vec())),
+    )
+    .await;
+    assert_names("syntax", status, &body, "body");
+    let (status, body) = post_json(&app, Method::POST, "/auth/login", &json!({"email": 5})).await;
+    assert_names("type", status, &body, "email");
+
+    for (path, content_type) in [
+        ("/auth/login", "text/plain"),
+        ("/participants", "application/x-www-form-urlencoded"),
+        ("/contact", "application/json"),
+        ("/contact", "text/plain"),
+    ] {
+        let (status, body) = send(
+            &app,
+            Method::POST,
+            path,
+            Some((content_type, b"{}".to_vec())),
+        )
+        .await;
+        assert_eq!(status, 415, "{path} {content_type}: {body}");
+        assert_eq!(body["error"]["code"], "unsupported_media_type");
+        assert_eq!(body["error"]["parameter"], "content-type");
+    }
+
+    // Beyond axum's default limit of 2 MB.
+    let huge =
+        json!({"study_id": "default", "timezone": "UTC", "contact_name": "x".repeat(3 << 20)});
+    for (method, path) in [
+        (Method::POST, "/participants"),
+        (Method::POST, "/participants/P001/withdraw"),
+    ] {
+        let (status, body) = post_json(&app, method, path, &huge).await;
+        assert_eq!(status, 413, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "payload_too_large");
+    }
+}
