@@ -1,7 +1,8 @@
 //! `GET /contact?participant_id=…` serves the researcher outreach form; `POST /contact` checks
 //! it, stores the request in `contact_requests` and wakes the outbox, which e-mails the study
 //! coordinator and retries until the e-mail is sent. Abuse protection: a body size limit, a
-//! token bucket per client address, and a double-submit CSRF token.
+//! token bucket per client address (see [`crate::client`] for which address), and a
+//! double-submit CSRF token.
 
 pub mod csrf;
 pub mod form;
@@ -34,8 +35,9 @@ use crate::error::{ApiError, error_chain};
 use crate::extract::{Form, Query};
 use crate::routes::Routes;
 
-/// Largest accepted form body: the longest message with every field at its limit fits.
-const BODY_LIMIT: usize = 32 * 1024;
+/// Largest accepted form body: every field at its limit fits, however it is written (see
+/// [`form::MAX_BODY_LEN`]); a larger body is refused with a JSON 413 before the handler runs.
+const BODY_LIMIT: usize = form::MAX_BODY_LEN;
 
 /// What the contact routes share: the outbox, the CSRF signer and the rate limiter.
 pub struct ContactService {

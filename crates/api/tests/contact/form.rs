@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use wearhouse_api::contact::form::{MAX_BODY_LEN, MAX_MESSAGE, MAX_NAME, MAX_SUBJECT};
+
 use crate::sink::Sink;
 use crate::support::{COORDINATOR, free_port, settings, spawn};
 
@@ -143,11 +145,13 @@ async fn oversized_bodies_and_floods_from_one_address_are_refused() {
     let app = spawn(contact).await;
     let (_, form) = app.load_form("P001").await;
 
-    let huge = "y".repeat(64 * 1024);
+    let huge = "y".repeat(MAX_BODY_LEN + 1);
     let mut big = fields(&form.token, "P001", "ada@example.org");
     big[5] = ("message", &huge);
-    let (status, _) = app.submit(&big, Some(&form.cookie)).await;
+    let (status, page) = app.submit(&big, Some(&form.cookie)).await;
     assert_eq!(status, 413);
+    let body: serde_json::Value = serde_json::from_str(&page).expect("a JSON error");
+    assert_eq!(body["error"]["code"], "payload_too_large");
 
     let good = fields(&form.token, "P001", "ada@example.org");
     let mut statuses = Vec::new();
@@ -201,4 +205,74 @@ async fn a_send_that_fails_is_recorded_and_retried_until_the_mail_server_accepts
     assert_eq!(rows[0].0, "sent");
     assert!(rows[0].1 >= 2, "delivered on a retry: {rows:?}");
     assert_eq!(rows.len(), 1);
+}
+
+#[tokio::test]
+async fn every_field_at_its_limit_in_four_byte_characters_fits_and_one_more_is_a_field_error() {
+    let sink = Sink::start("127.0.0.1:0").await;
+    let app = spawn(settings(sink.addr.port())).await;
+    let (_, form) = app.load_form("P001").await;
+    let wide = |n: usize| "\u{1F600}".repeat(n);
+    let send = |message: String| {
+        let all = [
+            ("csrf_token", form.token.clone()),
+            ("participant_id", "P001".to_owned()),
+            ("requester_name", wide(MAX_NAME)),
+            ("requester_email", "ada@example.org".to_owned()),
+            ("subject", wide(MAX_SUBJECT)),
+            ("message", message),
+        ];
+        let (app, cookie) = (&app, form.cookie.clone());
+        async move {
+            let all: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            app.submit(&all, Some(&cookie)).await
+        }
+    };
+
+    let (status, page) = send(wide(MAX_MESSAGE)).await;
+    assert_eq!(status, 200, "{}", &page[..page.len().min(500)]);
+    let (status, page) = send("\u{4E2D}".repeat(3_700)).await;
+    assert_eq!(status, 200, "{}", &page[..page.len().min(500)]);
+
+    let (status, page) = send(wide(MAX_MESSAGE + 1)).await;
+    assert_eq!(status, 400);
+    assert!(
+        page.contains(&format!(
+            "Message must be at most {MAX_MESSAGE} characters (it has {}).",
+            MAX_MESSAGE + 1
+        )),
+        "{}",
+        &page[..page.len().min(500)]
+    );
+    assert_eq!(app.requests().await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_nul_character_in_a_field_is_a_400_naming_it_and_nothing_is_stored() {
+    let sink = Sink::start("127.0.0.1:0").await;
+    let app = spawn(settings(sink.addr.port())).await;
+    let (_, form) = app.load_form("P001").await;
+    for (index, field, value) in [
+        (1, "participant_id", "P001\0"),
+        (5, "message", "Please call\0 back."),
+        (4, "subject", "\0"),
+    ] {
+        let mut bad = fields(&form.token, "P001", "ada@example.org");
+        bad[index] = (field, value);
+        let (status, page) = app.submit(&bad, Some(&form.cookie)).await;
+        assert_eq!(status, 400, "{field}: {page}");
+        let body: serde_json::Value = serde_json::from_str(&page).expect("a JSON error");
+        assert_eq!(body["error"]["parameter"], field, "{page}");
+    }
+    assert!(app.requests().await.is_empty());
+    let (status, _) = app
+        .submit(
+            &fields(&form.token, "P001", "ada@example.org"),
+            Some(&form.cookie),
+        )
+        .await;
+    assert_eq!(
+        status, 200,
+        "the rate limit was not spent on refused bodies"
+    );
 }
