@@ -41,6 +41,15 @@ pub fn settings(smtp_port: u16) -> ContactArgs {
 
 /// The app on port 0 against a fresh database with participants P001 and P002.
 pub async fn spawn(contact: ContactArgs) -> TestApp {
+    spawn_with(ServeArgs {
+        contact,
+        ..ServeArgs::default()
+    })
+    .await
+}
+
+/// [`spawn`] with these settings.
+pub async fn spawn_with(args: ServeArgs) -> TestApp {
     let db = TestDb::new(TestBackend::Postgres).await;
     sqlx::query(
         "insert into participants (participant_id, timezone) values ('P001', 'Europe/London'),
@@ -52,10 +61,6 @@ pub async fn spawn(contact: ContactArgs) -> TestApp {
     grant_test_admin(&db.pool).await;
     let mut database = DatabaseArgs::from_url(db.url.clone());
     database.db_max_connections = 5;
-    let args = ServeArgs {
-        contact,
-        ..ServeArgs::default()
-    };
     let listen = ListenArgs {
         listen: "127.0.0.1:0".parse().unwrap(),
     };
@@ -127,12 +132,25 @@ impl TestApp {
 
     /// POST /contact with `fields`, sending `cookie` when given; status and page.
     pub async fn submit(&self, fields: &[(&str, &str)], cookie: Option<&str>) -> (u16, String) {
+        self.submit_as(fields, cookie, None).await
+    }
+
+    /// [`Self::submit`] with an `X-Real-IP` header, as a proxy (or a client) may send.
+    pub async fn submit_as(
+        &self,
+        fields: &[(&str, &str)],
+        cookie: Option<&str>,
+        real_ip: Option<&str>,
+    ) -> (u16, String) {
         let mut request = self
             .client
             .post(format!("{}/contact", self.base))
             .form(fields);
         if let Some(c) = cookie {
             request = request.header("cookie", c);
+        }
+        if let Some(ip) = real_ip {
+            request = request.header("x-real-ip", ip);
         }
         let r = request.send().await.unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
