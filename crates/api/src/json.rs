@@ -80,10 +80,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 /// Parses `bytes` as `T`, naming the field a failure is about.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // JSON can only carry a NUL as the escape `\u0000`; only then is the body walked for it.
-    if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
-        if let Some(field) = serde_json::from_slice(bytes).ok().as_ref().and_then(nul_at) {
-            return Err(ApiError::invalid(field, NUL_MESSAGE));
-        }
+    if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000"))
+        && let Some(field) = serde_json::from_slice(bytes).ok().as_ref().and_then(nul_at)
+    {
+        return Err(ApiError::invalid(field, NUL_MESSAGE));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {

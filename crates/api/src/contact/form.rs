@@ -309,7 +309,7 @@ mod tests {
     #[test]
     fn nul_and_control_characters_are_refused_where_they_cannot_belong() {
         let form = ContactForm {
-            participant_id: "P00\01".into(),
+            participant_id: "P00\u{0}1".into(),
             requester_name: "Ada".into(),
             requester_email: "ada@example.org".into(),
             subject: "Hello".into(),
