@@ -383,7 +383,8 @@ async fn visible(
 
 /// Changes a participant's time zone or contact details.
 #[utoipa::path(patch, path = "/participants/{id}", tag = "participants",
-    params(("id" = String, Path, description = "Participant id", example = "P001")),
+    params(("id" = String, Path, description = "Participant id", example = "P001",
+        min_length = 1, max_length = 64)),
     request_body = ParticipantChangeBody,
     responses(
         (status = 200, description = "The participant as changed", body = ParticipantView),
@@ -445,7 +446,8 @@ pub async fn change(
 /// Creates a consent link for the participant. The answer holds the link's URL, which is
 /// shown this once: send it to the participant, who needs no wearhouse account.
 #[utoipa::path(post, path = "/participants/{id}/consent-links", tag = "participants",
-    params(("id" = String, Path, description = "Participant id", example = "P001")),
+    params(("id" = String, Path, description = "Participant id", example = "P001",
+        min_length = 1, max_length = 64)),
     request_body = NewLinkBody,
     responses(
         (status = 201, description = "The link, with its URL", body = CreatedLink),
@@ -525,7 +527,8 @@ pub async fn create_link(
 
 /// The participant's consent links, newest first, without their URLs.
 #[utoipa::path(get, path = "/participants/{id}/consent-links", tag = "participants",
-    params(("id" = String, Path, description = "Participant id", example = "P001")),
+    params(("id" = String, Path, description = "Participant id", example = "P001",
+        min_length = 1, max_length = 64)),
     responses(
         (status = 200, description = "The links", body = LinkList),
         (status = 404, description = "No such participant", body = ErrorBody)))]
@@ -555,7 +558,8 @@ pub async fn links(
 
 /// Revokes an unused consent link (revoking a revoked one changes nothing).
 #[utoipa::path(delete, path = "/participants/{id}/consent-links/{link_id}", tag = "participants",
-    params(("id" = String, Path, description = "Participant id", example = "P001"),
+    params(("id" = String, Path, description = "Participant id", example = "P001",
+        min_length = 1, max_length = 64),
            ("link_id" = i64, Path, description = "The link's id")),
     responses(
         (status = 200, description = "The link, revoked", body = LinkView),

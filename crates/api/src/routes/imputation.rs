@@ -43,11 +43,12 @@ pub fn routes() -> Routes {
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RunParams {
-    /// Participant id, as the original system spelled the parameter.
-    #[param(value_type = Option<String>, example = "P001")]
+    /// Participant id, as the original system spelled the parameter: 1 to 64 ASCII letters,
+    /// digits, `-`, `_` or `.`, starting with a letter or digit.
+    #[param(value_type = Option<String>, example = "P001", min_length = 1, max_length = 64)]
     pub user_id: Option<ParticipantId>,
     /// Alias of `user_id`.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, min_length = 1, max_length = 64)]
     pub participant_id: Option<ParticipantId>,
     /// Metric name from `/metrics-catalog`; its catalogue strategy is applied (ARIMA for
     /// heart rate, forward/back fill for steps, …).
@@ -121,7 +122,7 @@ impl FromQuery for RunParams {
 /// The answer to a queued job.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Queued {
-    #[schema(value_type = String, example = "0b6f7c1e-58a4-4d0b-9a3e-6f1e2d3c4b5a")]
+    #[schema(example = "0b6f7c1e-58a4-4d0b-9a3e-6f1e2d3c4b5a")]
     pub job_id: Uuid,
     /// Always `queued`.
     #[schema(example = "queued")]
@@ -134,7 +135,6 @@ pub struct Queued {
 /// An imputation job.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobView {
-    #[schema(value_type = String)]
     pub job_id: Uuid,
     pub participant_id: String,
     #[schema(example = "heart_rate")]
@@ -271,7 +271,7 @@ pub async fn run_imputation(
     get,
     path = "/data/imputation_jobs/{id}",
     tag = "imputation",
-    params(("id" = String, Path, description = "Job id from `POST /data/run_imputation`")),
+    params(("id" = Uuid, Path, description = "Job id from `POST /data/run_imputation`")),
     responses(
         (status = 200, description = "The job", body = JobView),
         (status = 400, description = "Malformed id", body = ErrorBody),

@@ -95,7 +95,8 @@ pub struct WithdrawalView {
 /// grant at the provider is revoked by the ingest. Withdrawing again answers the first
 /// withdrawal unchanged.
 #[utoipa::path(post, path = "/participants/{id}/withdraw", tag = "participants",
-    params(("id" = String, Path, description = "Participant id", example = "P001")),
+    params(("id" = String, Path, description = "Participant id", example = "P001",
+        min_length = 1, max_length = 64)),
     request_body(content = serde_json::Value, description = "`{\"reason\": \"...\"}`"),
     responses(
         (status = 200, description = "The participant is withdrawn", body = WithdrawalView),
@@ -159,7 +160,8 @@ pub struct ErasureView {
 /// Erase a participant everywhere (irreversible). The body repeats the participant id:
 /// `{"confirm": "<id>"}`. Refused while the grant is still to be revoked (withdraw first).
 #[utoipa::path(post, path = "/participants/{id}/erase", tag = "participants",
-    params(("id" = String, Path, description = "Participant id", example = "P001")),
+    params(("id" = String, Path, description = "Participant id", example = "P001",
+        min_length = 1, max_length = 64)),
     request_body(content = serde_json::Value, description = "`{\"confirm\": \"<id>\"}`"),
     responses(
         (status = 200, description = "The participant is erased", body = ErasureView),
@@ -227,7 +229,8 @@ pub async fn erase(
 /// local time), imputed values with their method, adherence days, the participant record
 /// without tokens, and `manifest.json` (units, time zone, row counts, SHA-256 per file).
 #[utoipa::path(get, path = "/participants/{id}/export", tag = "participants",
-    params(("id" = String, Path, description = "Participant id", example = "P001")),
+    params(("id" = String, Path, description = "Participant id", example = "P001",
+        min_length = 1, max_length = 64)),
     responses(
         (status = 200, description = "The archive", content_type = "application/zip"),
         (status = 404, description = "No such participant", body = ErrorBody)))]

@@ -7,6 +7,7 @@ mod errors;
 mod hostile;
 mod imputation;
 mod lifecycle;
+mod openapi;
 mod operations;
 mod outage;
 mod paging;
