@@ -36,6 +36,9 @@ pub enum ApiError {
     /// The request contradicts what is stored (an id that exists, a link already used).
     #[error("{0}")]
     Conflict(String),
+    /// An `Idempotency-Key` sent again with a different request.
+    #[error("{0}")]
+    KeyReused(String),
     /// The route exists but not for this method.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -75,6 +78,7 @@ impl ApiError {
             | ApiError::SignInRefused(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::KeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -93,6 +97,11 @@ impl ApiError {
             ),
             ApiError::NotFound(m) => ("not_found", None, m.clone()),
             ApiError::Conflict(m) => ("conflict", None, m.clone()),
+            ApiError::KeyReused(m) => (
+                "idempotency_key_reused",
+                Some("Idempotency-Key".into()),
+                m.clone(),
+            ),
             ApiError::Unauthenticated => (
                 "unauthenticated",
                 None,
@@ -179,12 +188,13 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// `invalid_parameter`, `unauthenticated`, `forbidden`, `invalid_credentials`,
-    /// `throttled`, `not_found`, `conflict`, `method_not_allowed`, `payload_too_large`,
+    /// `throttled`, `not_found`, `conflict`, `idempotency_key_reused`, `method_not_allowed`,
+    /// `payload_too_large`,
     /// `unsupported_media_type`, `unavailable`, `timeout` or `internal`.
     #[schema(example = "invalid_parameter")]
     pub code: String,
     /// The parameter or body field at fault, as the caller spelled it (400; `body` for 413,
-    /// `content-type` for 415).
+    /// `content-type` for 415, `Idempotency-Key` for 422).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "metric")]
     pub parameter: Option<String>,

@@ -14,6 +14,7 @@ pub mod contact;
 pub mod db_login;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod json;
 pub mod metrics;
 pub mod migrate;

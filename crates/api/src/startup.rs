@@ -29,6 +29,7 @@ use crate::client::{self, TrustedProxies};
 use crate::contact::ContactService;
 use crate::contact::settings::ContactArgs;
 use crate::error::ApiError;
+use crate::idempotency::{self, Idempotency};
 use crate::metrics::{self, ApiMetrics};
 use crate::oidc::{Oidc, OidcArgs};
 use crate::routes;
@@ -260,8 +261,17 @@ pub fn app_with(
             tracing::info_span!("request", method = %request.method(), route, path = %request.uri().path(), request_id)
         })
         .on_response(DefaultOnResponse::new().level(Level::INFO));
+    let idempotency = Idempotency {
+        pool: state.pool.clone(),
+        abandoned_after: timeout + Duration::from_secs(30),
+    };
     let mut router = routes
         .into_router()
+        // Inside the guard: a key belongs to the caller the guard names.
+        .route_layer(middleware::from_fn_with_state(
+            idempotency,
+            idempotency::middleware,
+        ))
         .route_layer(middleware::from_fn_with_state(
             state.auth.clone(),
             auth::guard,

@@ -190,11 +190,19 @@ impl From<JobRecord> for JobView {
     post,
     path = "/data/run_imputation",
     tag = "imputation",
-    params(RunParams),
+    params(
+        RunParams,
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+         description = "Makes a retry safe: the same key from the same caller within 24 hours \
+                        answers the first answer again (with `Idempotent-Replayed: true`) and \
+                        queues nothing new"),
+    ),
     responses(
         (status = 202, description = "Queued", body = Queued),
         (status = 400, description = "A parameter is missing or malformed", body = ErrorBody),
         (status = 404, description = "Unknown participant, or no data to impute", body = ErrorBody),
+        (status = 409, description = "The request with this Idempotency-Key is still running", body = ErrorBody),
+        (status = 422, description = "The Idempotency-Key was used for a different request", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]

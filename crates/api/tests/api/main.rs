@@ -5,6 +5,7 @@ mod admin;
 mod enrolment;
 mod errors;
 mod hostile;
+mod idempotency;
 mod imputation;
 mod lifecycle;
 mod openapi;

@@ -50,8 +50,12 @@ async fn a_client_reaching_the_api_directly_cannot_escape_the_rate_limit_with_x_
     let (_, form) = app.load_form("P001").await;
     let mut statuses = Vec::new();
     for ip in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
-        let (status, _) = app
-            .submit_as(&fields(&form.token), Some(&form.cookie), Some(ip))
+        let ((status, _), _) = app
+            .submit_with(
+                &fields(&form.token),
+                Some(&form.cookie),
+                &[("x-real-ip", ip)],
+            )
             .await;
         statuses.push(status);
     }
@@ -66,8 +70,12 @@ async fn a_trusted_proxys_x_real_ip_names_the_client() {
     let (_, form) = app.load_form("P001").await;
     let mut statuses = Vec::new();
     for ip in ["203.0.113.1", "203.0.113.1", "203.0.113.1", "203.0.113.2"] {
-        let (status, _) = app
-            .submit_as(&fields(&form.token), Some(&form.cookie), Some(ip))
+        let ((status, _), _) = app
+            .submit_with(
+                &fields(&form.token),
+                Some(&form.cookie),
+                &[("x-real-ip", ip)],
+            )
             .await;
         statuses.push(status);
     }

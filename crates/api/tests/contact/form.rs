@@ -276,3 +276,40 @@ async fn a_nul_character_in_a_field_is_a_400_naming_it_and_nothing_is_stored() {
         "the rate limit was not spent on refused bodies"
     );
 }
+
+#[tokio::test]
+async fn a_retried_submission_with_the_same_key_is_answered_again_and_stored_once() {
+    let sink = Sink::start("127.0.0.1:0").await;
+    let mut contact = settings(sink.addr.port());
+    contact.contact_rate_burst = 2;
+    contact.contact_rate_refill_secs = 3_600;
+    let app = spawn(contact).await;
+    let (_, form) = app.load_form("P001").await;
+    let good = fields(&form.token, "P001", "ada@example.org");
+    let key = [("idempotency-key", "form-7f3a")];
+
+    let (first, headers) = app.submit_with(&good, Some(&form.cookie), &key).await;
+    assert_eq!(first.0, 200, "{}", first.1);
+    assert!(headers.get("idempotent-replayed").is_none());
+    let (again, headers) = app.submit_with(&good, Some(&form.cookie), &key).await;
+    assert_eq!(again, first);
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(app.requests().await.len(), 1);
+
+    // The same key with another message: refused, nothing stored.
+    let mut other = good.clone();
+    other[5] = ("message", "Another message");
+    let ((status, page), _) = app.submit_with(&other, Some(&form.cookie), &key).await;
+    assert_eq!(status, 422, "{page}");
+    let body: serde_json::Value = serde_json::from_str(&page).expect("a JSON error");
+    assert_eq!(body["error"]["code"], "idempotency_key_reused");
+    assert_eq!(app.requests().await.len(), 1);
+
+    // The replay spent no submission of the address's burst of two.
+    let (status, _) = app.submit(&good, Some(&form.cookie)).await;
+    assert_eq!(status, 200);
+    let (status, _) = app.submit(&good, Some(&form.cookie)).await;
+    assert_eq!(status, 429);
+    assert_eq!(app.requests().await.len(), 2);
+}

@@ -132,16 +132,17 @@ impl TestApp {
 
     /// POST /contact with `fields`, sending `cookie` when given; status and page.
     pub async fn submit(&self, fields: &[(&str, &str)], cookie: Option<&str>) -> (u16, String) {
-        self.submit_as(fields, cookie, None).await
+        self.submit_with(fields, cookie, &[]).await.0
     }
 
-    /// [`Self::submit`] with an `X-Real-IP` header, as a proxy (or a client) may send.
-    pub async fn submit_as(
+    /// [`Self::submit`] with more headers (`X-Real-IP` as a proxy or a client may send it,
+    /// `Idempotency-Key`); status, page and headers.
+    pub async fn submit_with(
         &self,
         fields: &[(&str, &str)],
         cookie: Option<&str>,
-        real_ip: Option<&str>,
-    ) -> (u16, String) {
+        headers: &[(&str, &str)],
+    ) -> ((u16, String), reqwest::header::HeaderMap) {
         let mut request = self
             .client
             .post(format!("{}/contact", self.base))
@@ -149,11 +150,12 @@ impl TestApp {
         if let Some(c) = cookie {
             request = request.header("cookie", c);
         }
-        if let Some(ip) = real_ip {
-            request = request.header("x-real-ip", ip);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let r = request.send().await.unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
+        let headers = r.headers().clone();
+        ((r.status().as_u16(), r.text().await.unwrap()), headers)
     }
 
     pub fn pool(&self) -> &PgPool {
