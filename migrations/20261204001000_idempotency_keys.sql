@@ -20,6 +20,20 @@ create index idempotency_keys_created_at on idempotency_keys (created_at);
 comment on table idempotency_keys is
   'Idempotency-Key of creating API requests: the request hash and the first answer, kept 24 hours';
 
+-- A kept answer may name a participant (the contact form's confirmation does): erasing the
+-- participant forgets such answers with the rest of their rows.
+create function idempotency_forget_participant() returns trigger
+language plpgsql set search_path = public, pg_temp as $$
+begin
+  delete from idempotency_keys
+  where position(convert_to(old.participant_id, 'UTF8') in body) > 0;
+  return old;
+end
+$$;
+
+create trigger participants_forget_idempotency after delete on participants
+  for each row execute function idempotency_forget_participant();
+
 do $$
 begin
   if exists (select from pg_roles where rolname = 'wearhouse_api') then

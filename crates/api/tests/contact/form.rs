@@ -313,3 +313,34 @@ async fn a_retried_submission_with_the_same_key_is_answered_again_and_stored_onc
     assert_eq!(status, 429);
     assert_eq!(app.requests().await.len(), 2);
 }
+
+#[tokio::test]
+async fn erasing_the_participant_forgets_the_kept_answers_that_name_them() {
+    let sink = Sink::start("127.0.0.1:0").await;
+    let app = spawn(settings(sink.addr.port())).await;
+    let (_, form) = app.load_form("P001").await;
+    let ((status, _), _) = app
+        .submit_with(
+            &fields(&form.token, "P001", "ada@example.org"),
+            Some(&form.cookie),
+            &[("idempotency-key", "before-erasure")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let kept = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from idempotency_keys")
+            .fetch_one(app.pool())
+            .await
+            .unwrap()
+    };
+    assert_eq!(kept().await, 1);
+    let r = app
+        .client
+        .post(format!("{}/participants/P001/erase", app.base))
+        .json(&serde_json::json!({"confirm": "P001"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(kept().await, 0);
+}
