@@ -59,6 +59,31 @@ pub fn nul_at(value: &Value) -> Option<String> {
     walk(value, &mut path).then(|| if path.is_empty() { "body".into() } else { path })
 }
 
+/// A request body meant to be JSON, as bytes (for a handler that reads it field by field):
+/// 415 for a `Content-Type` other than JSON, 413 over the route's limit.
+#[derive(Debug, Clone)]
+pub struct JsonBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        refuse_other_types(req.headers())?;
+        let Body(bytes) = Body::from_request(req, state).await?;
+        Ok(JsonBytes(bytes))
+    }
+}
+
+/// 415 unless the `Content-Type` is absent or JSON.
+fn refuse_other_types(headers: &HeaderMap) -> Result<(), ApiError> {
+    if headers.contains_key(header::CONTENT_TYPE) && !is_json(headers) {
+        return Err(ApiError::UnsupportedMediaType {
+            expected: "application/json",
+        });
+    }
+    Ok(())
+}
+
 /// A request body parsed as JSON into `T`.
 #[derive(Debug, Clone)]
 pub struct JsonBody<T>(pub T);
@@ -67,11 +92,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if req.headers().contains_key(header::CONTENT_TYPE) && !is_json(req.headers()) {
-            return Err(ApiError::UnsupportedMediaType {
-                expected: "application/json",
-            });
-        }
+        refuse_other_types(req.headers())?;
         let Body(bytes) = Body::from_request(req, state).await?;
         parse(&bytes).map(JsonBody)
     }

@@ -22,6 +22,7 @@ use wearhouse_core::store::{self, audit};
 use crate::auth::{Access, Caller, Permission};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{self, Path};
+use crate::json::JsonBytes;
 use crate::routes::Routes;
 
 /// Longest withdrawal reason kept.
@@ -106,7 +107,7 @@ pub async fn withdraw(
     State(pool): State<PgPool>,
     caller: Caller,
     Path(id): Path<String>,
-    extract::Body(body): extract::Body,
+    JsonBytes(body): JsonBytes,
 ) -> Result<Json<WithdrawalView>, ApiError> {
     let id = participant(&id)?;
     let reason = string_field(&body, "reason")?;
@@ -172,7 +173,7 @@ pub async fn erase(
     State(pool): State<PgPool>,
     caller: Caller,
     Path(id): Path<String>,
-    extract::Body(body): extract::Body,
+    JsonBytes(body): JsonBytes,
 ) -> Result<Json<ErasureView>, ApiError> {
     let id = participant(&id)?;
     let confirm = string_field(&body, "confirm")?;

@@ -280,6 +280,7 @@ async fn bodies_that_are_not_json_of_another_type_or_too_large_get_json_errors()
     for (path, content_type) in [
         ("/auth/login", "text/plain"),
         ("/participants", "application/x-www-form-urlencoded"),
+        ("/participants/P001/withdraw", "text/plain"),
         ("/contact", "application/json"),
         ("/contact", "text/plain"),
     ] {
