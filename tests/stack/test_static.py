@@ -232,6 +232,17 @@ class ComposeFile(unittest.TestCase):
         subnet = self.compose["networks"]["ui"]["ipam"]["config"][0]["subnet"]
         self.assertTrue(subnet.startswith("${WEARHOUSE_UI_SUBNET:-"), subnet)
 
+    def test_the_api_takes_the_client_address_from_the_web_server_only(self):
+        # X-Real-IP is believed only from the trusted proxies: the web server's fixed address,
+        # from which nginx reaches the API by its name on the ui network.
+        web_address = self.services["web"]["networks"]["ui"]["ipv4_address"]
+        api = self.services["api"]
+        self.assertEqual(api["environment"]["WEARHOUSE_TRUSTED_PROXIES"], web_address)
+        self.assertEqual(api["networks"]["ui"]["aliases"], ["api-ui"])
+        self.assertIn("default", api["networks"])
+        self.assertEqual(self.services["web"]["environment"]["WEARHOUSE_API_UPSTREAM"],
+                         "api-ui:8000")
+
     def test_prometheus_and_alertmanager_serve_under_the_prefix_nginx_proxies(self):
         for name, prefix, port in (("prometheus", "/prometheus", 9090),
                                    ("alertmanager", "/alertmanager", 9093)):

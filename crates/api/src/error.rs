@@ -36,9 +36,18 @@ pub enum ApiError {
     /// The request contradicts what is stored (an id that exists, a link already used).
     #[error("{0}")]
     Conflict(String),
+    /// An `Idempotency-Key` sent again with a different request.
+    #[error("{0}")]
+    KeyReused(String),
     /// The route exists but not for this method.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The request body is larger than the route accepts.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// The request body is not of the media type the route reads.
+    #[error("unsupported media type; expected {expected}")]
+    UnsupportedMediaType { expected: &'static str },
     /// The database could not be reached in time.
     #[error("database unavailable")]
     Unavailable(#[source] CoreError),
@@ -69,8 +78,11 @@ impl ApiError {
             | ApiError::SignInRefused(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::KeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -85,6 +97,11 @@ impl ApiError {
             ),
             ApiError::NotFound(m) => ("not_found", None, m.clone()),
             ApiError::Conflict(m) => ("conflict", None, m.clone()),
+            ApiError::KeyReused(m) => (
+                "idempotency_key_reused",
+                Some("Idempotency-Key".into()),
+                m.clone(),
+            ),
             ApiError::Unauthenticated => (
                 "unauthenticated",
                 None,
@@ -105,6 +122,16 @@ impl ApiError {
                 format!("too many sign-in attempts; try again in {retry_after_secs} s"),
             ),
             ApiError::MethodNotAllowed => ("method_not_allowed", None, "method not allowed".into()),
+            ApiError::PayloadTooLarge => (
+                "payload_too_large",
+                Some("body".into()),
+                "the request body is larger than this route accepts".into(),
+            ),
+            ApiError::UnsupportedMediaType { expected } => (
+                "unsupported_media_type",
+                Some("content-type".into()),
+                format!("send the body with `Content-Type: {expected}`"),
+            ),
             ApiError::Unavailable(_) => ("unavailable", None, "database unavailable".into()),
             ApiError::Timeout => ("timeout", None, "request timed out".into()),
             ApiError::Internal(_) => ("internal", None, "internal error".into()),
@@ -161,10 +188,13 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// `invalid_parameter`, `unauthenticated`, `forbidden`, `invalid_credentials`,
-    /// `throttled`, `not_found`, `conflict`, `method_not_allowed`, `unavailable`, `timeout` or `internal`.
+    /// `throttled`, `not_found`, `conflict`, `idempotency_key_reused`, `method_not_allowed`,
+    /// `payload_too_large`,
+    /// `unsupported_media_type`, `unavailable`, `timeout` or `internal`.
     #[schema(example = "invalid_parameter")]
     pub code: String,
-    /// The query parameter at fault, as the caller spelled it (400 only).
+    /// The parameter or body field at fault, as the caller spelled it (400; `body` for 413,
+    /// `content-type` for 415, `Idempotency-Key` for 422).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "metric")]
     pub parameter: Option<String>,

@@ -2,8 +2,8 @@
 //! upgrades the schema.
 //!
 //! [`startup`] wires the app; [`routes`] holds one module per resource; [`error`] is the one
-//! place errors become HTTP; [`params`] parses query strings so that every failure names its
-//! parameter; [`metrics`] counts requests and reports pool and study gauges; [`contact`] is the
+//! place errors become HTTP; [`params`], [`json`] and [`extract`] read query strings, bodies
+//! and path parameters so that every failure is a JSON error naming its parameter; [`metrics`] counts requests and reports pool and study gauges; [`contact`] is the
 //! researcher outreach form and its e-mail outbox.
 
 pub mod admin;
@@ -13,6 +13,8 @@ pub mod client;
 pub mod contact;
 pub mod db_login;
 pub mod error;
+pub mod extract;
+pub mod idempotency;
 pub mod json;
 pub mod metrics;
 pub mod migrate;

@@ -43,7 +43,11 @@ impl Modify for Security {
                        resolution that fits a point budget, participants, CSV export and \
                        operations endpoints. Every route but health, readiness, this \
                        document and signing in needs a session or an API token. Errors are JSON: `{\"error\": {\"code\", \
-                       \"parameter\", \"message\"}}`."
+                       \"parameter\", \"message\"}}`: 400 names the parameter at fault (a \
+                       NUL character in any text is one), 413 a body over the route's limit, \
+                       415 a body of another media type. Unknown query parameters are \
+                       ignored, and an empty value counts as absent. Dates and date-times \
+                       must fall in the years 0001 to 9999 (UTC)."
     ),
     servers((url = ".", description = "This server (relative, so it works behind a proxy prefix)")),
     modifiers(&Security),

@@ -4,13 +4,16 @@
 //! ([`QueryParams`]) and every failure becomes an [`ApiError::InvalidParameter`]. The same
 //! struct derives `utoipa::IntoParams`, so `/openapi.json` documents what is really parsed.
 //! Unknown parameters are ignored; an empty value counts as absent, as HTML forms send them.
+//! A NUL character in any name or value is refused, naming the parameter (see
+//! [`crate::extract`]).
 
 use std::str::FromStr;
 
-use axum::extract::{FromRequestParts, RawQuery};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use crate::error::ApiError;
+use crate::extract::refuse_nul;
 
 /// The decoded `name=value` pairs of a request's query string, in order.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +27,17 @@ impl QueryParams {
                 .into_owned()
                 .collect(),
         )
+    }
+
+    /// Decodes a raw query string from a request: a NUL character anywhere is a 400 naming
+    /// the parameter it is in.
+    pub fn from_request_query(raw: &str) -> Result<Self, ApiError> {
+        let query = Self::parse(raw);
+        for (name, value) in &query.0 {
+            refuse_nul(name, name)?;
+            refuse_nul(name, value)?;
+        }
+        Ok(query)
     }
 
     /// Every non-empty value of `name`, in order.
@@ -92,17 +106,16 @@ impl<S: Send + Sync, T: FromQuery> FromRequestParts<S> for Params<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Ok(query) = QueryParams::from_request_parts(parts, state).await;
+        let query = QueryParams::from_request_parts(parts, state).await?;
         T::from_query(&query).map(Params)
     }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
-    type Rejection = std::convert::Infallible;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let RawQuery(raw) = RawQuery::from_request_parts(parts, state).await?;
-        Ok(QueryParams::parse(raw.as_deref().unwrap_or("")))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        QueryParams::from_request_query(parts.uri.query().unwrap_or(""))
     }
 }
 
@@ -120,6 +133,22 @@ mod tests {
         assert!(
             matches!(q.required("b"), Err(ApiError::InvalidParameter { parameter, .. }) if parameter == "b")
         );
+    }
+
+    #[test]
+    fn a_nul_character_anywhere_is_refused_naming_the_parameter() {
+        for (raw, name) in [
+            ("actor=a%00b", "actor"),
+            ("a=1&action=%00", "action"),
+            ("x%00y=1", "x\0y"),
+        ] {
+            let e = QueryParams::from_request_query(raw).unwrap_err();
+            assert!(
+                matches!(&e, ApiError::InvalidParameter { parameter, .. } if parameter == name),
+                "{raw}: {e:?}"
+            );
+        }
+        assert!(QueryParams::from_request_query("a=1&b=%20").is_ok());
     }
 
     #[test]

@@ -25,9 +25,11 @@ use wearhouse_core::config::{self, DatabaseArgs, ListenArgs};
 use wearhouse_core::process::Shutdown;
 
 use crate::auth::{self, Auth, AuthArgs};
+use crate::client::{self, TrustedProxies};
 use crate::contact::ContactService;
 use crate::contact::settings::ContactArgs;
 use crate::error::ApiError;
+use crate::idempotency::{self, Idempotency};
 use crate::metrics::{self, ApiMetrics};
 use crate::oidc::{Oidc, OidcArgs};
 use crate::routes;
@@ -62,6 +64,17 @@ pub struct ServeArgs {
     /// run on; 0 turns it off.
     #[arg(long, env = "WEARHOUSE_STATEMENT_TIMEOUT_SECS", default_value_t = 30)]
     pub statement_timeout_secs: u64,
+
+    /// Proxies whose `X-Real-IP` header names the client (for the per-address rate limits
+    /// and the audit trail): a comma-separated list of IP addresses and CIDR networks, e.g.
+    /// the nginx in front. A request from any other peer is taken to come from the peer
+    /// itself, whatever header it sends. `--trusted-proxies ''` trusts none.
+    #[arg(
+        long = "trusted-proxies",
+        env = "WEARHOUSE_TRUSTED_PROXIES",
+        default_value = TrustedProxies::DEFAULT,
+    )]
+    pub trusted_proxies: TrustedProxies,
 
     /// The study gauge counts active participants with no sample for this many days.
     #[arg(long, env = "WEARHOUSE_STALE_AFTER_DAYS", default_value_t = 3)]
@@ -148,8 +161,8 @@ impl Application {
         tasks.spawn(self.contact.outbox.clone().run(shutdown.clone()));
         let token = shutdown.clone();
         // Without TCP_NODELAY the last segment of an answer can wait for the client's
-        // delayed ACK. The peer address is the contact form's rate-limit key when no proxy
-        // sets X-Real-IP.
+        // delayed ACK. The peer address is the client's (the contact form's rate-limit key)
+        // unless the peer is a trusted proxy that sets X-Real-IP.
         let listener = self.listener.tap_io(|tcp| {
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::warn!(error = %e, "cannot set TCP_NODELAY");
@@ -248,8 +261,17 @@ pub fn app_with(
             tracing::info_span!("request", method = %request.method(), route, path = %request.uri().path(), request_id)
         })
         .on_response(DefaultOnResponse::new().level(Level::INFO));
+    let idempotency = Idempotency {
+        pool: state.pool.clone(),
+        abandoned_after: timeout + Duration::from_secs(30),
+    };
     let mut router = routes
         .into_router()
+        // Inside the guard: a key belongs to the caller the guard names.
+        .route_layer(middleware::from_fn_with_state(
+            idempotency,
+            idempotency::middleware,
+        ))
         .route_layer(middleware::from_fn_with_state(
             state.auth.clone(),
             auth::guard,
@@ -258,6 +280,10 @@ pub fn app_with(
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             metrics::track,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(args.trusted_proxies.clone()),
+            client::identify,
         ));
     if let Some(cors) = cors(&args.cors_origins)? {
         router = router.layer(cors);

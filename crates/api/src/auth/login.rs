@@ -18,6 +18,7 @@ use super::settings::CookieSecure;
 use super::{Access, Auth, Caller, SESSION_COOKIE, password};
 use crate::client::ClientInfo;
 use crate::error::{ApiError, ErrorBody};
+use crate::json::JsonBody;
 use crate::routes::Routes;
 
 /// Routes of this resource.
@@ -63,7 +64,7 @@ pub async fn login(
     State(auth): State<Arc<Auth>>,
     client: ClientInfo,
     headers: HeaderMap,
-    Json(body): Json<Credentials>,
+    JsonBody(body): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
     if let Some(wait) = auth.throttle.attempt(&body.email, client.addr) {
         return Err(ApiError::Throttled {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -21,6 +21,7 @@ use wearhouse_core::store::users::{self, NewUser, Role, User};
 use super::{Access, Auth, login};
 use crate::client::ClientInfo;
 use crate::error::ApiError;
+use crate::extract::Query;
 use crate::oidc::{Identity, LOGIN_TIMEOUT, OidcArgs, PendingLogin};
 use crate::routes::Routes;
 

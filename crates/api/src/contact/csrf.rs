@@ -14,6 +14,9 @@ use sha2::Sha256;
 pub const COOKIE: &str = "wearhouse_contact_csrf";
 /// How long a loaded form may be submitted.
 pub const MAX_AGE_SECS: i64 = 2 * 3_600;
+/// Longest token issued: a signed timestamp (up to 20 characters), a 32-digit nonce and a
+/// 64-digit signature, separated by dots.
+pub const TOKEN_MAX_LEN: usize = 20 + 1 + 32 + 1 + 64;
 
 /// Signs and checks tokens.
 pub struct Csrf {
@@ -117,6 +120,11 @@ mod tests {
         let forged = format!("{}{flipped}", &issued.token[..issued.token.len() - 1]);
         assert_ne!(forged, issued.token);
         assert!(!csrf.verify(&forged, Some(&issued.nonce)));
+    }
+
+    #[test]
+    fn a_token_is_no_longer_than_the_form_body_allows_for() {
+        assert!(Csrf::new(None).issue().token.len() <= TOKEN_MAX_LEN);
     }
 
     #[test]

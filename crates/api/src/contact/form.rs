@@ -4,11 +4,39 @@
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 
-/// Longest accepted value per field, in characters.
+/// Longest accepted value per field, in characters (the e-mail address in bytes).
+pub const MAX_PARTICIPANT: usize = wearhouse_core::ParticipantId::MAX_LEN;
 pub const MAX_NAME: usize = 100;
 pub const MAX_EMAIL: usize = 254;
 pub const MAX_SUBJECT: usize = 150;
 pub const MAX_MESSAGE: usize = 5_000;
+
+/// Bytes one character may take in a form body: the longest UTF-8 character (4 bytes), each
+/// byte percent-encoded (`%F0%9F%98%80`).
+const MAX_ENCODED_CHAR: usize = 4 * 3;
+
+/// Every field of the form body with the most characters it may hold.
+const FIELDS: [(&str, usize); 6] = [
+    ("participant_id", MAX_PARTICIPANT),
+    ("requester_name", MAX_NAME),
+    ("requester_email", MAX_EMAIL),
+    ("subject", MAX_SUBJECT),
+    ("message", MAX_MESSAGE),
+    ("csrf_token", super::csrf::TOKEN_MAX_LEN),
+];
+
+/// The largest body a valid submission can have: every field at its limit, each character
+/// of it encoded as long as a character can be, with the names, `=` and `&`. Derived from the
+/// limits, so a changed limit changes it: a message that passes validation always fits.
+pub const MAX_BODY_LEN: usize = {
+    let mut total = 0;
+    let mut i = 0;
+    while i < FIELDS.len() {
+        total += FIELDS[i].0.len() + 1 + FIELDS[i].1 * MAX_ENCODED_CHAR + 1;
+        i += 1;
+    }
+    total
+};
 
 /// The submitted fields, as typed (missing ones empty).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -50,6 +78,8 @@ fn required_line(
             field,
             format!("{label} must be at most {max} characters (it has {n})."),
         ));
+    } else if value.contains('\0') {
+        errors.push((field, format!("{label} must not contain a NUL character.")));
     } else if value.chars().any(char::is_control) {
         errors.push((field, format!("{label} must be on one line.")));
     }
@@ -84,9 +114,13 @@ pub fn validate(form: &ContactForm) -> Result<ValidRequest, Vec<FieldError>> {
         message: form.message.trim().to_owned(),
     };
     let mut errors = Vec::new();
-    if r.participant_id.is_empty() {
-        errors.push(("participant_id", "Participant is required.".to_owned()));
-    }
+    required_line(
+        "participant_id",
+        "Participant",
+        &r.participant_id,
+        MAX_PARTICIPANT,
+        &mut errors,
+    );
     required_line(
         "requester_name",
         "Your name",
@@ -113,6 +147,11 @@ pub fn validate(form: &ContactForm) -> Result<ValidRequest, Vec<FieldError>> {
         errors.push((
             "message",
             format!("Message must be at most {MAX_MESSAGE} characters (it has {n})."),
+        ));
+    } else if r.message.contains('\0') {
+        errors.push((
+            "message",
+            "Message must not contain a NUL character.".to_owned(),
         ));
     }
     if errors.is_empty() {
@@ -178,7 +217,12 @@ pub fn render(form: &ContactForm, errors: &[FieldError], token: &str) -> String 
         (field_errors(errors, "form"))
         form method="post" action="contact" {
             input type="hidden" name="csrf_token" value=(token);
-            (input(errors, ("participant_id", "Participant", "text"), &form.participant_id, 64))
+            (input(
+                errors,
+                ("participant_id", "Participant", "text"),
+                &form.participant_id,
+                MAX_PARTICIPANT,
+            ))
             (input(errors, ("requester_name", "Your name", "text"), &form.requester_name, MAX_NAME))
             (input(
                 errors,
@@ -260,6 +304,49 @@ mod tests {
             ]
         );
         assert!(errors[3].1.contains("at most 150 characters"));
+    }
+
+    #[test]
+    fn nul_and_control_characters_are_refused_where_they_cannot_belong() {
+        let form = ContactForm {
+            participant_id: "P00\u{0}1".into(),
+            requester_name: "Ada".into(),
+            requester_email: "ada@example.org".into(),
+            subject: "Hello".into(),
+            message: "line one\r\nline two\0".into(),
+            csrf_token: String::new(),
+        };
+        let errors = validate(&form).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|(f, _)| *f).collect();
+        assert_eq!(fields, ["participant_id", "message"], "{errors:?}");
+        let ok = ContactForm {
+            participant_id: "P001".into(),
+            message: "line one\r\nline two".into(),
+            ..form
+        };
+        assert!(validate(&ok).is_ok());
+    }
+
+    #[test]
+    fn the_body_limit_holds_every_field_at_its_limit_in_four_byte_characters() {
+        let wide = |n: usize| "\u{1F600}".repeat(n);
+        let token = "9".repeat(super::super::csrf::TOKEN_MAX_LEN);
+        let fields = [
+            ("participant_id", wide(MAX_PARTICIPANT)),
+            ("requester_name", wide(MAX_NAME)),
+            ("requester_email", wide(MAX_EMAIL)),
+            ("subject", wide(MAX_SUBJECT)),
+            ("message", wide(MAX_MESSAGE)),
+            ("csrf_token", token),
+        ];
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&fields)
+            .finish();
+        assert!(
+            body.len() <= MAX_BODY_LEN,
+            "{} > {MAX_BODY_LEN}",
+            body.len()
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `GET /contact?participant_id=…` serves the researcher outreach form; `POST /contact` checks
 //! it, stores the request in `contact_requests` and wakes the outbox, which e-mails the study
 //! coordinator and retries until the e-mail is sent. Abuse protection: a body size limit, a
-//! token bucket per client address, and a double-submit CSRF token.
+//! token bucket per client address (see [`crate::client`] for which address), and a
+//! double-submit CSRF token.
 
 pub mod csrf;
 pub mod form;
@@ -13,8 +14,7 @@ pub mod settings;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Form;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -32,10 +32,12 @@ use self::settings::ContactArgs;
 use crate::auth::{Access, Caller, Permission};
 use crate::client::ClientInfo;
 use crate::error::{ApiError, error_chain};
+use crate::extract::{Form, Query};
 use crate::routes::Routes;
 
-/// Largest accepted form body: the longest message with every field at its limit fits.
-const BODY_LIMIT: usize = 32 * 1024;
+/// Largest accepted form body: every field at its limit fits, however it is written (see
+/// [`form::MAX_BODY_LEN`]); a larger body is refused with a JSON 413 before the handler runs.
+const BODY_LIMIT: usize = form::MAX_BODY_LEN;
 
 /// What the contact routes share: the outbox, the CSRF signer and the rate limiter.
 pub struct ContactService {

@@ -19,7 +19,7 @@ use crate::params::{FromQuery, Params, QueryParams};
 use crate::routes::Routes;
 
 const DEFAULT_LIMIT: i64 = 100;
-const MAX_LIMIT: i64 = 10_000;
+pub const MAX_LIMIT: i64 = 10_000;
 
 /// Routes of this resource.
 pub fn routes() -> Routes {
@@ -44,9 +44,10 @@ pub struct AuditParams {
     #[param(value_type = Option<String>)]
     pub to: Option<DateTime<Utc>>,
     /// Rows with a smaller id: the `next_before` of the previous page.
+    #[param(minimum = 1)]
     pub before: Option<i64>,
     /// Rows per page, 1 to 10000 (default 100).
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 10000)]
     pub limit: i64,
 }
 

@@ -35,10 +35,12 @@ pub fn routes() -> Routes {
 #[into_params(parameter_in = Query)]
 pub struct DataParams {
     /// Participant id(s): repeat the parameter or separate ids with commas. One series each.
-    #[param(value_type = Option<Vec<String>>, example = "P001")]
+    /// Required (it may be spelled `user_id` instead). An id is 1 to 64 ASCII letters, digits,
+    /// `-`, `_` or `.`, starting with a letter or digit.
+    #[param(required = true, value_type = Vec<String>, min_items = 1, min_length = 1, example = "P001")]
     pub participant_id: Vec<ParticipantId>,
-    /// Alias of `participant_id`, as the original system spelled it.
-    #[param(value_type = Option<Vec<String>>)]
+    /// Alias of `participant_id`, as the original system spelled it: accepted in its place.
+    #[param(value_type = Option<Vec<String>>, min_length = 1)]
     pub user_id: Vec<ParticipantId>,
     /// Metric name from `/metrics-catalog`.
     #[param(value_type = String, example = "heart_rate")]
@@ -53,12 +55,14 @@ pub struct DataParams {
     #[param(value_type = Option<String>, example = "auto")]
     pub resolution: Option<Resolution>,
     /// Point budget per series for `auto`, 1 to 20000 (default 2000).
+    #[param(minimum = 1, maximum = 20000)]
     pub max_points: Option<u32>,
     /// Rows per page, 1 to 20000. Without it a JSON answer holds at most `max_points` points
     /// per series and pages on with `next_cursor`; a CSV export holds every row.
+    #[param(minimum = 1, maximum = 20000)]
     pub limit: Option<u32>,
     /// Rows to skip (the original system's paging; prefer `cursor`).
-    #[param(value_type = Option<u64>)]
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 9223372036854775807_u64)]
     pub offset: u64,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

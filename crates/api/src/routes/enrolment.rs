@@ -4,7 +4,7 @@
 //! participant opens to consent at their provider (the ingest daemon serves the link and the
 //! provider's callback). Every change commits with its audit row.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Json, http::Method};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -23,6 +23,7 @@ use super::Routes;
 use super::participants::ParticipantView;
 use crate::auth::{Access, Caller, Permission};
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::Path;
 use crate::json::JsonBody;
 
 /// Hours a consent link stays usable when the request does not say.
@@ -229,12 +230,7 @@ fn parse_timezone(raw: &str) -> Result<chrono_tz::Tz, ApiError> {
 /// A backfill start: a day, not in the future (`None`: back to the default).
 fn parse_backfill(raw: Option<String>) -> Result<Option<NaiveDate>, ApiError> {
     let Some(raw) = raw else { return Ok(None) };
-    let day = NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d").map_err(|_| {
-        ApiError::invalid(
-            "backfill_from",
-            format!("{raw:?} is not a day such as 2026-01-31"),
-        )
-    })?;
+    let day = wearhouse_core::time::parse_day("backfill_from", &raw)?;
     participants::check_backfill_start(day, Utc::now().date_naive())
         .map_err(|e| ApiError::invalid("backfill_from", e))?;
     Ok(Some(day))
@@ -387,7 +383,8 @@ async fn visible(
 
 /// Changes a participant's time zone or contact details.
 #[utoipa::path(patch, path = "/participants/{id}", tag = "participants",
-    params(("id" = String, Path, description = "Participant id", example = "P001")),
+    params(("id" = String, Path, description = "Participant id", example = "P001",
+        min_length = 1, max_length = 64)),
     request_body = ParticipantChangeBody,
     responses(
         (status = 200, description = "The participant as changed", body = ParticipantView),
@@ -449,7 +446,8 @@ pub async fn change(
 /// Creates a consent link for the participant. The answer holds the link's URL, which is
 /// shown this once: send it to the participant, who needs no wearhouse account.
 #[utoipa::path(post, path = "/participants/{id}/consent-links", tag = "participants",
-    params(("id" = String, Path, description = "Participant id", example = "P001")),
+    params(("id" = String, Path, description = "Participant id", example = "P001",
+        min_length = 1, max_length = 64)),
     request_body = NewLinkBody,
     responses(
         (status = 201, description = "The link, with its URL", body = CreatedLink),
@@ -529,7 +527,8 @@ pub async fn create_link(
 
 /// The participant's consent links, newest first, without their URLs.
 #[utoipa::path(get, path = "/participants/{id}/consent-links", tag = "participants",
-    params(("id" = String, Path, description = "Participant id", example = "P001")),
+    params(("id" = String, Path, description = "Participant id", example = "P001",
+        min_length = 1, max_length = 64)),
     responses(
         (status = 200, description = "The links", body = LinkList),
         (status = 404, description = "No such participant", body = ErrorBody)))]
@@ -559,7 +558,8 @@ pub async fn links(
 
 /// Revokes an unused consent link (revoking a revoked one changes nothing).
 #[utoipa::path(delete, path = "/participants/{id}/consent-links/{link_id}", tag = "participants",
-    params(("id" = String, Path, description = "Participant id", example = "P001"),
+    params(("id" = String, Path, description = "Participant id", example = "P001",
+        min_length = 1, max_length = 64),
            ("link_id" = i64, Path, description = "The link's id")),
     responses(
         (status = 200, description = "The link, revoked", body = LinkView),

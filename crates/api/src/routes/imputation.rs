@@ -3,7 +3,7 @@
 //! impute worker runs the job: it wakes on the NOTIFY the insert sends.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use chrono::{DateTime, Utc};
@@ -19,6 +19,7 @@ use wearhouse_core::{Metric, ParticipantId, TimeRange};
 
 use crate::auth::{Access, Caller, Permission};
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::Path;
 use crate::params::{FromQuery, Params, QueryParams};
 use crate::routes::Routes;
 
@@ -42,11 +43,12 @@ pub fn routes() -> Routes {
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RunParams {
-    /// Participant id, as the original system spelled the parameter.
-    #[param(value_type = Option<String>, example = "P001")]
+    /// Participant id, as the original system spelled the parameter: 1 to 64 ASCII letters,
+    /// digits, `-`, `_` or `.`, starting with a letter or digit.
+    #[param(value_type = Option<String>, example = "P001", min_length = 1, max_length = 64)]
     pub user_id: Option<ParticipantId>,
     /// Alias of `user_id`.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, min_length = 1, max_length = 64)]
     pub participant_id: Option<ParticipantId>,
     /// Metric name from `/metrics-catalog`; its catalogue strategy is applied (ARIMA for
     /// heart rate, forward/back fill for steps, …).
@@ -120,7 +122,7 @@ impl FromQuery for RunParams {
 /// The answer to a queued job.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Queued {
-    #[schema(value_type = String, example = "0b6f7c1e-58a4-4d0b-9a3e-6f1e2d3c4b5a")]
+    #[schema(example = "0b6f7c1e-58a4-4d0b-9a3e-6f1e2d3c4b5a")]
     pub job_id: Uuid,
     /// Always `queued`.
     #[schema(example = "queued")]
@@ -133,7 +135,6 @@ pub struct Queued {
 /// An imputation job.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobView {
-    #[schema(value_type = String)]
     pub job_id: Uuid,
     pub participant_id: String,
     #[schema(example = "heart_rate")]
@@ -189,11 +190,19 @@ impl From<JobRecord> for JobView {
     post,
     path = "/data/run_imputation",
     tag = "imputation",
-    params(RunParams),
+    params(
+        RunParams,
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+         description = "Makes a retry safe: the same key from the same caller within 24 hours \
+                        answers the first answer again (with `Idempotent-Replayed: true`) and \
+                        queues nothing new"),
+    ),
     responses(
         (status = 202, description = "Queued", body = Queued),
         (status = 400, description = "A parameter is missing or malformed", body = ErrorBody),
         (status = 404, description = "Unknown participant, or no data to impute", body = ErrorBody),
+        (status = 409, description = "The request with this Idempotency-Key is still running", body = ErrorBody),
+        (status = 422, description = "The Idempotency-Key was used for a different request", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
@@ -270,7 +279,7 @@ pub async fn run_imputation(
     get,
     path = "/data/imputation_jobs/{id}",
     tag = "imputation",
-    params(("id" = String, Path, description = "Job id from `POST /data/run_imputation`")),
+    params(("id" = Uuid, Path, description = "Job id from `POST /data/run_imputation`")),
     responses(
         (status = 200, description = "The job", body = JobView),
         (status = 400, description = "Malformed id", body = ErrorBody),

@@ -6,7 +6,7 @@
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -21,6 +21,8 @@ use wearhouse_core::store::{self, audit};
 
 use crate::auth::{Access, Caller, Permission};
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::{self, Path};
+use crate::json::JsonBytes;
 use crate::routes::Routes;
 
 /// Longest withdrawal reason kept.
@@ -61,6 +63,9 @@ fn string_field(body: &Bytes, field: &str) -> Result<String, ApiError> {
             format!("the body must be a JSON object with {field:?}: {e}"),
         )
     })?;
+    if let Some(path) = crate::json::nul_at(&value) {
+        return Err(ApiError::invalid(path, extract::NUL_MESSAGE));
+    }
     match value.get(field) {
         Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
         Some(serde_json::Value::String(_)) | None | Some(serde_json::Value::Null) => {
@@ -91,7 +96,8 @@ pub struct WithdrawalView {
 /// grant at the provider is revoked by the ingest. Withdrawing again answers the first
 /// withdrawal unchanged.
 #[utoipa::path(post, path = "/participants/{id}/withdraw", tag = "participants",
-    params(("id" = String, Path, description = "Participant id", example = "P001")),
+    params(("id" = String, Path, description = "Participant id", example = "P001",
+        min_length = 1, max_length = 64)),
     request_body(content = serde_json::Value, description = "`{\"reason\": \"...\"}`"),
     responses(
         (status = 200, description = "The participant is withdrawn", body = WithdrawalView),
@@ -101,7 +107,7 @@ pub async fn withdraw(
     State(pool): State<PgPool>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Result<Json<WithdrawalView>, ApiError> {
     let id = participant(&id)?;
     let reason = string_field(&body, "reason")?;
@@ -155,7 +161,8 @@ pub struct ErasureView {
 /// Erase a participant everywhere (irreversible). The body repeats the participant id:
 /// `{"confirm": "<id>"}`. Refused while the grant is still to be revoked (withdraw first).
 #[utoipa::path(post, path = "/participants/{id}/erase", tag = "participants",
-    params(("id" = String, Path, description = "Participant id", example = "P001")),
+    params(("id" = String, Path, description = "Participant id", example = "P001",
+        min_length = 1, max_length = 64)),
     request_body(content = serde_json::Value, description = "`{\"confirm\": \"<id>\"}`"),
     responses(
         (status = 200, description = "The participant is erased", body = ErasureView),
@@ -166,7 +173,7 @@ pub async fn erase(
     State(pool): State<PgPool>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Result<Json<ErasureView>, ApiError> {
     let id = participant(&id)?;
     let confirm = string_field(&body, "confirm")?;
@@ -223,7 +230,8 @@ pub async fn erase(
 /// local time), imputed values with their method, adherence days, the participant record
 /// without tokens, and `manifest.json` (units, time zone, row counts, SHA-256 per file).
 #[utoipa::path(get, path = "/participants/{id}/export", tag = "participants",
-    params(("id" = String, Path, description = "Participant id", example = "P001")),
+    params(("id" = String, Path, description = "Participant id", example = "P001",
+        min_length = 1, max_length = 64)),
     responses(
         (status = 200, description = "The archive", content_type = "application/zip"),
         (status = 404, description = "No such participant", body = ErrorBody)))]

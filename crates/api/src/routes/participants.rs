@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -14,13 +14,14 @@ use wearhouse_core::store::{audit, ingest_state, participants};
 
 use crate::auth::{Access, Caller, Permission};
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::Path;
 use crate::params::{FromQuery, Params, QueryParams};
 use crate::routes::Routes;
 
 /// Page size when the caller gives none.
 const DEFAULT_LIMIT: u32 = 100;
 /// Largest page a caller may ask for.
-const MAX_LIMIT: u32 = 1_000;
+pub const MAX_LIMIT: u32 = 1_000;
 
 /// Routes of this resource.
 pub fn routes() -> Routes {
@@ -147,10 +148,10 @@ pub struct ParticipantList {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Participants per page, 1 to 1000 (default 100).
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: u32,
     /// Participants to skip (default 0).
-    #[param(value_type = Option<u64>)]
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 9223372036854775807_u64)]
     pub offset: u64,
 }
 
@@ -243,7 +244,8 @@ pub struct WatermarkView {
 
 /// One participant.
 #[utoipa::path(get, path = "/participants/{id}", tag = "participants",
-    params(("id" = String, Path, description = "Participant id", example = "P001")),
+    params(("id" = String, Path, description = "Participant id", example = "P001",
+        min_length = 1, max_length = 64)),
     responses(
         (status = 200, description = "The participant", body = ParticipantDetail),
         (status = 400, description = "The id is malformed", body = ErrorBody),

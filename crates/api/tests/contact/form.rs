@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use wearhouse_api::contact::form::{MAX_BODY_LEN, MAX_MESSAGE, MAX_NAME, MAX_SUBJECT};
+
 use crate::sink::Sink;
 use crate::support::{COORDINATOR, free_port, settings, spawn};
 
@@ -143,11 +145,13 @@ async fn oversized_bodies_and_floods_from_one_address_are_refused() {
     let app = spawn(contact).await;
     let (_, form) = app.load_form("P001").await;
 
-    let huge = "y".repeat(64 * 1024);
+    let huge = "y".repeat(MAX_BODY_LEN + 1);
     let mut big = fields(&form.token, "P001", "ada@example.org");
     big[5] = ("message", &huge);
-    let (status, _) = app.submit(&big, Some(&form.cookie)).await;
+    let (status, page) = app.submit(&big, Some(&form.cookie)).await;
     assert_eq!(status, 413);
+    let body: serde_json::Value = serde_json::from_str(&page).expect("a JSON error");
+    assert_eq!(body["error"]["code"], "payload_too_large");
 
     let good = fields(&form.token, "P001", "ada@example.org");
     let mut statuses = Vec::new();
@@ -201,4 +205,142 @@ async fn a_send_that_fails_is_recorded_and_retried_until_the_mail_server_accepts
     assert_eq!(rows[0].0, "sent");
     assert!(rows[0].1 >= 2, "delivered on a retry: {rows:?}");
     assert_eq!(rows.len(), 1);
+}
+
+#[tokio::test]
+async fn every_field_at_its_limit_in_four_byte_characters_fits_and_one_more_is_a_field_error() {
+    let sink = Sink::start("127.0.0.1:0").await;
+    let app = spawn(settings(sink.addr.port())).await;
+    let (_, form) = app.load_form("P001").await;
+    let wide = |n: usize| "\u{1F600}".repeat(n);
+    let send = |message: String| {
+        let all = [
+            ("csrf_token", form.token.clone()),
+            ("participant_id", "P001".to_owned()),
+            ("requester_name", wide(MAX_NAME)),
+            ("requester_email", "ada@example.org".to_owned()),
+            ("subject", wide(MAX_SUBJECT)),
+            ("message", message),
+        ];
+        let (app, cookie) = (&app, form.cookie.clone());
+        async move {
+            let all: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            app.submit(&all, Some(&cookie)).await
+        }
+    };
+
+    let (status, page) = send(wide(MAX_MESSAGE)).await;
+    assert_eq!(status, 200, "{}", &page[..page.len().min(500)]);
+    let (status, page) = send("\u{4E2D}".repeat(3_700)).await;
+    assert_eq!(status, 200, "{}", &page[..page.len().min(500)]);
+
+    let (status, page) = send(wide(MAX_MESSAGE + 1)).await;
+    assert_eq!(status, 400);
+    assert!(
+        page.contains(&format!(
+            "Message must be at most {MAX_MESSAGE} characters (it has {}).",
+            MAX_MESSAGE + 1
+        )),
+        "{}",
+        &page[..page.len().min(500)]
+    );
+    assert_eq!(app.requests().await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_nul_character_in_a_field_is_a_400_naming_it_and_nothing_is_stored() {
+    let sink = Sink::start("127.0.0.1:0").await;
+    let app = spawn(settings(sink.addr.port())).await;
+    let (_, form) = app.load_form("P001").await;
+    for (index, field, value) in [
+        (1, "participant_id", "P001\0"),
+        (5, "message", "Please call\0 back."),
+        (4, "subject", "\0"),
+    ] {
+        let mut bad = fields(&form.token, "P001", "ada@example.org");
+        bad[index] = (field, value);
+        let (status, page) = app.submit(&bad, Some(&form.cookie)).await;
+        assert_eq!(status, 400, "{field}: {page}");
+        let body: serde_json::Value = serde_json::from_str(&page).expect("a JSON error");
+        assert_eq!(body["error"]["parameter"], field, "{page}");
+    }
+    assert!(app.requests().await.is_empty());
+    let (status, _) = app
+        .submit(
+            &fields(&form.token, "P001", "ada@example.org"),
+            Some(&form.cookie),
+        )
+        .await;
+    assert_eq!(
+        status, 200,
+        "the rate limit was not spent on refused bodies"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_submission_with_the_same_key_is_answered_again_and_stored_once() {
+    let sink = Sink::start("127.0.0.1:0").await;
+    let mut contact = settings(sink.addr.port());
+    contact.contact_rate_burst = 2;
+    contact.contact_rate_refill_secs = 3_600;
+    let app = spawn(contact).await;
+    let (_, form) = app.load_form("P001").await;
+    let good = fields(&form.token, "P001", "ada@example.org");
+    let key = [("idempotency-key", "form-7f3a")];
+
+    let (first, headers) = app.submit_with(&good, Some(&form.cookie), &key).await;
+    assert_eq!(first.0, 200, "{}", first.1);
+    assert!(headers.get("idempotent-replayed").is_none());
+    let (again, headers) = app.submit_with(&good, Some(&form.cookie), &key).await;
+    assert_eq!(again, first);
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(app.requests().await.len(), 1);
+
+    // The same key with another message: refused, nothing stored.
+    let mut other = good.clone();
+    other[5] = ("message", "Another message");
+    let ((status, page), _) = app.submit_with(&other, Some(&form.cookie), &key).await;
+    assert_eq!(status, 422, "{page}");
+    let body: serde_json::Value = serde_json::from_str(&page).expect("a JSON error");
+    assert_eq!(body["error"]["code"], "idempotency_key_reused");
+    assert_eq!(app.requests().await.len(), 1);
+
+    // The replay spent no submission of the address's burst of two.
+    let (status, _) = app.submit(&good, Some(&form.cookie)).await;
+    assert_eq!(status, 200);
+    let (status, _) = app.submit(&good, Some(&form.cookie)).await;
+    assert_eq!(status, 429);
+    assert_eq!(app.requests().await.len(), 2);
+}
+
+#[tokio::test]
+async fn erasing_the_participant_forgets_the_kept_answers_that_name_them() {
+    let sink = Sink::start("127.0.0.1:0").await;
+    let app = spawn(settings(sink.addr.port())).await;
+    let (_, form) = app.load_form("P001").await;
+    let ((status, _), _) = app
+        .submit_with(
+            &fields(&form.token, "P001", "ada@example.org"),
+            Some(&form.cookie),
+            &[("idempotency-key", "before-erasure")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let kept = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from idempotency_keys")
+            .fetch_one(app.pool())
+            .await
+            .unwrap()
+    };
+    assert_eq!(kept().await, 1);
+    let r = app
+        .client
+        .post(format!("{}/participants/P001/erase", app.base))
+        .json(&serde_json::json!({"confirm": "P001"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(kept().await, 0);
 }

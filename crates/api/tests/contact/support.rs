@@ -41,6 +41,15 @@ pub fn settings(smtp_port: u16) -> ContactArgs {
 
 /// The app on port 0 against a fresh database with participants P001 and P002.
 pub async fn spawn(contact: ContactArgs) -> TestApp {
+    spawn_with(ServeArgs {
+        contact,
+        ..ServeArgs::default()
+    })
+    .await
+}
+
+/// [`spawn`] with these settings.
+pub async fn spawn_with(args: ServeArgs) -> TestApp {
     let db = TestDb::new(TestBackend::Postgres).await;
     sqlx::query(
         "insert into participants (participant_id, timezone) values ('P001', 'Europe/London'),
@@ -52,10 +61,6 @@ pub async fn spawn(contact: ContactArgs) -> TestApp {
     grant_test_admin(&db.pool).await;
     let mut database = DatabaseArgs::from_url(db.url.clone());
     database.db_max_connections = 5;
-    let args = ServeArgs {
-        contact,
-        ..ServeArgs::default()
-    };
     let listen = ListenArgs {
         listen: "127.0.0.1:0".parse().unwrap(),
     };
@@ -127,6 +132,17 @@ impl TestApp {
 
     /// POST /contact with `fields`, sending `cookie` when given; status and page.
     pub async fn submit(&self, fields: &[(&str, &str)], cookie: Option<&str>) -> (u16, String) {
+        self.submit_with(fields, cookie, &[]).await.0
+    }
+
+    /// [`Self::submit`] with more headers (`X-Real-IP` as a proxy or a client may send it,
+    /// `Idempotency-Key`); status, page and headers.
+    pub async fn submit_with(
+        &self,
+        fields: &[(&str, &str)],
+        cookie: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> ((u16, String), reqwest::header::HeaderMap) {
         let mut request = self
             .client
             .post(format!("{}/contact", self.base))
@@ -134,8 +150,12 @@ impl TestApp {
         if let Some(c) = cookie {
             request = request.header("cookie", c);
         }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         let r = request.send().await.unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
+        let headers = r.headers().clone();
+        ((r.status().as_u16(), r.text().await.unwrap()), headers)
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -11,6 +11,7 @@ pub mod consent_links;
 pub mod contact;
 pub mod credentials;
 pub mod grants;
+pub mod idempotency;
 pub mod imputed;
 pub mod ingest_state;
 pub mod jobs;
