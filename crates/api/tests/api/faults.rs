@@ -318,6 +318,7 @@ async fn sigterm_lets_a_large_csv_export_in_flight_finish_before_the_api_exits()
     .await;
     assert_eq!(sending, 1, "the export is in flight");
 
+    let before_sigterm = received.len();
     api.signal("TERM");
     // Draining: new connections are refused while the export goes on.
     let address = api.base.trim_start_matches("http://").to_owned();
@@ -337,6 +338,12 @@ async fn sigterm_lets_a_large_csv_export_in_flight_finish_before_the_api_exits()
     while let Some(chunk) = body.next().await {
         received.extend_from_slice(&chunk.expect("the export is not cut off"));
     }
+    println!(
+        "SIGTERM with a CSV export in flight: {before_sigterm} bytes read before it, all {} \
+         bytes ({} rows) after it",
+        received.len(),
+        EXPORT_ROWS
+    );
     let text = String::from_utf8(received).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len() as i64, EXPORT_ROWS + 1, "header and every row");
