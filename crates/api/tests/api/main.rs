@@ -6,6 +6,7 @@ mod enrolment;
 mod errors;
 mod faults;
 mod imputation;
+mod killed_post;
 mod lifecycle;
 mod operations;
 mod outage;

@@ -193,7 +193,7 @@ async fn a_heartbeat_due_during_the_final_write_does_not_stall_the_job() {
     write(&db, &steps_samples(&p, 60, &[(20, 25)])).await;
     let id = queue(&db.pool, &p, Metric::Steps, 0, 60).await;
     let holder = hold_output(&db, "P021", id, 0).await;
-    let (mut w, _) = worker(&db.url, "w-slow-write", &["--heartbeat-secs", "1"]).await;
+    let (mut w, metrics) = worker(&db.url, "w-slow-write", &["--heartbeat-secs", "1"]).await;
     // The output's insert waits on the held row, and then a heartbeat on the job's row.
     until_waiting_for_a_lock(&db, 2).await;
     holder.rollback().await.unwrap();
@@ -202,6 +202,13 @@ async fn a_heartbeat_due_during_the_final_write_does_not_stall_the_job() {
     assert_eq!(j.status, "succeeded", "{j:?}");
     assert_eq!(j.attempts, 1);
     assert_eq!(output(&db.pool, id).await.len(), 60);
+    // The heartbeat that waited finds the job no longer running once the write commits; the
+    // worker still counts a success, not a lost lease.
+    let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+    assert!(
+        text.contains("wearhouse_impute_jobs_total{outcome=\"succeeded\"} 1"),
+        "{text}"
+    );
     let status = std::process::Command::new("kill")
         .args(["-TERM", &w.id().unwrap().to_string()])
         .status()
