@@ -22,7 +22,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use wearhouse_core::store::imputed::{self, OutputRow};
 pub use wearhouse_core::store::imputed::{aggregate, default_range, floor_to_grid, grid_step};
-use wearhouse_core::store::jobs::{self as queue, Claim, JobRecord};
+use wearhouse_core::store::jobs::{self as queue, Claim, JobRecord, JobStatus};
 use wearhouse_core::store::lifecycle;
 use wearhouse_core::{ImputationStrategy, Metric, TimeRange};
 
@@ -265,25 +265,48 @@ pub async fn execute(
 ) -> Result<Outcome, JobError> {
     let beat = Duration::from_secs(settings.heartbeat_secs.max(1));
     let work = run_claimed(pool, claim, settings);
-    tokio::pin!(work);
-    let mut ticker = tokio::time::interval(beat);
-    ticker.tick().await;
-    loop {
-        tokio::select! {
-            result = &mut work => return result,
-            _ = ticker.tick() => {
-                // A missed heartbeat is retried at the next tick; the lease spans several.
-                match pool.acquire().await {
-                    Ok(mut conn) => match queue::heartbeat(&mut conn, claim).await {
-                        Ok(true) => {}
-                        Ok(false) => return Err(JobError::LeaseLost),
-                        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
-                    },
+    // The heartbeats run beside the work, not in turns with it: a heartbeat that falls due
+    // while the output is written waits for the job's row, which the writing transaction
+    // holds, and that transaction can only commit if the work goes on being polled.
+    let heartbeats = async {
+        let mut ticker = tokio::time::interval(beat);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            // A missed heartbeat is retried at the next tick; the lease spans several.
+            match pool.acquire().await {
+                Ok(mut conn) => match queue::heartbeat(&mut conn, claim).await {
+                    Ok(true) => {}
+                    Ok(false) if committed_by(&mut conn, claim).await => {
+                        // The work has committed; its answer is on its way.
+                        std::future::pending::<()>().await;
+                    }
+                    Ok(false) => return JobError::LeaseLost,
                     Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
-                }
+                },
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
             }
         }
+    };
+    tokio::select! {
+        // The work first: once it has committed, a heartbeat that finds the job no longer
+        // running must not turn the success into a lost lease.
+        biased;
+        result = work => result,
+        lost = heartbeats => Err(lost),
     }
+}
+
+/// Whether the job of `claim` has been finished by that claim: a heartbeat finds it so when it
+/// waited for the finishing transaction, which committed before the work has read its answer.
+async fn committed_by(conn: &mut sqlx::PgConnection, claim: &Claim) -> bool {
+    queue::get(conn, claim.job.id).await.is_ok_and(|j| {
+        j.is_some_and(|j| {
+            j.status == JobStatus::Succeeded
+                && j.worker.as_deref() == Some(claim.worker.as_str())
+                && j.attempts == claim.attempt()
+        })
+    })
 }
 
 async fn run_claimed(

@@ -1,5 +1,7 @@
 //! The throwaway PostgreSQL cluster: found or started (initdb on a free port, as the
-//! `postgres` user when the tests run as root) and shared by every test process.
+//! `postgres` user when the tests run as root) and shared by every test process; and
+//! [`OwnCluster`], a cluster of one test's own, made the same way, for tests that stop or
+//! restart the server.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;
@@ -8,9 +10,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sqlx::postgres::PgConnectOptions;
+use sqlx::ConnectOptions as _;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+use super::TestDb;
 use super::lock::{FileLock, lock_dir};
+use crate::store::{self, MigrateSettings};
 
 /// Finds PostgreSQL's server programs: `WEARHOUSE_PG_BIN`, else the newest
 /// `/usr/lib/postgresql/*/bin`, else `PATH`.
@@ -76,12 +81,27 @@ pub(super) fn throwaway_cluster() -> PgConnectOptions {
         "pg_ctl",
         &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"],
     );
-    let _ = fs::remove_dir_all(&root);
-    fs::create_dir_all(&root).expect("create cluster folder");
+    let port = init_and_start(&root);
+    fs::write(&port_file, port.to_string()).expect("write port file");
+    eprintln!(
+        "started a throwaway PostgreSQL cluster on port {port} in {} (TimescaleDB: {})",
+        root.display(),
+        if timescaledb_installed() { "yes" } else { "no" }
+    );
+    cluster_options(port)
+}
+
+/// Makes a new cluster in `root/data` (anything in `root` before is removed), configured for
+/// tests (TimescaleDB preloaded when installed) on a free port, and starts it with its log in
+/// `root/server.log`. Returns the port.
+fn init_and_start(root: &Path) -> u16 {
+    let data = root.join("data");
+    let _ = fs::remove_dir_all(root);
+    fs::create_dir_all(root).expect("create cluster folder");
     if running_as_root() {
         let status = Command::new("chown")
             .args(["-R", "postgres:postgres"])
-            .arg(&root)
+            .arg(root)
             .status()
             .expect("chown");
         assert!(status.success(), "chown of the cluster folder failed");
@@ -114,14 +134,13 @@ pub(super) fn throwaway_cluster() -> PgConnectOptions {
         .local_addr()
         .unwrap()
         .port();
-    let timescaledb = timescaledb_installed();
     let mut conf = format!(
         "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
          max_connections = 300\nshared_buffers = 128MB\nfsync = off\nsynchronous_commit = off\n\
          full_page_writes = off\nmax_locks_per_transaction = 256\n",
         root.display()
     );
-    if timescaledb {
+    if timescaledb_installed() {
         conf.push_str(
             "shared_preload_libraries = 'timescaledb'\ntimescaledb.telemetry_level = off\n\
              timescaledb.max_background_workers = 0\n",
@@ -133,6 +152,13 @@ pub(super) fn throwaway_cluster() -> PgConnectOptions {
         .open(data.join("postgresql.conf"))
         .and_then(|mut f| f.write_all(conf.as_bytes()))
         .expect("configure the test cluster");
+    start(root);
+    port
+}
+
+/// Starts the cluster in `root/data` and waits until it accepts connections.
+fn start(root: &Path) {
+    let data = root.join("data");
     let log = root.join("server.log");
     let out = run_pg(
         "pg_ctl",
@@ -153,13 +179,119 @@ pub(super) fn throwaway_cluster() -> PgConnectOptions {
         String::from_utf8_lossy(&out.stderr),
         fs::read_to_string(&log).unwrap_or_default()
     );
-    fs::write(&port_file, port.to_string()).expect("write port file");
-    eprintln!(
-        "started a throwaway PostgreSQL cluster on port {port} in {} (TimescaleDB: {})",
-        root.display(),
-        if timescaledb { "yes" } else { "no" }
-    );
-    cluster_options(port)
+}
+
+/// Stops the cluster in `root/data` in `mode` (`fast`: sessions are terminated and the server
+/// shuts down cleanly; `immediate`: as a crash) and waits until it has.
+fn stop(root: &Path, mode: &str) -> std::process::Output {
+    let data = root.join("data");
+    run_pg(
+        "pg_ctl",
+        &[
+            "-D",
+            data.to_str().unwrap(),
+            "-m",
+            mode,
+            "-w",
+            "-t",
+            "60",
+            "stop",
+        ],
+    )
+}
+
+/// A PostgreSQL cluster of one test's own, for faults that would disturb the tests sharing
+/// the throwaway cluster: stopping or restarting the server. Stopped and removed when dropped.
+pub struct OwnCluster {
+    root: PathBuf,
+    port: u16,
+}
+
+impl OwnCluster {
+    /// Makes and starts a new cluster, configured as the throwaway one, on a free port.
+    pub fn start() -> OwnCluster {
+        let root = lock_dir()
+            .join("own")
+            .join(uuid::Uuid::new_v4().simple().to_string());
+        let port = init_and_start(&root);
+        eprintln!(
+            "started a PostgreSQL cluster of this test's own on port {port} in {}",
+            root.display()
+        );
+        OwnCluster { root, port }
+    }
+
+    /// The port the server listens on (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server as `pg_ctl stop -m fast` does (every session is terminated) and waits
+    /// until it is down.
+    pub fn stop(&self) {
+        let out = stop(&self.root, "fast");
+        assert!(
+            out.status.success(),
+            "pg_ctl stop failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts the stopped server again and waits until it accepts connections.
+    pub fn start_again(&self) {
+        start(&self.root);
+    }
+
+    /// `pg_ctl restart -m fast`: [`OwnCluster::stop`], then [`OwnCluster::start_again`].
+    pub fn restart(&self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// A new database on this cluster, migrated for plain PostgreSQL.
+    pub async fn database(&self) -> TestDb {
+        let options = cluster_options(self.port);
+        let mut admin = options
+            .clone()
+            .connect()
+            .await
+            .expect("connect to the test's own cluster");
+        let name = format!("own_{}", uuid::Uuid::new_v4().simple());
+        sqlx::raw_sql(&format!("create database {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create a database on the test's own cluster");
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.database(&name))
+            .await
+            .expect("connect to the new database");
+        let settings = MigrateSettings {
+            timescaledb: false,
+            ..MigrateSettings::default()
+        };
+        store::migrate(&pool, &settings)
+            .await
+            .expect("migrate the database of the test's own cluster");
+        let mut conn = pool.acquire().await.expect("acquire");
+        let backend = store::detect_backend(&mut conn)
+            .await
+            .expect("detect backend");
+        drop(conn);
+        TestDb {
+            url: format!("postgres://postgres@127.0.0.1:{}/{name}", self.port),
+            pool,
+            name,
+            backend,
+        }
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = stop(&self.root, "immediate");
+        let _ = fs::remove_dir_all(&self.root);
+    }
 }
 
 fn timescaledb_installed() -> bool {

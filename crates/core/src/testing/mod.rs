@@ -26,7 +26,7 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::store::{self, Backend};
 
-pub use cluster::pg_bin_dir;
+pub use cluster::{OwnCluster, pg_bin_dir};
 
 use server::server;
 use template::ensure_template;

@@ -7,3 +7,4 @@ mod jobs_run;
 mod jobs_worker;
 mod statsmodels;
 mod support;
+mod worker_faults;

@@ -18,6 +18,7 @@ mod google_oauth;
 mod grants_at_rest;
 mod import_export;
 mod import_hostile;
+mod killed_load;
 mod migration_fitbit_to_google;
 mod pipeline;
 mod provider_faults;

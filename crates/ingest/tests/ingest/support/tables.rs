@@ -126,3 +126,28 @@ pub async fn materialized_only(pool: &sqlx::PgPool) {
         .unwrap();
     }
 }
+
+/// Row count and an md5 of every row (in a fixed order) of raw_data and each rollup: a short
+/// figure that two databases holding the same data agree on.
+pub async fn checksums(pool: &PgPool) -> Vec<(String, i64, String)> {
+    let mut out = Vec::new();
+    let raw = "timestamp, participant_id, data_type, value_numeric, value_text";
+    let rollup = "bucket, participant_id, data_type, count_value_numeric::bigint,
+                  round(sum_value_numeric::numeric, 6), min_value_numeric, max_value_numeric";
+    for (table, columns) in [
+        ("raw_data", raw),
+        ("data_1m", rollup),
+        ("data_1h", rollup),
+        ("data_1d", rollup),
+    ] {
+        let (rows, md5): (i64, String) = sqlx::query_as(&format!(
+            "select count(*), md5(coalesce(string_agg(r::text, E'\\n' order by r::text), ''))
+             from (select {columns} from {table}) r"
+        ))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        out.push((table.to_owned(), rows, md5));
+    }
+    out
+}
