@@ -8,6 +8,7 @@ mod hostile;
 mod idempotency;
 mod imputation;
 mod lifecycle;
+mod limits;
 mod openapi;
 mod operations;
 mod outage;
