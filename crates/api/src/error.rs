@@ -33,6 +33,9 @@ pub enum ApiError {
     /// Too many sign-in attempts.
     #[error("too many attempts")]
     Throttled { retry_after_secs: u64 },
+    /// Too many data reads by one user.
+    #[error("too many data requests")]
+    RateLimited { retry_after_secs: u64 },
     /// The request contradicts what is stored (an id that exists, a link already used).
     #[error("{0}")]
     Conflict(String),
@@ -79,7 +82,9 @@ impl ApiError {
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::KeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Throttled { .. } | ApiError::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -120,6 +125,14 @@ impl ApiError {
                 "throttled",
                 None,
                 format!("too many sign-in attempts; try again in {retry_after_secs} s"),
+            ),
+            ApiError::RateLimited { retry_after_secs } => (
+                "rate_limited",
+                None,
+                format!(
+                    "too many data requests from this user; try again in {retry_after_secs} s \
+                     (the pace is WEARHOUSE_READ_BURST and WEARHOUSE_READ_PER_MINUTE)"
+                ),
             ),
             ApiError::MethodNotAllowed => ("method_not_allowed", None, "method not allowed".into()),
             ApiError::PayloadTooLarge => (
@@ -215,7 +228,8 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let mut response = (status, Json(ErrorBody { error: self.body() })).into_response();
         match self {
-            ApiError::Throttled { retry_after_secs } => {
+            ApiError::Throttled { retry_after_secs }
+            | ApiError::RateLimited { retry_after_secs } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, retry_after_secs.into());

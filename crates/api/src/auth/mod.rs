@@ -258,6 +258,8 @@ pub struct Auth {
     pub scrape_token_hash: Option<Vec<u8>>,
     pub settings: AuthArgs,
     pub throttle: throttle::LoginThrottle,
+    /// The per-user pace of data reads.
+    pub reads: throttle::ReadThrottle,
     /// Single sign-on, when configured, and the signer of its pending-sign-in cookie.
     pub oidc: Option<Oidc>,
     pub pending_signer: Option<sso::PendingSigner>,
@@ -307,6 +309,7 @@ impl Auth {
                 settings.login_account_burst,
                 settings.login_client_burst,
             ),
+            reads: throttle::ReadThrottle::new(settings.read_burst, settings.read_per_minute),
             settings: settings.clone(),
             oidc: oidc.map(|(o, _)| o),
             pending_signer,
@@ -343,6 +346,17 @@ pub async fn guard(State(auth): State<Arc<Auth>>, mut request: Request, next: Ne
         && !caller.may(permission)
     {
         return ApiError::Forbidden.into_response();
+    }
+    // Reads of participants' data are paced per user, so one runaway script cannot hold the
+    // database for everyone else.
+    if let Access::Needs(permission) = access
+        && throttle::is_data_read(permission)
+        && let Some(wait) = auth.reads.take(caller.user_id)
+    {
+        return ApiError::RateLimited {
+            retry_after_secs: wait.as_secs().max(1),
+        }
+        .into_response();
     }
     request.extensions_mut().insert(caller);
     next.run(request).await

@@ -37,6 +37,18 @@ pub struct AuthArgs {
     #[arg(long, env = "WEARHOUSE_LOGIN_CLIENT_BURST", default_value_t = 20)]
     pub login_client_burst: u32,
 
+    /// Data reads (series, CSV, imputation results, participant archives) one user may make
+    /// in a burst before being paced at `--read-per-minute`; beyond it the API answers 429
+    /// with `Retry-After`.
+    #[arg(long, env = "WEARHOUSE_READ_BURST", default_value_t = 300,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub read_burst: u32,
+
+    /// Data reads a minute one user may make once the burst is spent.
+    #[arg(long, env = "WEARHOUSE_READ_PER_MINUTE", default_value_t = 300,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub read_per_minute: u32,
+
     /// A file holding the bearer token Prometheus scrapes `/metrics` with; without one only
     /// an admin may read the metrics.
     #[arg(long, env = "WEARHOUSE_METRICS_TOKEN_FILE")]

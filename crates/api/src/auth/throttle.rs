@@ -52,9 +52,56 @@ impl LoginThrottle {
     }
 }
 
+/// Whether a route needing `permission` reads participants' data: the series (JSON and CSV),
+/// imputation results and whole-participant archives. These are paced by [`ReadThrottle`].
+pub fn is_data_read(permission: super::Permission) -> bool {
+    use super::Permission::*;
+    matches!(permission, ReadData | Export | ExportParticipants)
+}
+
+/// Data reads per user: a burst, then `per_minute` a minute. Generous for the dashboard (a
+/// view is a handful of requests) and a script paging through a study, tight for a loop
+/// that would keep the database busy for everyone.
+pub struct ReadThrottle {
+    users: DefaultKeyedRateLimiter<i64>,
+}
+
+impl ReadThrottle {
+    pub fn new(burst: u32, per_minute: u32) -> Self {
+        let period = Duration::from_secs(60) / per_minute.max(1);
+        ReadThrottle {
+            users: governor::RateLimiter::keyed(quota(burst, period)),
+        }
+    }
+
+    /// Takes a read for `user_id`; the wait before the next one when none is left.
+    pub fn take(&self, user_id: i64) -> Option<Duration> {
+        take(&self.users, &user_id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_gets_a_burst_of_reads_then_the_pace_and_other_users_are_unaffected() {
+        let t = ReadThrottle::new(4, 60);
+        assert!((0..4).all(|_| t.take(1).is_none()));
+        let wait = t.take(1).expect("the fifth read waits");
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(t.take(2).is_none());
+    }
+
+    #[test]
+    fn only_data_reads_are_paced() {
+        use super::super::Permission;
+        assert!(is_data_read(Permission::ReadData));
+        assert!(is_data_read(Permission::Export));
+        assert!(is_data_read(Permission::ExportParticipants));
+        assert!(!is_data_read(Permission::ReadParticipants));
+        assert!(!is_data_read(Permission::ReadMetrics));
+    }
 
     #[test]
     fn an_account_is_slowed_whichever_address_tries_it_and_an_address_whichever_account() {

@@ -30,14 +30,18 @@ pub fn routes() -> Routes {
         .get("/data.csv", Access::Needs(Permission::Export), data_csv)
 }
 
+/// The most participants one request may ask for: every series is read in one statement, so a
+/// study-wide read goes in pages of participants.
+pub const MAX_PARTICIPANTS_PER_REQUEST: usize = 100;
+
 /// Query parameters of `GET /data` and `GET /data.csv`.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DataParams {
     /// Participant id(s): repeat the parameter or separate ids with commas. One series each.
     /// Required (it may be spelled `user_id` instead). An id is 1 to 64 ASCII letters, digits,
-    /// `-`, `_` or `.`, starting with a letter or digit.
-    #[param(required = true, value_type = Vec<String>, min_items = 1, min_length = 1, example = "P001")]
+    /// `-`, `_` or `.`, starting with a letter or digit. At most 100 per request.
+    #[param(required = true, value_type = Vec<String>, min_items = 1, max_items = 100, min_length = 1, example = "P001")]
     pub participant_id: Vec<ParticipantId>,
     /// Alias of `participant_id`, as the original system spelled it: accepted in its place.
     #[param(value_type = Option<Vec<String>>, min_length = 1)]
@@ -85,6 +89,21 @@ impl FromQuery for DataParams {
             return Err(ApiError::invalid(
                 "participant_id",
                 "is required (participant_id or user_id; repeat or separate with commas)",
+            ));
+        }
+        let asked = participant_id.len() + user_id.len();
+        if asked > MAX_PARTICIPANTS_PER_REQUEST {
+            let name = if participant_id.is_empty() {
+                "user_id"
+            } else {
+                "participant_id"
+            };
+            return Err(ApiError::invalid(
+                name,
+                format!(
+                    "names {asked} participants; at most {MAX_PARTICIPANTS_PER_REQUEST} per \
+                     request (ask for the rest in further requests)"
+                ),
             ));
         }
         let metric = Metric::parse(params.required("metric")?)?;

@@ -10,6 +10,7 @@ mod idempotency;
 mod imputation;
 mod killed_post;
 mod lifecycle;
+mod limits;
 mod openapi;
 mod operations;
 mod outage;

@@ -30,6 +30,11 @@ async fn the_openapi_document_states_what_the_code_checks() {
         let id = parameter(&doc, "get", path, "participant_id");
         assert_eq!(id["required"], true, "{path}: {id}");
         assert_eq!(id["schema"]["minItems"], 1, "{path}: {id}");
+        assert_eq!(
+            id["schema"]["maxItems"],
+            wearhouse_api::routes::data::MAX_PARTICIPANTS_PER_REQUEST,
+            "{path}: {id}"
+        );
         assert_eq!(id["schema"]["items"]["minLength"], 1, "{path}: {id}");
         let alias = parameter(&doc, "get", path, "user_id");
         assert_eq!(alias["required"], false, "{path}: {alias}");
