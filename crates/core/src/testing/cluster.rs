@@ -69,11 +69,15 @@ pub(super) fn throwaway_cluster() -> PgConnectOptions {
     let _lock = FileLock::acquire(&lock_dir().join("cluster.lock"));
     let data = root.join("data");
     let port_file = root.join("port");
+    // A server answering on the recorded port is the running cluster: re-creating it would
+    // cut off every other test process. `pg_ctl status` alone is not enough to tell, as running
+    // it through `runuser` can fail on a machine under load.
     if let Ok(port) = fs::read_to_string(&port_file)
         && let Ok(port) = port.trim().parse::<u16>()
-        && run_pg("pg_ctl", &["-D", data.to_str().unwrap(), "status"])
-            .status
-            .success()
+        && (accepts_connections(port)
+            || run_pg("pg_ctl", &["-D", data.to_str().unwrap(), "status"])
+                .status
+                .success())
     {
         return cluster_options(port);
     }
@@ -89,6 +93,15 @@ pub(super) fn throwaway_cluster() -> PgConnectOptions {
         if timescaledb_installed() { "yes" } else { "no" }
     );
     cluster_options(port)
+}
+
+/// Whether a server accepts TCP connections on 127.0.0.1:`port`.
+fn accepts_connections(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        std::time::Duration::from_secs(2),
+    )
+    .is_ok()
 }
 
 /// Makes a new cluster in `root/data` (anything in `root` before is removed), configured for
