@@ -16,8 +16,10 @@
 //! between the server's acceptance and that statement leaves the request unsent in the table,
 //! and it is e-mailed again when its lease runs out. SMTP cannot close that window: it has no
 //! idempotency key, and the accepting reply can be lost on the way back however the sender
-//! records it. The message's `Message-ID` is derived from the request (its id and creation
-//! time), so the copies carry the same one and a receiving mail system can tell them apart.
+//! records it. (A sender cut off from the database for longer than the lease cannot renew it
+//! either; another replica may then send the request while the first is still sending it.) The
+//! message's `Message-ID` is derived from the request (its id and creation time), so the copies
+//! carry the same one and a receiving mail system can recognise the second as a duplicate.
 
 use std::sync::Arc;
 use std::time::Duration;
