@@ -39,6 +39,10 @@ pub enum MailError {
 /// One e-mail to the study coordinator.
 #[derive(Debug, Clone)]
 pub struct Letter {
+    /// The left part of the `Message-ID`, unique to what the letter is about; the mailer adds
+    /// the sender's domain. The same letter sent twice then carries the same id, which lets a
+    /// receiving mail system drop the copy. None: a random id.
+    pub message_id: Option<String>,
     pub subject: String,
     /// The name and address replies go to; left out when the address does not parse.
     pub reply_to: Option<(String, String)>,
@@ -108,6 +112,11 @@ impl Mailer {
             return Err(MailError::NoRecipient);
         }
         let mut builder = Message::builder()
+            .message_id(
+                letter
+                    .message_id
+                    .map(|left| format!("<{left}@{}>", self.from.email.domain())),
+            )
             .from(self.from.clone())
             .subject(letter.subject);
         for to in &self.to {

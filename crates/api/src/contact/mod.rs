@@ -20,7 +20,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use sqlx::PgPool;
-use tokio::sync::Notify;
 use wearhouse_core::store::audit;
 
 use self::csrf::Csrf;
@@ -56,12 +55,7 @@ impl ContactService {
             );
         }
         Ok(ContactService {
-            outbox: Arc::new(Outbox {
-                pool,
-                mailer,
-                retry_base: Duration::from_secs(args.contact_retry_secs),
-                wake: Notify::new(),
-            }),
+            outbox: Arc::new(Outbox::new(pool, mailer, args)),
             csrf: Csrf::new(args.contact_csrf_secret.as_ref()),
             limiter: RateLimiter::new(
                 args.contact_rate_burst,

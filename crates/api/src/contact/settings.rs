@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use secrecy::SecretString;
 
+use super::outbox;
+
 /// How the connection to the SMTP server is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SmtpTls {
@@ -60,6 +62,13 @@ pub struct ContactArgs {
     /// Seconds before the first retry of a failed send; each retry doubles it, up to an hour.
     #[arg(long, env = "WEARHOUSE_CONTACT_RETRY_SECS", default_value_t = 30)]
     pub contact_retry_secs: u64,
+
+    /// Seconds a replica reserves the request it is sending (its lease). The sender renews it
+    /// every third of this while the SMTP server is slow; a replica that dies holds the one
+    /// request it was sending this long, then another replica (or the restarted API) takes it.
+    #[arg(long, env = "WEARHOUSE_CONTACT_LEASE_SECS", default_value_t = outbox::DEFAULT_LEASE_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub contact_lease_secs: u64,
 
     /// Secret that signs the form's CSRF tokens. Set it when several API replicas serve the
     /// form; otherwise a random key per process is used.

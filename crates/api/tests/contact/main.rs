@@ -3,5 +3,6 @@
 
 mod client_address;
 mod form;
+mod outbox;
 mod sink;
 mod support;

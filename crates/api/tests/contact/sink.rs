@@ -1,5 +1,6 @@
 //! A small SMTP server that accepts every message and hands it to the test: enough of RFC 5321
-//! (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT) for lettre without TLS.
+//! (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT) for lettre without TLS. It can be slow to
+//! accept a message, as a loaded mail server is; a message counts as received once accepted.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -34,12 +35,17 @@ impl Drop for Sink {
 impl Sink {
     /// Starts a sink on `addr` (port 0 for any).
     pub async fn start(addr: &str) -> Sink {
+        Sink::start_slow(addr, Duration::ZERO).await
+    }
+
+    /// A sink that waits `accept_delay` before accepting each message (answering its end).
+    pub async fn start_slow(addr: &str, accept_delay: Duration) -> Sink {
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(session(stream, tx.clone()));
+                tokio::spawn(session(stream, tx.clone(), accept_delay));
             }
         });
         Sink { addr, rx, task }
@@ -52,9 +58,27 @@ impl Sink {
             .unwrap_or_else(|_| panic!("no e-mail arrived within {secs} s"))
             .unwrap()
     }
+
+    /// A message already received, if any.
+    pub fn try_next(&mut self) -> Option<Mail> {
+        self.rx.try_recv().ok()
+    }
 }
 
-async fn session(stream: TcpStream, tx: mpsc::UnboundedSender<Mail>) {
+/// A server that accepts connections and never answers: a send to it hangs until its timeout.
+pub async fn start_silent() -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    (addr, task)
+}
+
+async fn session(stream: TcpStream, tx: mpsc::UnboundedSender<Mail>, accept_delay: Duration) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     let reply = async |w: &mut tokio::net::tcp::OwnedWriteHalf, s: &str| {
@@ -102,12 +126,16 @@ async fn session(stream: TcpStream, tx: mpsc::UnboundedSender<Mail>) {
                     }
                     data.push_str(line.strip_prefix('.').unwrap_or(&line));
                 }
+                tokio::time::sleep(accept_delay).await;
+                if !reply(&mut write, "250 OK queued\r\n").await {
+                    return;
+                }
                 let _ = tx.send(Mail {
                     from: from.clone(),
                     to: to.clone(),
                     data,
                 });
-                "250 OK queued\r\n".to_owned()
+                continue;
             }
             "RSET" | "NOOP" => "250 OK\r\n".to_owned(),
             "QUIT" => {
