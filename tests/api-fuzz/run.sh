@@ -66,7 +66,7 @@ as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w \
   -o "-p $db_port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
 "$bin/createdb" -h 127.0.0.1 -p "$db_port" -U postgres wearhouse
 export DATABASE_URL="postgres://postgres@127.0.0.1:$db_port/wearhouse"
-export WEARHOUSE_LOG_FORMAT=text RUST_LOG=warn
+export WEARHOUSE_LOG_FORMAT=pretty RUST_LOG=warn
 
 "$api" migrate >/dev/null
 "$ingest" synthetic --participants 2 --days 2 --start 2025-06-01 --study default >/dev/null 2>&1 \
