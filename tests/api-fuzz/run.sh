@@ -97,6 +97,8 @@ say "API on 127.0.0.1:$api_port; fuzzing with $max_examples examples per operati
 # One worker: with two, schemathesis 4.32 on CPython 3.11 sometimes fails inside its own
 # coverage phase ("AST constructor recursion depth mismatch"), which is no finding about the API.
 status=0
+# From the temporary folder: schemathesis keeps its example database in ./.schemathesis.
+cd "$dir"
 "$venv/bin/schemathesis" --config-file "$here/schemathesis.toml" run "http://127.0.0.1:$api_port/openapi.json" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,response_schema_conformance \
