@@ -58,6 +58,7 @@ pub struct Me {
 #[utoipa::path(post, path = "/auth/login", tag = "auth", security(()), request_body = Credentials,
     responses(
         (status = 200, description = "Signed in; the session cookie is set", body = Me),
+        (status = 400, description = "The body is not JSON `{\"email\",\"password\"}`", body = ErrorBody),
         (status = 401, description = "Wrong e-mail or password", body = ErrorBody),
         (status = 429, description = "Too many attempts; `Retry-After` says when to try again", body = ErrorBody)))]
 pub async fn login(

@@ -298,6 +298,7 @@ pub struct PointDoc {
          )),
         (status = 400, description = "A parameter is invalid; `parameter` names it", body = ErrorBody),
         (status = 404, description = "A participant does not exist", body = ErrorBody),
+        (status = 429, description = "Too many data reads; `Retry-After` says when to try again", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody)))]
 pub async fn data(
     State(pool): State<PgPool>,
@@ -345,6 +346,7 @@ pub async fn data(
          body = String, content_type = "text/csv"),
         (status = 400, description = "A parameter is invalid; `parameter` names it", body = ErrorBody),
         (status = 404, description = "A participant does not exist", body = ErrorBody),
+        (status = 429, description = "Too many data reads; `Retry-After` says when to try again", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody)))]
 pub async fn data_csv(
     State(pool): State<PgPool>,

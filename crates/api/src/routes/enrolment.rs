@@ -155,7 +155,7 @@ pub struct NewLinkBody {
     #[serde(default)]
     pub allow_account_change: bool,
     /// Hours until the link expires, 1 to 336 (default 72).
-    #[schema(example = 72)]
+    #[schema(example = 72, minimum = 1, maximum = 336)]
     pub expires_in_hours: Option<u32>,
 }
 
@@ -531,6 +531,7 @@ pub async fn create_link(
         min_length = 1, max_length = 64)),
     responses(
         (status = 200, description = "The links", body = LinkList),
+        (status = 400, description = "The id is invalid", body = ErrorBody),
         (status = 404, description = "No such participant", body = ErrorBody)))]
 pub async fn links(
     State(pool): State<PgPool>,
@@ -563,6 +564,7 @@ pub async fn links(
            ("link_id" = i64, Path, description = "The link's id")),
     responses(
         (status = 200, description = "The link, revoked", body = LinkView),
+        (status = 400, description = "The id or the link id is invalid", body = ErrorBody),
         (status = 404, description = "No such participant or link", body = ErrorBody),
         (status = 409, description = "The link was used already", body = ErrorBody)))]
 pub async fn revoke_link(

@@ -284,6 +284,7 @@ pub async fn run_imputation(
         (status = 200, description = "The job", body = JobView),
         (status = 400, description = "Malformed id", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
+        (status = 429, description = "Too many data reads; `Retry-After` says when to try again", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]

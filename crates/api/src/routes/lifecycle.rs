@@ -234,7 +234,9 @@ pub async fn erase(
         min_length = 1, max_length = 64)),
     responses(
         (status = 200, description = "The archive", content_type = "application/zip"),
-        (status = 404, description = "No such participant", body = ErrorBody)))]
+        (status = 400, description = "The id is invalid", body = ErrorBody),
+        (status = 404, description = "No such participant", body = ErrorBody),
+        (status = 429, description = "Too many data reads; `Retry-After` says when to try again", body = ErrorBody)))]
 pub async fn export_archive(
     State(pool): State<PgPool>,
     caller: Caller,

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 use wearhouse_api::routes::{audit, participants};
+use wearhouse_api::startup::ServeArgs;
 use wearhouse_core::ParticipantId;
 use wearhouse_core::store::series::MAX_POINTS_LIMIT;
 
@@ -126,4 +127,88 @@ async fn the_openapi_document_states_what_the_code_checks() {
         .await;
     assert_eq!(status, 400, "participant_id is required: {body}");
     assert_eq!(body["error"]["parameter"], "participant_id");
+}
+
+/// Requests the schema-driven fuzz suite (tests/api-fuzz) found answered with a status their
+/// operation did not document: an id one character too long, a link id beyond `i64`, a sign-in
+/// without a body. Each answer must be one the document lists, so that clients generated from
+/// it handle the refusal.
+#[tokio::test]
+async fn every_refusal_of_a_malformed_request_is_a_documented_status() {
+    let app = spawn_app().await;
+    let (_, doc) = app.get_json("/openapi.json").await;
+    let long = "0".repeat(ParticipantId::MAX_LEN + 1);
+    let cases = [
+        (
+            "get",
+            "/participants/{id}/consent-links",
+            format!("/participants/{long}/consent-links"),
+        ),
+        (
+            "get",
+            "/participants/{id}/export",
+            format!("/participants/{long}/export"),
+        ),
+        (
+            "delete",
+            "/participants/{id}/consent-links/{link_id}",
+            "/participants/P001/consent-links/9223372036854775808".to_owned(),
+        ),
+        ("post", "/auth/login", "/auth/login".to_owned()),
+    ];
+    for (method, template, path) in cases {
+        let response = app
+            .client
+            .request(
+                method.to_uppercase().parse().unwrap(),
+                format!("{}{path}", app.base),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        assert_eq!(status, 400, "{method} {path}");
+        let documented = &doc["paths"][template][method]["responses"][status.to_string()];
+        assert!(
+            documented.is_object(),
+            "{method} {template} answers {status} but does not document it: {}",
+            doc["paths"][template][method]["responses"]
+        );
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"]["code"].is_string(), "{method} {path}: {body}");
+    }
+    // A consent link's lifetime: its bounds are documented, so a client within them is served.
+    let hours = &doc["components"]["schemas"]["NewLinkBody"]["properties"]["expires_in_hours"];
+    assert_eq!(hours["minimum"], 1, "{hours}");
+    assert_eq!(hours["maximum"], 336, "{hours}");
+}
+
+/// Every data read answers 429 once the user's pace is spent, so each documents it.
+#[tokio::test]
+async fn every_paced_data_read_documents_its_429() {
+    let mut args = ServeArgs::default();
+    args.auth.read_burst = 1;
+    args.auth.read_per_minute = 1;
+    let app = spawn_with(preferred_backend().await, args).await;
+    let (_, doc) = app.get_json("/openapi.json").await;
+    assert_eq!(app.get(&format!("/data?{DATA}")).await.status(), 200);
+    let job = "00000000-0000-0000-0000-000000000000";
+    for (template, path) in [
+        ("/data", format!("/data?{DATA}")),
+        ("/data.csv", format!("/data.csv?{DATA}")),
+        (
+            "/data/imputation_jobs/{id}",
+            format!("/data/imputation_jobs/{job}"),
+        ),
+        (
+            "/participants/{id}/export",
+            "/participants/P001/export".to_owned(),
+        ),
+    ] {
+        assert_eq!(app.get(&path).await.status(), 429, "{path}");
+        assert!(
+            doc["paths"][template]["get"]["responses"]["429"].is_object(),
+            "GET {template} answers 429 but does not document it"
+        );
+    }
 }
