@@ -490,15 +490,15 @@ impl DbUpkeep {
         tracing::info!(job_id = job.job_id, job = %job.label(), reason, "running database job");
         maintenance::record_start(&mut conn, job.job_id).await?;
         let result = maintenance::run_job(&mut conn, job.job_id).await;
-        let error = result.as_ref().err().map(|e| e.to_string());
-        if let Some(e) = &error
-            && conn_lost(result.as_ref().unwrap_err())
+        if let Err(e) = &result
+            && wearhouse_core::error::is_unavailable(e)
         {
             return Err(anyhow::anyhow!(
                 "lost the database while running job {}: {e}",
                 job.job_id
             ));
         }
+        let error = result.err().map(|e| e.to_string());
         maintenance::record_finish(&mut conn, job.job_id, error.as_deref()).await?;
         maintenance::unlock_job(&mut conn, job.job_id).await?;
         self.metrics.count_run(job, error.is_none());
@@ -513,10 +513,6 @@ impl DbUpkeep {
         }
         Ok(())
     }
-}
-
-fn conn_lost(e: &sqlx::Error) -> bool {
-    wearhouse_core::error::is_unavailable(e)
 }
 
 /// Runs [`DbUpkeep::pass`] every `every` until `shutdown` fires (the first pass at once).
