@@ -33,6 +33,7 @@ use crate::idempotency::{self, Idempotency};
 use crate::metrics::{self, ApiMetrics};
 use crate::oidc::{Oidc, OidcArgs};
 use crate::routes;
+use crate::routes::data::DataLimits;
 use crate::routes::enrolment::{EnrolmentArgs, PublicUrl};
 use crate::state::AppState;
 
@@ -79,6 +80,13 @@ pub struct ServeArgs {
     /// The study gauge counts active participants with no sample for this many days.
     #[arg(long, env = "WEARHOUSE_STALE_AFTER_DAYS", default_value_t = 3)]
     pub stale_after_days: u32,
+
+    /// Most rows one CSV answer (`/data.csv`, or `/data` asked for `text/csv`) streams
+    /// without `limit`; a larger one is refused with a 400 before the first row, so a single
+    /// request cannot hold a connection and the database for hours.
+    #[arg(long, env = "WEARHOUSE_CSV_MAX_ROWS", default_value_t = 10_000_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub csv_max_rows: u64,
 
     /// The database role the API works as (`SET ROLE` at connect): by default the
     /// least-privileged `wearhouse_api` the migrations create, which cannot read participants'
@@ -245,6 +253,9 @@ pub fn app_with(
         contact,
         auth,
         public_url: PublicUrl(args.enrolment.public_url.clone()),
+        data_limits: DataLimits {
+            csv_max_rows: args.csv_max_rows,
+        },
     };
     let timeout = Duration::from_secs(args.request_timeout_secs);
     let trace = TraceLayer::new_for_http()

@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use crate::auth::Auth;
 use crate::contact::ContactService;
 use crate::metrics::ApiMetrics;
+use crate::routes::data::DataLimits;
 use crate::routes::enrolment::PublicUrl;
 
 /// Application state, cheap to clone.
@@ -23,4 +24,6 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// Where participants reach the stack: the base of consent links.
     pub public_url: PublicUrl,
+    /// How much one data answer may hold.
+    pub data_limits: DataLimits,
 }

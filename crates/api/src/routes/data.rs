@@ -34,6 +34,13 @@ pub fn routes() -> Routes {
 /// study-wide read goes in pages of participants.
 pub const MAX_PARTICIPANTS_PER_REQUEST: usize = 100;
 
+/// How much one data answer may hold (`wearhouse-api serve` settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataLimits {
+    /// Most rows one CSV answer streams without `limit`.
+    pub csv_max_rows: u64,
+}
+
 /// Query parameters of `GET /data` and `GET /data.csv`.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -201,21 +208,44 @@ impl DataRequest {
         caller: &Caller,
         action: &str,
     ) -> Result<(), ApiError> {
-        let ids: Vec<&str> = self
-            .plan
-            .participants
-            .iter()
-            .map(ParticipantId::as_str)
-            .collect();
-        let study = caller.visible(conn, action, &ids).await?;
+        let study = self.visible(conn, caller, action).await?;
+        self.record(conn, caller, action, study.as_deref(), audit::outcome::OK)
+            .await
+    }
+
+    /// The study the participants share, or 404 when one is unknown or outside the
+    /// caller's studies.
+    async fn visible(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        caller: &Caller,
+        action: &str,
+    ) -> Result<Option<String>, ApiError> {
+        caller.visible(conn, action, &self.participant_ids()).await
+    }
+
+    /// Appends the read to the audit trail with `outcome`.
+    async fn record(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        caller: &Caller,
+        action: &str,
+        study: Option<&str>,
+        outcome: &str,
+    ) -> Result<(), ApiError> {
         let plan = &self.plan;
+        let ids: Vec<String> = self
+            .participant_ids()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         caller
             .audit(
                 conn,
                 action,
-                study.as_deref(),
-                &ids.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-                audit::outcome::OK,
+                study,
+                &ids,
+                outcome,
                 serde_json::json!({
                     "metric": plan.metric.name(),
                     "start": plan.range.start,
@@ -224,6 +254,14 @@ impl DataRequest {
                 }),
             )
             .await
+    }
+
+    fn participant_ids(&self) -> Vec<&str> {
+        self.plan
+            .participants
+            .iter()
+            .map(ParticipantId::as_str)
+            .collect()
     }
 }
 
@@ -302,6 +340,7 @@ pub struct PointDoc {
         (status = 503, description = "The database is unavailable", body = ErrorBody)))]
 pub async fn data(
     State(pool): State<PgPool>,
+    State(limits): State<DataLimits>,
     caller: Caller,
     headers: HeaderMap,
     params: QueryParams,
@@ -310,7 +349,7 @@ pub async fn data(
         if !caller.may(Permission::Export) {
             return Err(ApiError::Forbidden);
         }
-        return csv::export(&pool, &caller, &params).await;
+        return csv::export(&pool, limits, &caller, &params).await;
     }
     let request = DataRequest::parse(&params, true)?;
     let mut conn = pool.acquire().await?;
@@ -344,16 +383,17 @@ pub async fn data(
     responses(
         (status = 200, description = "The rows as CSV with a header row",
          body = String, content_type = "text/csv"),
-        (status = 400, description = "A parameter is invalid; `parameter` names it", body = ErrorBody),
+        (status = 400, description = "A parameter is invalid, or the rows exceed what one CSV answer streams; `parameter` names it", body = ErrorBody),
         (status = 404, description = "A participant does not exist", body = ErrorBody),
         (status = 429, description = "Too many data reads; `Retry-After` says when to try again", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody)))]
 pub async fn data_csv(
     State(pool): State<PgPool>,
+    State(limits): State<DataLimits>,
     caller: Caller,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
-    csv::export(&pool, &caller, &params).await
+    csv::export(&pool, limits, &caller, &params).await
 }
 
 /// Whether the client asked for CSV rather than JSON.

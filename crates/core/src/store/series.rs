@@ -261,13 +261,64 @@ impl Plan {
         sql
     }
 
-    fn count_sql(&self) -> String {
-        let r = self.routing.resolution;
-        let ts = if r == Resolution::Raw {
+    /// Most rows the answer can hold without counting, when the relation bounds it: one row
+    /// per bucket and participant in a rollup. Raw samples have no such bound (a provider may
+    /// send them denser than the metric's native interval).
+    pub fn row_bound(&self) -> Option<u64> {
+        if self.routing.resolution == Resolution::Raw {
+            return None;
+        }
+        let per_series = u64::try_from(self.routing.estimated_points).unwrap_or(0);
+        Some(per_series.saturating_mul(self.participants.len() as u64))
+    }
+
+    /// The rows of the answer (after `offset` and the cursor, ignoring `limit`), counted only
+    /// up to `cap + 1`: `Some(n)` when there are `n <= cap`, `None` when there are more. The
+    /// count stops early, so it never costs more than reading `cap` index entries, and it
+    /// costs nothing when [`Plan::row_bound`] already fits.
+    pub async fn rows_within(&self, conn: &mut PgConnection, cap: u64) -> Result<Option<u64>> {
+        if self.row_bound().is_some_and(|bound| bound <= cap) {
+            return Ok(self.row_bound());
+        }
+        let ts = self.time_column();
+        let mut inner = format!(
+            "select 1 from {} where participant_id = any($1) and data_type = $2 \
+             and {ts} >= $3 and {ts} < $4",
+            self.routing.resolution.relation()
+        );
+        if self.after.is_some() {
+            inner.push_str(&format!(" and (participant_id, {ts}) > ($5, $6)"));
+        }
+        let sql = format!(
+            "select count(*) from ({inner} offset {} limit {}) counted",
+            self.page.offset,
+            cap.saturating_add(1)
+        );
+        let ids: Vec<&str> = self.participants.iter().map(|p| p.as_str()).collect();
+        let q = sqlx::query_scalar::<_, i64>(&sql)
+            .bind(ids)
+            .bind(self.metric.name())
+            .bind(self.range.start)
+            .bind(self.range.end);
+        let q = match &self.after {
+            Some((p, t)) => q.bind(p.as_str()).bind(*t),
+            None => q,
+        };
+        let n = u64::try_from(q.fetch_one(&mut *conn).await?).unwrap_or(0);
+        Ok((n <= cap).then_some(n))
+    }
+
+    fn time_column(&self) -> &'static str {
+        if self.routing.resolution == Resolution::Raw {
             "timestamp"
         } else {
             "bucket"
-        };
+        }
+    }
+
+    fn count_sql(&self) -> String {
+        let r = self.routing.resolution;
+        let ts = self.time_column();
         format!(
             "select count(*) from {} where participant_id = any($1) and data_type = $2 \
              and {ts} >= $3 and {ts} < $4",

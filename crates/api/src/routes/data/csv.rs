@@ -3,6 +3,12 @@
 //! Parameters, participants and the database connection are checked before the first byte,
 //! so those failures still get a JSON error with the right status; a failure mid-stream
 //! aborts the body, which the client sees as a truncated download, never as a complete one.
+//!
+//! An answer without `limit` streams at most [`DataLimits::csv_max_rows`] rows. Whether it
+//! fits is known before the first byte (a rollup's rows are bounded by its buckets; raw rows
+//! are counted, stopping at the cap), so a larger one gets a 400 naming `end_date`. Rows that
+//! arrive between that count and the stream cannot push it past the cap: it is cut there,
+//! as a truncated download.
 
 use std::fmt::Write as _;
 use std::io;
@@ -17,7 +23,7 @@ use tokio::sync::mpsc;
 use wearhouse_core::store::audit;
 use wearhouse_core::store::series::Point;
 
-use super::DataRequest;
+use super::{DataLimits, DataRequest};
 use crate::auth::Caller;
 use crate::error::{ApiError, error_chain};
 use crate::params::QueryParams;
@@ -41,20 +47,38 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 /// Answers a CSV export. Without `limit`, every row of the routed resolution is streamed.
 pub async fn export(
     pool: &PgPool,
+    limits: DataLimits,
     caller: &Caller,
     params: &QueryParams,
 ) -> Result<Response, ApiError> {
     let request = DataRequest::parse(params, false)?;
     let mut conn = pool.acquire().await?;
+    let action = audit::action::EXPORT;
+    let study = request.visible(&mut conn, caller, action).await?;
+    let row_limit = if request.explicit_limit {
+        request.plan.page.limit.map(|l| l as usize)
+    } else {
+        let cap = limits.csv_max_rows;
+        if request.plan.rows_within(&mut conn, cap).await?.is_none() {
+            let outcome = audit::outcome::FAILED;
+            request
+                .record(&mut conn, caller, action, study.as_deref(), outcome)
+                .await?;
+            return Err(too_many_rows(&request, cap));
+        }
+        Some(usize::try_from(cap).unwrap_or(usize::MAX))
+    };
     request
-        .authorize(&mut conn, caller, audit::action::EXPORT)
+        .record(
+            &mut conn,
+            caller,
+            action,
+            study.as_deref(),
+            audit::outcome::OK,
+        )
         .await?;
     let plan = request.plan;
-    let row_limit = if request.explicit_limit {
-        plan.page.limit.map(|l| l as usize)
-    } else {
-        None
-    };
+    let cut_at_cap = !request.explicit_limit;
     let filename = format!(
         "{}_{}_{}.csv",
         plan.metric.name(),
@@ -73,6 +97,13 @@ pub async fn export(
             && let Some(row) = rows.next().await
         {
             if row_limit.is_some_and(|l| written >= l) {
+                if cut_at_cap {
+                    tracing::warn!(rows = written, "csv export cut at WEARHOUSE_CSV_MAX_ROWS");
+                    let _ = tx
+                        .send(Err(std::io::Error::other("csv export exceeds its row cap")))
+                        .await;
+                    return;
+                }
                 break;
             }
             match row {
@@ -134,6 +165,23 @@ pub async fn export(
         body,
     )
         .into_response())
+}
+
+/// The 400 for an answer over the cap: what it asked for, and the ways to ask for less.
+fn too_many_rows(request: &DataRequest, cap: u64) -> ApiError {
+    let plan = &request.plan;
+    ApiError::invalid(
+        "end_date",
+        format!(
+            "{} participant(s) in [{}, {}) at {} resolution hold more than {cap} rows, the \
+             most one CSV answer streams (WEARHOUSE_CSV_MAX_ROWS); choose an earlier end_date, \
+             fewer participants, a coarser resolution, or pages with limit and offset",
+            plan.participants.len(),
+            plan.range.start.to_rfc3339(),
+            plan.range.end.to_rfc3339(),
+            plan.routing.resolution,
+        ),
+    )
 }
 
 /// A CSV writer as the export writes: comma separated, `\n` after each row, fields quoted
