@@ -53,6 +53,21 @@ impl DatabaseArgs {
         parse_args(&["--database-url", &url]).expect("a database URL is all DatabaseArgs needs")
     }
 
+    /// These settings with a pool of at least `needed` connections: a pool smaller than the
+    /// work that holds connections at once makes the surplus wait, then fail with "pool timed
+    /// out". A larger setting is kept.
+    pub fn with_min_connections(mut self, needed: u32) -> Self {
+        if self.db_max_connections < needed {
+            tracing::info!(
+                configured = self.db_max_connections,
+                connections = needed,
+                "database pool enlarged to what the workers hold at once"
+            );
+            self.db_max_connections = needed;
+        }
+        self
+    }
+
     /// These settings working as `role`; empty means the connecting user's own rights.
     pub fn with_role(mut self, role: &str) -> Self {
         let role = role.trim();

@@ -167,7 +167,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// One run; its summary goes to stderr, next to any error, and its status is the exit code.
 async fn run_once(args: RunArgs, shutdown: &CancellationToken) -> anyhow::Result<ExitCode> {
-    let pool = args.database.connect().await?;
+    let database = args
+        .database
+        .with_min_connections(args.pipeline.connections());
+    let pool = database.connect().await?;
     let metrics = IngestMetrics::unregistered();
     let ctx = SourceContext::prepare(pool.clone(), metrics.source.clone(), &args.providers).await?;
     let sources = Sources::all(&args.providers, &ctx)?;

@@ -83,7 +83,11 @@ pub async fn run(args: DaemonArgs, shutdown: CancellationToken) -> anyhow::Resul
     // has a series to watch (see monitoring/README.md); the first run sets the real count.
     metrics.set_needing_reconsent_longer(args.pipeline.reconsent_alert_days, 0);
     let db_metrics = DbMetrics::register(&registry);
-    let pool = args.database.lazy_pool()?;
+    let pool = args
+        .database
+        .clone()
+        .with_min_connections(args.pipeline.connections())
+        .lazy_pool()?;
     let ctx = SourceContext::new(pool.clone(), metrics.source.clone(), &args.providers)?;
     // Grants from before encryption are sealed now, or before the first run when the
     // database is not reachable yet; a refusal (plain grants and no key) stops the daemon.

@@ -227,6 +227,8 @@ struct Inner {
     sleep_asked: HashMap<(String, NaiveDate), DateTime<Utc>>,
     log: Vec<RequestRecord>,
     token_latency: Duration,
+    /// Delay before each data request is answered (a real API's round trip).
+    api_latency: Duration,
     /// Delay between processing a token request and answering it.
     token_answer_delay: Duration,
     /// The answer each spent refresh token got, and when (the grace period's replays).
@@ -363,6 +365,13 @@ impl FakeFitbit {
     /// Delays token endpoint answers (widens the window in which two refreshes could race).
     pub fn set_token_latency(&self, latency: Duration) {
         self.shared.inner().token_latency = latency;
+    }
+
+    /// Delays every data answer by `latency`, as the network and a real API's servers do
+    /// (the fake answers in microseconds; a load's time then goes to waiting, as it does
+    /// against the real service).
+    pub fn set_api_latency(&self, latency: Duration) {
+        self.shared.inner().api_latency = latency;
     }
 
     /// Delays token endpoint answers after the request was processed: a refresh has rotated

@@ -109,6 +109,16 @@ impl PipelineArgs {
         self.workers.unwrap_or(Self::PROVIDER_WORKERS).max(1)
     }
 
+    /// Database connections a provider run needs at once: one per worker (each holds its
+    /// participant's advisory lock on its own connection for as long as it works, waiting
+    /// on the provider included), one for the run's bookkeeping and one for the rest of the
+    /// process (the daemon's callbacks and upkeep).
+    pub fn connections(&self) -> u32 {
+        u32::try_from(self.workers())
+            .unwrap_or(u32::MAX)
+            .saturating_add(2)
+    }
+
     /// Whether `--metrics` lets the run collect `metric`.
     fn collects(&self, metric: Metric) -> bool {
         self.metrics.as_ref().is_none_or(|m| m.contains(&metric))

@@ -175,3 +175,56 @@ async fn the_daemon_serves_both_consent_callbacks_and_counts_each_providers_api_
     }
     assert!(terminate(&mut child).await.success());
 }
+
+/// More workers than the configured pool has connections: each worker holds one while it
+/// waits on the provider, so the run enlarges its pool to what the workers hold at once and
+/// every participant loads (a pool of 2 would leave four of six workers waiting past the
+/// 1-second acquire timeout, failing their participants).
+#[tokio::test]
+async fn a_run_with_more_workers_than_pooled_connections_loads_everyone() {
+    let db = TestDb::new(TestBackend::Postgres).await;
+    let fake = FakeFitbit::start(FakeFitbitConfig::server_app(FITBIT_ID, FITBIT_SECRET)).await;
+    for i in 0..6 {
+        let user = format!("W{i}");
+        fake.add_user(FakeUser::new(&user, Tz::Europe__Berlin).last_sync("2025-06-02T06:00:00"));
+        let grant = fitbit::grant(fake.issue_tokens(&user));
+        enrol(
+            &db,
+            &format!("P-W{i}"),
+            "fitbit",
+            Tz::Europe__Berlin,
+            &grant,
+        )
+        .await;
+    }
+    // Every answer takes a while, as the real API's do: each participant takes seconds.
+    fake.set_api_latency(std::time::Duration::from_millis(100));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wearhouse-ingest"))
+        .args(["run", "--database-url", &db.url, "--workers", "6"])
+        .args([
+            "--db-max-connections",
+            "2",
+            "--db-acquire-timeout-secs",
+            "1",
+        ])
+        .args([
+            "--fitbit-client-id",
+            FITBIT_ID,
+            "--fitbit-client-secret",
+            FITBIT_SECRET,
+        ])
+        .args(["--fitbit-api-url", &fake.url()])
+        .args(["--fitbit-authorize-url", &fake.authorize_url()])
+        .env("WEARHOUSE_TOKEN_KEY_FILE", support::token_key_file())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "run failed: {stderr}");
+    assert!(stderr.contains("6 loaded"), "{stderr}");
+    let loaded: i64 = sqlx::query_scalar("select count(distinct participant_id) from raw_data")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(loaded, 6);
+}

@@ -29,6 +29,10 @@ fn bad(error_type: &str, field: &str, msg: &str) -> (StatusCode, Value) {
 
 /// Handles every data path.
 pub(super) async fn handle(State(s): State<Arc<Shared>>, uri: Uri, headers: HeaderMap) -> Response {
+    let latency = s.inner().api_latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let config = s.config();
     let now = s.now();
     let path = uri.path().to_owned();
