@@ -176,7 +176,8 @@ async fn rows_naming(pool: &PgPool, p: &str) -> BTreeMap<String, i64> {
 async fn compress_all(pool: &PgPool) -> Vec<String> {
     sqlx::raw_sql(
         "select count(compress_chunk(c, if_not_compressed => true)) from show_chunks('raw_data') c;
-         select count(compress_chunk(c, if_not_compressed => true)) from show_chunks('data_1m') c;",
+         select count(compress_chunk(c, if_not_compressed => true)) from show_chunks('data_1m') c;
+         select count(compress_chunk(c, if_not_compressed => true)) from show_chunks('data_1h') c;",
     )
     .execute(pool)
     .await
@@ -213,21 +214,20 @@ async fn erasure_leaves_no_row_naming_the_participant_and_keeps_the_others() {
         .unwrap();
         if db.backend.timescaledb_version.is_some() {
             // The compression policy's work, done by hand: the erasure must reach into
-            // compressed chunks of the samples and of the 1-minute aggregate.
+            // compressed chunks of the samples and of the 1-minute and 1-hour aggregates.
             let compressed = compress_all(&db.pool).await;
-            assert!(
-                compressed.contains(&"raw_data".to_string()),
-                "{compressed:?}"
-            );
-            assert!(
-                compressed.contains(&"data_1m".to_string()),
-                "{compressed:?}"
-            );
+            for relation in ["raw_data", "data_1m", "data_1h"] {
+                assert!(
+                    compressed.contains(&relation.to_string()),
+                    "{relation}: {compressed:?}"
+                );
+            }
         }
         let before = rows_naming(&db.pool, "ERASE1").await;
         for table in [
             "raw_data",
             "data_1m",
+            "data_1h",
             "imputed_data",
             "imputation_jobs",
             "adherence_days",

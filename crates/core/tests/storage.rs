@@ -475,9 +475,9 @@ async fn chunk_states(pool: &PgPool, hypertable: &str) -> Vec<(String, bool)> {
     .unwrap()
 }
 
-/// TimescaleDB stores old raw samples and the 1-minute aggregate in compressed chunks: the
-/// ingest's refresh writes the 1-minute buckets compressed, and a late sync or a revision into
-/// a compressed day is still merged exactly.
+/// TimescaleDB stores old raw samples and the 1-minute and 1-hour aggregates in compressed
+/// chunks: the ingest's refresh writes the 1-minute buckets compressed, the policies compress
+/// the rest, and a late sync or a revision into a compressed day is still merged exactly.
 #[tokio::test]
 async fn late_and_revised_loads_into_compressed_chunks_keep_rollups_exact() {
     if !wearhouse_core::testing::timescaledb_available() {
@@ -506,17 +506,21 @@ async fn late_and_revised_loads_into_compressed_chunks_keep_rollups_exact() {
         minutes,
         vec![("2025-06-01".into(), true), ("2025-06-02".into(), true)]
     );
-    // The compression policy's work, done by hand: raw samples compressed too.
-    sqlx::query("select count(compress_chunk(c)) from show_chunks('raw_data') c")
+    // The compression policies' work, done by hand: raw samples and hourly buckets
+    // compressed too.
+    for relation in ["raw_data", "data_1h"] {
+        sqlx::query(&format!(
+            "select count(compress_chunk(c)) from show_chunks('{relation}') c"
+        ))
         .execute(&db.pool)
         .await
         .unwrap();
-    assert!(
-        chunk_states(&db.pool, "raw_data")
-            .await
-            .iter()
-            .all(|(_, compressed)| *compressed)
-    );
+        let states = chunk_states(&db.pool, relation).await;
+        assert!(
+            !states.is_empty() && states.iter().all(|(_, compressed)| *compressed),
+            "{relation}: {states:?}"
+        );
+    }
     let before = raw_snapshot(&db.pool).await.len();
 
     // A late sync: a third participant's evening, inside both compressed days.

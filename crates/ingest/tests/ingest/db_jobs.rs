@@ -119,6 +119,8 @@ async fn the_daemon_exports_the_databases_size_relations_and_connections_on_ever
         if backend == TestBackend::Timescaledb {
             for job in [
                 "policy_compression(raw_data)",
+                "policy_compression(data_1m)",
+                "policy_compression(data_1h)",
                 "policy_refresh_continuous_aggregate(data_1m)",
                 "adherence_refresh_job",
             ] {
