@@ -66,7 +66,9 @@ pub async fn run_command(args: &RunArgs) -> anyhow::Result<Outcome> {
         let metric = Metric::parse(args.metric.as_deref().unwrap_or(""))?;
         let range = match (&args.from, &args.to) {
             (Some(from), Some(to)) => {
-                TimeRange::new(parse_instant("from", from)?, parse_instant("to", to)?)?
+                let range = TimeRange::new(parse_instant("from", from)?, parse_instant("to", to)?)?;
+                store::check_range(&range, "to")?;
+                range
             }
             _ => jobs::default_range(&mut conn, &participant, metric)
                 .await?

@@ -277,6 +277,22 @@ async fn case(
         night.max_rss_mib,
         night.exit.max(first.exit),
     );
+    drop(fake);
+    drop_database(db).await;
+}
+
+/// Drops a case's database: a thousand participants' two days take gigabytes.
+async fn drop_database(db: TestDb) {
+    use sqlx::Connection as _;
+    db.pool.close().await;
+    let (server, _) = db.url.rsplit_once('/').expect("a database URL");
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap();
+    sqlx::query(&format!("drop database \"{}\" with (force)", db.name))
+        .execute(&mut admin)
+        .await
+        .unwrap();
 }
 
 #[tokio::main]

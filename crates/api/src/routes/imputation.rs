@@ -199,7 +199,7 @@ impl From<JobRecord> for JobView {
     ),
     responses(
         (status = 202, description = "Queued", body = Queued),
-        (status = 400, description = "A parameter is missing or malformed", body = ErrorBody),
+        (status = 400, description = "A parameter is missing, malformed or out of bounds (a range over 92 days); `parameter` names it", body = ErrorBody),
         (status = 404, description = "Unknown participant, or no data to impute", body = ErrorBody),
         (status = 409, description = "The request with this Idempotency-Key is still running", body = ErrorBody),
         (status = 422, description = "The Idempotency-Key was used for a different request", body = ErrorBody),
@@ -215,7 +215,11 @@ pub async fn run_imputation(
     let (metric, start, end) = (params.metric, params.start_date, params.end_date);
     let mut conn = pool.acquire().await?;
     let given = match (start, end) {
-        (Some(s), Some(e)) => Some(TimeRange::new(s, e)?),
+        (Some(s), Some(e)) => {
+            let range = TimeRange::new(s, e)?;
+            store::check_range(&range, "end_date")?;
+            Some(range)
+        }
         (Some(_), None) => return Err(ApiError::invalid("end_date", "give it with start_date")),
         (None, Some(_)) => return Err(ApiError::invalid("start_date", "give it with end_date")),
         (None, None) => None,

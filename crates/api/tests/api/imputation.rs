@@ -72,6 +72,11 @@ async fn bad_requests_name_the_parameter_and_unknown_things_are_404() {
             "user_id=P001&metric=steps&start_date=2025-06-02&end_date=2025-06-01",
             "end_date",
         ),
+        // Longer than the 92 days one job covers.
+        (
+            "user_id=P001&metric=heart_rate&start_date=2025-06-01&end_date=2025-09-01T00:00:01Z",
+            "end_date",
+        ),
     ] {
         let (status, body) = app
             .post_json(&format!("/data/run_imputation?{query}"))
@@ -102,6 +107,14 @@ async fn bad_requests_name_the_parameter_and_unknown_things_are_404() {
         .await
         .unwrap();
     assert_eq!(count, 0, "a rejected request queued a job");
+    // Exactly 92 days is one job.
+    let (status, body) = app
+        .post_json(
+            "/data/run_imputation?user_id=P001&metric=heart_rate&start_date=2025-06-01\
+             &end_date=2025-09-01",
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
 }
 
 #[tokio::test]

@@ -85,6 +85,29 @@ pub struct JobRecord {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// Longest range one job imputes. The model is fitted to the whole range on the metric's grid
+/// (1 minute for heart rate: 132,480 points for 92 days), and the fit's time grows with it
+/// (about 2 s per participant-day when the order is chosen over the default grid, see
+/// docs/benchmarks.md, "Imputation"): a quarter keeps one job within minutes and its worker
+/// free for the others; a longer span is several jobs.
+pub const MAX_RANGE_DAYS: i64 = 92;
+
+/// Refuses a range longer than [`MAX_RANGE_DAYS`]; the error names `end_parameter`.
+pub fn check_range(range: &TimeRange, end_parameter: &'static str) -> Result<()> {
+    if range.end - range.start > TimeDelta::days(MAX_RANGE_DAYS) {
+        return Err(Error::invalid(
+            end_parameter,
+            format!(
+                "[{}, {}) is longer than the {MAX_RANGE_DAYS} days one imputation job covers; \
+                 split it into several jobs",
+                range.start.to_rfc3339(),
+                range.end.to_rfc3339()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// What to impute: one metric of one participant over `[start, end)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {

@@ -248,3 +248,26 @@ async fn the_run_command_refuses_an_unknown_participant() {
         .unwrap();
     assert_eq!(jobs, 0);
 }
+
+#[tokio::test]
+async fn the_run_command_refuses_a_range_longer_than_one_job_covers() {
+    let db = db().await;
+    enrol(&db.pool, "P005").await;
+    let out = Command::new(env!("CARGO_BIN_EXE_wearhouse-impute"))
+        .args(["run", "--participant", "P005", "--metric", "heart_rate"])
+        .args(["--from", "2025-01-01", "--to", "2025-06-01"])
+        .args(["--database-url", &db.url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid to") && stderr.contains("longer than the 92 days"),
+        "{stderr}"
+    );
+    let jobs: i64 = sqlx::query_scalar("select count(*) from imputation_jobs")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(jobs, 0);
+}
