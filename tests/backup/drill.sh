@@ -16,6 +16,9 @@
 #   DRILL_TIMESCALEDB=off tests/backup/drill.sh   plain PostgreSQL where TimescaleDB is installed
 #   DRILL_PARTICIPANTS=200 tests/backup/drill.sh  more data per batch (default 3 participants,
 #                                                 a day of minute samples each)
+#   DRILL_PGBACKREST_CONFIG=$'repo1-type=s3\n...' tests/backup/drill.sh
+#                                                 pgBackRest options for the repository (lines
+#                                                 of its [global] section; tests/backup/s3.sh)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
@@ -51,7 +54,9 @@ export WEARHOUSE_BACKUP_REPO="$dir/repo" WEARHOUSE_BACKUP_PGDATA="$dir/data" \
   WEARHOUSE_BACKUP_STANZA=drill PGBACKREST_LOCK_PATH="$dir/lock"
 # Every pgBackRest option comes from here, not from a configuration file of this machine.
 export PGBACKREST_CONFIG="$dir/pgbackrest.conf"
-: >"$PGBACKREST_CONFIG"
+printf '[global]\n%s\n' "${DRILL_PGBACKREST_CONFIG:-}" >"$PGBACKREST_CONFIG"
+repository=$(sed -n 's/^repo1-type=//p' "$PGBACKREST_CONFIG")
+repository=${repository:-posix}
 backup=("$root/scripts/backup")
 
 as_pg "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --lc-collate=C >/dev/null
@@ -246,5 +251,5 @@ grep -qx 'wearhouse_backup_archiver_up 0' "$dir/metrics-down" \
   && ! grep -q '^wearhouse_backup_wal_' "$dir/metrics-down" \
   || fail "metrics with the database down: $(grep -v '^#' "$dir/metrics-down")"
 
-say "OK: restored to $target; ${#tables[@]} tables on $backend, counts and checksums equal to the source at T"
+say "OK: restored to $target from a $repository repository; ${#tables[@]} tables on $backend, counts and checksums equal to the source at T"
 say "measured: full backup of $size by the schedule (stanza check included) ${backup_secs} s, restore (files, WAL replay, promotion) ${restore_secs} s; archive_timeout ${archive_timeout} s"
