@@ -204,6 +204,14 @@ async fn every_paced_data_read_documents_its_429() {
             "/participants/{id}/export",
             "/participants/P001/export".to_owned(),
         ),
+        (
+            "/export/fhir",
+            "/export/fhir?participant_id=P001&from=2025-06-01&to=2025-06-02".to_owned(),
+        ),
+        (
+            "/export/omh",
+            "/export/omh?participant_id=P001&from=2025-06-01&to=2025-06-02".to_owned(),
+        ),
     ] {
         assert_eq!(app.get(&path).await.status(), 429, "{path}");
         assert!(
