@@ -58,7 +58,10 @@ const HEART_RATE: Coding = Coding {
     unit: "beats/minute",
 };
 const RESTING_HEART_RATE: Coding = Coding {
-    codes: &[("8867-4", "Heart rate"), ("40443-4", "Heart rate --resting")],
+    codes: &[
+        ("8867-4", "Heart rate"),
+        ("40443-4", "Heart rate --resting"),
+    ],
     category: VITAL_SIGNS,
     profile: Some("http://hl7.org/fhir/StructureDefinition/heartrate"),
     ucum: "/min",

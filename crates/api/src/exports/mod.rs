@@ -191,8 +191,7 @@ async fn write(pool: &PgPool, s: &Subject, out: &mut Writer<'_>) -> Result<(), W
     for part in ALL_PARTS.into_iter().filter(|p| parts.contains(p)) {
         match part {
             Part::Samples(metric) => {
-                let mut rows =
-                    observations::samples(&mut conn, &s.participant_id, metric, &s.days);
+                let mut rows = observations::samples(&mut conn, &s.participant_id, metric, &s.days);
                 while let Some(row) = rows.next().await {
                     out.item(Item::Sample(metric, &row?)).await?;
                 }
@@ -250,7 +249,9 @@ impl<'a> Writer<'a> {
     async fn item(&mut self, item: Item<'_>) -> Result<(), WriteError> {
         let value = match self.format {
             Format::Fhir => fhir::entry(self.subject, item),
-            Format::OmhJson | Format::OmhNdjson => omh::data_point(self.subject, &self.created, item),
+            Format::OmhJson | Format::OmhNdjson => {
+                omh::data_point(self.subject, &self.created, item)
+            }
         };
         let Some(value) = value else {
             return Ok(());

@@ -26,9 +26,7 @@ pub const DAILY_ACTIVITY: &str = "daily movement";
 
 /// The data point for `item`; `None` for what Open mHealth does not export.
 pub fn data_point(s: &Subject, created: &str, item: Item<'_>) -> Option<Value> {
-    let interval = |start, end| {
-        json!({"time_interval": {"start_date_time": s.local(start), "end_date_time": s.local(end)}})
-    };
+    let interval = |start, end| json!({"time_interval": {"start_date_time": s.local(start), "end_date_time": s.local(end)}});
     let (schema, version, body) = match item {
         Item::Sample(Metric::HeartRate, row) => (
             "heart-rate",

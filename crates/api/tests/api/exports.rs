@@ -47,7 +47,11 @@ async fn the_fhir_export_is_a_bundle_of_observations_per_local_day_streamed() {
     assert_eq!(r.status(), 200);
     assert_eq!(content_type(&r), "application/fhir+json");
     // Streamed: the length is not known before the body is written.
-    assert!(r.headers().get("content-length").is_none(), "{:?}", r.headers());
+    assert!(
+        r.headers().get("content-length").is_none(),
+        "{:?}",
+        r.headers()
+    );
     let bundle: Value = r.json().await.unwrap();
     assert_eq!(bundle["resourceType"], "Bundle");
     assert_eq!(bundle["type"], "collection");
@@ -65,10 +69,16 @@ async fn the_fhir_export_is_a_bundle_of_observations_per_local_day_streamed() {
         at.with_timezone(&chrono_tz::America::New_York).to_rfc3339()
     );
     assert!(
-        first["effectiveDateTime"].as_str().unwrap().ends_with("-04:00"),
+        first["effectiveDateTime"]
+            .as_str()
+            .unwrap()
+            .ends_with("-04:00"),
         "{first}"
     );
-    assert_eq!(first["valueQuantity"]["value"].as_f64(), Some(heart_rate(1, hr[0])));
+    assert_eq!(
+        first["valueQuantity"]["value"].as_f64(),
+        Some(heart_rate(1, hr[0]))
+    );
     assert_eq!(first["subject"]["identifier"]["value"], "P002");
     assert_eq!(first["category"][0]["coding"][0]["code"], "vital-signs");
 
@@ -119,7 +129,12 @@ async fn the_omh_export_is_a_json_array_or_ndjson_as_asked() {
     assert_eq!(without_header_ids(&array), without_header_ids(&lines));
 
     // P001 lives in London (BST, UTC+1): the local day is [23:00Z the day before, 23:00Z).
-    let name = |p: &Value| p["header"]["schema_id"]["name"].as_str().unwrap().to_owned();
+    let name = |p: &Value| {
+        p["header"]["schema_id"]["name"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
     let hr = hr_samples_in(t("2025-05-31T23:00:00Z"), t("2025-06-01T23:00:00Z"));
     assert_eq!(
         array.iter().filter(|p| name(p) == "heart-rate").count(),
@@ -205,7 +220,10 @@ async fn a_bad_parameter_is_a_400_naming_it_and_an_unknown_participant_a_404() {
     for route in ["/export/fhir", "/export/omh"] {
         for (query, parameter) in [
             ("from=2025-06-01&to=2025-06-02", "participant_id"),
-            ("participant_id=P%20001&from=2025-06-01&to=2025-06-02", "participant_id"),
+            (
+                "participant_id=P%20001&from=2025-06-01&to=2025-06-02",
+                "participant_id",
+            ),
             ("participant_id=P001&to=2025-06-02", "from"),
             ("participant_id=P001&from=2025-13-01&to=2025-06-02", "from"),
             ("participant_id=P001&from=2025-06-01&to=tomorrow", "to"),
@@ -282,7 +300,11 @@ async fn only_the_roles_that_may_export_get_one_and_each_is_audited() {
     let (actor, ids, outcome, _) = rows.last().unwrap();
     assert_eq!(
         (actor.as_str(), ids.as_slice(), outcome.as_str()),
-        ("token tests of other@example.org", &["P001".to_owned()][..], "denied")
+        (
+            "token tests of other@example.org",
+            &["P001".to_owned()][..],
+            "denied"
+        )
     );
 }
 

@@ -185,8 +185,14 @@ mod tests {
         let tz: Tz = "Europe/London".parse().unwrap();
         let days = LocalDays::new(day("2025-03-30"), day("2025-03-31"), tz).unwrap();
         let (start, end) = days.instants();
-        assert_eq!(start, "2025-03-30T00:00:00Z".parse::<DateTime<Utc>>().unwrap());
-        assert_eq!(end, "2025-03-30T23:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            start,
+            "2025-03-30T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(
+            end,
+            "2025-03-30T23:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
         assert_eq!((end - start).num_hours(), 23);
     }
 
