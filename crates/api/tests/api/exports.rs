@@ -361,3 +361,53 @@ async fn the_command_line_writes_the_same_export_and_audits_it() {
     assert!(e.to_string().contains("no participant P999"), "{e}");
     assert!(!missing.exists());
 }
+
+#[tokio::test]
+async fn a_gap_longer_than_the_session_gap_starts_another_episode_and_the_longest_is_main() {
+    let app = spawn_app().await;
+    let db = app.db.as_ref().unwrap();
+    // A 20-minute nap in the afternoon of the seeded night's day, hours after it.
+    let p1 = ParticipantId::parse("P001").unwrap();
+    let nap: Vec<Sample> = (0..40)
+        .map(|k| {
+            Sample::sleep_stage(
+                p1.clone(),
+                t("2025-06-01T14:00:00Z") + Duration::seconds(30 * k),
+                "light",
+            )
+        })
+        .collect();
+    let mut conn = db.pool.acquire().await.unwrap();
+    SampleWriter::new(&db.backend)
+        .write(&mut conn, &nap)
+        .await
+        .unwrap();
+    let points: Vec<Value> = get_export(
+        &app,
+        "/export/omh?participant_id=P001&from=2025-06-01&to=2025-06-02",
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let sleep: Vec<&Value> = points
+        .iter()
+        .map(|p| &p["body"])
+        .filter(|b| b.get("total_sleep_time").is_some())
+        .collect();
+    let summary: Vec<(i64, bool)> = sleep
+        .iter()
+        .map(|b| {
+            (
+                b["total_sleep_time"]["value"].as_i64().unwrap(),
+                b["is_main_sleep"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(summary, [(45, true), (20, false)]);
+    assert_eq!(
+        sleep[1]["effective_time_frame"]["time_interval"]["start_date_time"],
+        "2025-06-01T15:00:00+01:00"
+    );
+}
