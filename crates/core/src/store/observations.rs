@@ -3,7 +3,9 @@
 //! local midnights in the participant's IANA zone (so a day of a clock change lasts 23 or 25
 //! hours), and sleep episodes derived from the sleep-stage samples as the adherence summaries
 //! derive them. Each reader streams from a server-side cursor, so memory stays flat whatever
-//! the range; the formats themselves are the API's.
+//! the range; the formats themselves are the API's. The queries are checked at run time
+//! (`query_as` with `FromRow`) and exercised against a real database by the API's export
+//! tests.
 
 use chrono::{DateTime, NaiveDate, TimeZone as _, Utc};
 use chrono_tz::Tz;
