@@ -71,6 +71,14 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::participant::ParticipantCommand,
     },
+    /// One participant's data in a standard format, written to a file:
+    /// `export --format fhir|omh --participant P --from D --to D --out F`.
+    Export {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        args: crate::exports::cli::ExportArgs,
+    },
     /// The audit trail: `audit verify`.
     Audit {
         #[command(flatten)]
@@ -106,6 +114,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Participant { database, command } => {
             crate::participant::run(&database, command).await
         }
+        Command::Export { database, args } => crate::exports::cli::run(&database, args).await,
         Command::Db { database, command } => crate::db_login::run(&database, command).await,
         Command::Audit { database, command } => {
             if admin::audit(&database, command).await? {

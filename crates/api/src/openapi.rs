@@ -6,7 +6,9 @@ use utoipa::{Modify, OpenApi};
 
 use crate::auth::{SESSION_COOKIE, check, login};
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{audit, catalog, data, enrolment, imputation, lifecycle, ops, participants};
+use crate::routes::{
+    audit, catalog, data, enrolment, exports, imputation, lifecycle, ops, participants,
+};
 
 /// The two ways to authenticate: an API token as a bearer token, or the session cookie that
 /// `POST /auth/login` sets.
@@ -40,7 +42,7 @@ impl Modify for Security {
     info(
         title = "wearhouse API",
         description = "Wearable data of clinical-trial participants: series routed to the \
-                       resolution that fits a point budget, participants, CSV export and \
+                       resolution that fits a point budget, participants, CSV and standard-format (FHIR R4, Open mHealth) exports and \
                        operations endpoints. Every route but health, readiness, this \
                        document and signing in needs a session or an API token. Errors are JSON: `{\"error\": {\"code\", \
                        \"parameter\", \"message\"}}`: 400 names the parameter at fault (a \
@@ -55,6 +57,8 @@ impl Modify for Security {
     paths(
         data::data,
         data::data_csv,
+        exports::fhir,
+        exports::omh,
         imputation::run_imputation,
         imputation::job,
         participants::list,
@@ -82,6 +86,7 @@ impl Modify for Security {
     components(schemas(ErrorBody, ErrorDetail)),
     tags(
         (name = "data", description = "Series of one metric"),
+        (name = "exports", description = "One participant's data in standard formats: FHIR R4, Open mHealth"),
         (name = "imputation", description = "Imputation jobs: queue one, follow it"),
         (name = "participants", description = "Participants: listing, adding, consent links"),
         (name = "catalog", description = "The metric catalogue"),

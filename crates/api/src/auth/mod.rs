@@ -54,7 +54,8 @@ pub enum Permission {
     ReadContactDetails,
     /// Series of their studies' participants, and imputation results.
     ReadData,
-    /// Series as CSV downloads.
+    /// Series as CSV downloads, and a participant's data in standard formats (FHIR, Open
+    /// mHealth).
     Export,
     /// Queue imputation jobs.
     RunImputation,

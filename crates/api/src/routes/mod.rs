@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod data;
 pub mod docs;
 pub mod enrolment;
+pub mod exports;
 pub mod imputation;
 pub mod lifecycle;
 pub mod ops;
@@ -156,6 +157,7 @@ impl Default for Routes {
 pub fn routes() -> Routes {
     let routes = Routes::new()
         .merge(data::routes())
+        .merge(exports::routes())
         .merge(participants::routes())
         .merge(enrolment::routes())
         .merge(lifecycle::routes())

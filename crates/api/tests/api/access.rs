@@ -43,7 +43,7 @@ fn allowed(method: &Method, route: &str) -> &'static [&'static str] {
 fn allowed_any_method(route: &str) -> &'static [&'static str] {
     match route {
         "/data" => &["admin", "researcher", "analyst"],
-        "/data.csv" => &["admin", "researcher"],
+        "/data.csv" | "/export/fhir" | "/export/omh" => &["admin", "researcher"],
         "/data/run_imputation" => &["admin", "researcher"],
         "/data/imputation_jobs/{id}" => &["admin", "researcher", "analyst"],
         "/participants" | "/participants/{id}" => ALL,

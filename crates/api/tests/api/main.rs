@@ -4,6 +4,7 @@ mod access;
 mod admin;
 mod enrolment;
 mod errors;
+mod exports;
 mod faults;
 mod hostile;
 mod idempotency;

@@ -57,6 +57,21 @@ async fn the_openapi_document_states_what_the_code_checks() {
             0
         );
     }
+    for path in ["/export/fhir", "/export/omh"] {
+        let id = parameter(&doc, "get", path, "participant_id");
+        assert_eq!(id["required"], true, "{path}: {id}");
+        assert_eq!(id["schema"]["minLength"], 1, "{path}: {id}");
+        assert_eq!(
+            id["schema"]["maxLength"],
+            ParticipantId::MAX_LEN,
+            "{path}: {id}"
+        );
+        for name in ["from", "to"] {
+            let day = parameter(&doc, "get", path, name);
+            assert_eq!(day["required"], true, "{path} {name}");
+            assert_eq!(day["schema"]["format"], "date", "{path} {name}: {day}");
+        }
+    }
     let limit = &parameter(&doc, "get", "/participants", "limit")["schema"];
     assert_eq!(limit["maximum"], participants::MAX_LIMIT);
     assert_eq!(limit["minimum"], 1);
@@ -203,6 +218,14 @@ async fn every_paced_data_read_documents_its_429() {
         (
             "/participants/{id}/export",
             "/participants/P001/export".to_owned(),
+        ),
+        (
+            "/export/fhir",
+            "/export/fhir?participant_id=P001&from=2025-06-01&to=2025-06-02".to_owned(),
+        ),
+        (
+            "/export/omh",
+            "/export/omh?participant_id=P001&from=2025-06-01&to=2025-06-02".to_owned(),
         ),
     ] {
         assert_eq!(app.get(&path).await.status(), 429, "{path}");

@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod locks;
 pub mod maintenance;
 pub mod moves;
+pub mod observations;
 pub mod participants;
 pub mod pending_refresh;
 pub mod refresh;
